@@ -63,6 +63,12 @@ export interface StageContext<P> {
   facets: Record<string, string>;
 }
 
+/** An external input; `hint` is shown when the path does not exist (e.g. an install command). */
+export interface ExternalSpec {
+  path: string;
+  hint?: string;
+}
+
 export interface StageResult {
   metrics?: Record<string, Metric>;
   /** Free-form facts recorded in the manifest (backend version, thread count...). */
@@ -78,7 +84,7 @@ export interface Stage<P = unknown> {
    * External files or folders the stage reads, by name. They are hashed by content (with a
    * stat memo) into the cache key. Paths are resolved against the experiment file's folder.
    */
-  externals?(params: P): Record<string, string>;
+  externals?(params: P): Record<string, string | ExternalSpec>;
   /**
    * Environment facts that change results (e.g. which tfjs backend `auto` resolves to).
    * Must be cheap: it runs on every invocation, cache hit or not.
@@ -92,4 +98,16 @@ export function defineStage<S extends z.ZodType>(
   stage: Stage<z.output<S>> & { params: S },
 ): Stage<z.output<S>> {
   return stage;
+}
+
+/**
+ * Throw this (or a subclass) when the stage's *input* is bad: a missing or corrupt data file,
+ * a dataset that does not fit the params. The runner reports it like a config error
+ * (exit code 2) instead of as a crash. Name the file in the message.
+ */
+export class StageInputError extends Error {
+  constructor(message: string, readonly file?: string) {
+    super(message);
+    this.name = "StageInputError";
+  }
 }

@@ -3,11 +3,11 @@
  * Paths only: the runner imports a definition when an experiment uses that kind, so an
  * experiment never pays for kinds it does not use.
  */
-export const builtinStages: Record<string, string> = {
-};
+export const builtinStages: Record<string, string> = {};
 
-/** Resolves a built-in kind to an absolute module URL, or undefined. */
-export function builtinStageUrl(kind: string): URL | undefined {
-  const rel = builtinStages[kind];
-  return rel === undefined ? undefined : new URL(rel, import.meta.url);
+/** Every built-in kind with its absolute module URL (the engine's stage catalog). */
+export function builtinCatalog(): Record<string, URL> {
+  return Object.fromEntries(
+    Object.entries(builtinStages).map(([k, rel]) => [k, new URL(rel, import.meta.url)]),
+  );
 }

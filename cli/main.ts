@@ -1,0 +1,161 @@
+/**
+ * kme-clip command line: run | status | diff | verify | gc | schema.
+ * Exit codes: 0 ok, 1 a stage failed (or verify found damage), 2 bad input, 130 interrupted.
+ */
+import { parseArgs } from "node:util";
+import { dirname, join, resolve } from "node:path";
+import { ConfigError, UsageError } from "../pipeline/errors.ts";
+import { loadExperiment } from "../pipeline/experiment_file.ts";
+import { type ResolvedStage, resolveExperiment, withUpstream } from "../pipeline/resolve.ts";
+import { Store } from "../pipeline/store.ts";
+import { ProjectResolver } from "../pipeline/fingerprint.ts";
+import { StatMemo } from "../pipeline/hash.ts";
+import { type KeyContext, planStages } from "../pipeline/plan.ts";
+import { fromFileUrl } from "../pipeline/paths.ts";
+import { sha256Hex } from "../pipeline/canonical.ts";
+import { builtinCatalog } from "../stages/registry.ts";
+
+const ROOT = dirname(dirname(fromFileUrl(import.meta.url)));
+
+const USAGE = `usage: kme <command> [options]
+
+  run EXPERIMENT.yaml [STAGE...]   run (or resume) an experiment; STAGEs limit it to those
+                                   stages and their upstream
+      --jobs N          stages to run at once (default 1)
+      --force STAGE     rerun STAGE even if cached (repeatable)
+      --dry-run         list what would run and why, run nothing
+  status EXPERIMENT.yaml           per stage: cached, would run (and why), or waits
+  diff A B                         compare two runs (experiment files or run ids)
+      --all             show unchanged rows too
+      --json | --md     machine-readable or Markdown output
+  verify [EXPERIMENT.yaml]         re-hash entries; quarantine damaged ones (they rerun)
+  gc [--keep N] [--dry-run]        delete entries not referenced by the N latest runs of
+                                   each experiment (default 5)
+  schema                           print the JSON Schema of experiment files
+
+common: --store DIR (default $KME_STORE or ./artifacts), --quiet`;
+
+async function main(argv: string[]): Promise<number> {
+  const { values: o, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      store: { type: "string" },
+      jobs: { type: "string", default: "1" },
+      force: { type: "string", multiple: true, default: [] },
+      only: { type: "string", multiple: true, default: [] },
+      "dry-run": { type: "boolean", default: false },
+      all: { type: "boolean", default: false },
+      json: { type: "boolean", default: false },
+      md: { type: "boolean", default: false },
+      keep: { type: "string", default: "5" },
+      quiet: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+  const [cmd, ...args] = positionals;
+  if (o.help || !cmd) {
+    console.log(USAGE);
+    return cmd || o.help ? 0 : 2;
+  }
+  const store = new Store(resolve(o.store ?? Deno.env.get("KME_STORE") ?? "artifacts"));
+  switch (cmd) {
+    case "run":
+    case "status": {
+      if (!args[0]) throw new UsageError(`${cmd} needs an experiment file`);
+      const jobs = Number(o.jobs);
+      if (!Number.isInteger(jobs) || jobs < 1) {
+        throw new UsageError("--jobs must be a positive integer");
+      }
+      const { runCommand, statusCommand } = await import("./run_status.ts");
+      const ctx = await prepare(args[0], [...args.slice(1), ...o.only], store);
+      if (cmd === "status") return await statusCommand(ctx, new Set(o.force));
+      return await runCommand(ctx, {
+        jobs,
+        force: new Set(o.force),
+        dryRun: o["dry-run"],
+        quiet: o.quiet,
+        argv,
+        root: ROOT,
+      });
+    }
+    case "diff": {
+      if (args.length !== 2) throw new UsageError("diff needs two experiment files or run ids");
+      const { diffCommand } = await import("./diff_command.ts");
+      return await diffCommand(store, args[0], args[1], {
+        all: o.all,
+        json: o.json,
+        md: o.md,
+      });
+    }
+    case "verify": {
+      const { verifyCommand } = await import("./maintenance.ts");
+      return await verifyCommand(store, args[0]);
+    }
+    case "gc": {
+      const keep = Number(o.keep);
+      if (!Number.isInteger(keep) || keep < 1) {
+        throw new UsageError("--keep must be a positive integer");
+      }
+      const { gcCommand } = await import("./maintenance.ts");
+      return await gcCommand(store, keep, o["dry-run"]);
+    }
+    case "schema": {
+      const { experimentJsonSchema } = await import("./schema.ts");
+      console.log(JSON.stringify(await experimentJsonSchema(), null, 2));
+      return 0;
+    }
+    default:
+      throw new UsageError(`unknown command '${cmd}'\n\n${USAGE}`);
+  }
+}
+
+export interface Prepared {
+  store: Store;
+  stages: ResolvedStage[];
+  experiment: { name: string; file: string; seed: number; sha256: Record<string, string> };
+  kc: KeyContext;
+  configPath: string;
+}
+
+/** Everything that must hold before anything is written: parse, validate, resolve. */
+async function prepare(file: string, targets: string[], store: Store): Promise<Prepared> {
+  const exp = await loadExperiment(file);
+  const res = await resolveExperiment(exp, builtinCatalog());
+  const stages = targets.length ? withUpstream(res, targets) : res.stages;
+  const sha256: Record<string, string> = {};
+  for (const s of exp.sources) sha256[s.file] = sha256Hex(await Deno.readFile(s.file));
+  return {
+    store,
+    stages,
+    experiment: { name: exp.name, file, seed: exp.seed, sha256 },
+    kc: {
+      store,
+      resolver: await ProjectResolver.load(ROOT),
+      memo: await StatMemo.load(store.memoPath),
+    },
+    configPath: join(ROOT, "deno.json"),
+  };
+}
+
+export { planStages };
+
+if (import.meta.main) {
+  let code: number;
+  try {
+    code = await main(Deno.args);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      console.error(e.toString());
+      code = 2;
+    } else if (
+      e instanceof UsageError ||
+      (e as Error)?.name === "TypeError" &&
+        /parseArgs|Unknown option|ERR_PARSE_ARGS/.test(String((e as { code?: string }).code ?? e))
+    ) {
+      console.error(`error: ${(e as Error).message}`);
+      code = 2;
+    } else throw e;
+  }
+  Deno.exit(code);
+}

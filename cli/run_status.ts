@@ -1,0 +1,120 @@
+/** `run` and `status`: the commands that work on one experiment. */
+import { relative } from "node:path";
+import { ConsoleUI } from "../pipeline/console_ui.ts";
+import { planStages } from "../pipeline/plan.ts";
+import {
+  environment,
+  latestRecord,
+  newRunId,
+  type RunRecord,
+  writeRecord,
+} from "../pipeline/records.ts";
+import { runStages } from "../pipeline/runner.ts";
+import type { KeyComponents } from "../pipeline/key.ts";
+import { fmtNum } from "../pipeline/diff.ts";
+import type { Prepared } from "./main.ts";
+
+/** Components of each stage in the latest run record that has them (for "why it reruns"). */
+async function previousComponents(p: Prepared) {
+  const rec = await latestRecord(p.store, p.experiment.name);
+  const byStage = new Map<string, KeyComponents>();
+  for (const [name, s] of Object.entries(rec?.stages ?? {})) {
+    if (s.components) byStage.set(name, s.components);
+  }
+  return (stage: string) => byStage.get(stage);
+}
+
+export async function statusCommand(p: Prepared, force: Set<string>): Promise<number> {
+  const rows = await planStages(p.stages, p.kc, force, await previousComponents(p));
+  await p.kc.memo.save().catch(() => {});
+  const w = Math.max(...rows.map((r) => r.stage.length));
+  console.log(`${p.experiment.name} (${p.experiment.file})`);
+  for (const r of rows) {
+    const name = r.stage.padEnd(w);
+    if (r.state === "cached") {
+      console.log(`  ${name}  cached   ${r.key.slice(0, 12)}`);
+    } else if (r.state === "run") {
+      console.log(`  ${name}  run      ${r.reasons[0] ?? ""}`);
+      for (const why of r.reasons.slice(1)) console.log(`  ${"".padEnd(w)}           ${why}`);
+    } else {
+      console.log(`  ${name}  waits    on ${r.upstream.join(", ")} (reruns if its output changes)`);
+    }
+  }
+  const n = rows.filter((r) => r.state !== "cached").length;
+  console.log(n ? `${n} of ${rows.length} stages would run` : "everything is cached");
+  return 0;
+}
+
+export interface RunFlags {
+  jobs: number;
+  force: Set<string>;
+  dryRun: boolean;
+  quiet: boolean;
+  argv: string[];
+  root: string;
+}
+
+export async function runCommand(p: Prepared, f: RunFlags): Promise<number> {
+  if (f.dryRun) {
+    console.log("dry run: nothing is executed");
+    return await statusCommand(p, f.force);
+  }
+  await p.store.ensureLayout();
+  const ui = new ConsoleUI(f.quiet);
+  const started = new Date();
+  const out = await runStages(p.stages, p.kc, {
+    jobs: f.jobs,
+    force: f.force,
+    ui,
+    configPath: p.configPath,
+  });
+  const finished = new Date();
+  const rec: RunRecord = {
+    format: "kme-run/1",
+    id: newRunId(started),
+    experiment: { name: p.experiment.name, file: p.experiment.file, sha256: p.experiment.sha256 },
+    status: out.status,
+    started: started.toISOString(),
+    finished: finished.toISOString(),
+    seconds: (finished.getTime() - started.getTime()) / 1000,
+    argv: f.argv,
+    seed: p.experiment.seed,
+    env: await environment(f.root),
+    stages: out.stages,
+  };
+  const path = await writeRecord(p.store, rec);
+  if (!f.quiet) console.log(summary(rec));
+  const shown = relative(Deno.cwd(), path);
+  if (out.failure) {
+    console.error(
+      `error: stage '${out.failure.stage}' failed: ${out.failure.message}` +
+        (out.failure.log ? `\n  log: ${out.failure.log}` : "") +
+        `\n  earlier stages' results are kept; fix and rerun to resume`,
+    );
+  }
+  if (out.status === "interrupted") {
+    console.error("interrupted: rerun the same command to resume");
+  }
+  console.log(`run record: ${shown}`);
+  return out.exitCode;
+}
+
+/** The end-of-run table: stage, outcome, time, a few metrics. */
+export function summary(rec: RunRecord): string {
+  const rows = Object.entries(rec.stages).map(([name, s]) => {
+    const metrics = Object.entries(s.metrics ?? {})
+      .filter(([, v]) => typeof v === "number")
+      .slice(0, 6)
+      .map(([k, v]) => `${k}=${fmtNum(v as number)}`)
+      .join(" ");
+    const time = s.outcome === "ran" ? `${s.seconds.toFixed(1)}s` : "";
+    return [name, s.outcome, time, metrics];
+  });
+  const w = [0, 1, 2].map((i) => Math.max(...rows.map((r) => r[i].length)));
+  const ran = Object.values(rec.stages).filter((s) => s.outcome === "ran").length;
+  return [
+    ...rows.map((r) => "  " + r.map((c, i) => (i < 3 ? c.padEnd(w[i]) : c)).join("  ").trimEnd()),
+    `${rec.status}: ${ran} ran, ${Object.keys(rec.stages).length - ran} not run or cached, ` +
+    `${rec.seconds.toFixed(2)} s`,
+  ].join("\n");
+}

@@ -1,0 +1,54 @@
+/**
+ * Worker entry point: runs a single stage by key. The runner starts one per stage that must
+ * run, writes the job as the first line of stdin and keeps stdin open; end of stdin means the
+ * runner died (even by SIGKILL), so the worker stops too instead of running on orphaned.
+ * Events go to stdout as JSON lines. Exit codes: 0 ok, 1 stage failed, 2 bad input,
+ * 130 interrupted.
+ */
+import { executeJob } from "../pipeline/execute.ts";
+import { InterruptedError } from "../pipeline/errors.ts";
+import type { Job, WorkerEvent } from "../pipeline/job.ts";
+
+const enc = new TextEncoder();
+const emit = (e: WorkerEvent) => Deno.stdout.writeSync(enc.encode(JSON.stringify(e) + "\n"));
+
+const abort = new AbortController();
+const stopSoon = (why: string) => {
+  if (!abort.signal.aborted) abort.abort(new InterruptedError(why));
+  // A stage gets a grace period to checkpoint; then the worker goes regardless.
+  setTimeout(() => Deno.exit(130), 30_000);
+};
+for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(sig, () => stopSoon(sig));
+
+const reader = Deno.stdin.readable.getReader();
+let buffered = "";
+const dec = new TextDecoder();
+while (!buffered.includes("\n")) {
+  const { value, done } = await reader.read();
+  if (done) Deno.exit(130);
+  buffered += dec.decode(value, { stream: true });
+}
+const job: Job = JSON.parse(buffered.slice(0, buffered.indexOf("\n")));
+(async () => {
+  while (!(await reader.read()).done) { /* the runner never writes more */ }
+  stopSoon("the runner exited");
+})();
+
+try {
+  const r = await executeJob(job, emit, abort.signal);
+  emit({ t: "done", ...r });
+  Deno.exit(0);
+} catch (e) {
+  const err = e as Error & { exitCode?: number; file?: string };
+  const interrupted = e instanceof InterruptedError || abort.signal.aborted;
+  const inputError = err?.name === "StageInputError" || err?.exitCode === 2 ||
+    (err?.constructor as { name?: string })?.name === "DataError";
+  const exit = interrupted ? 130 : inputError ? 2 : 1;
+  const detail = interrupted || inputError ? err.message : (err?.stack ?? String(e));
+  const logPath = `${job.storeRoot}/scratch/${job.key}/log.txt`;
+  try {
+    await Deno.writeTextFile(logPath, `${detail}\n`, { append: true });
+  } catch { /* scratch may not exist if we failed before creating it */ }
+  emit({ t: "error", exit, message: interrupted ? "interrupted" : err.message, logPath });
+  Deno.exit(exit);
+}

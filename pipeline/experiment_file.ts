@@ -1,0 +1,259 @@
+/**
+ * Reading experiment files: YAML -> structural validation -> `extends:` merging, keeping for
+ * every value the file it came from so later errors still point at file:line:col.
+ */
+import { dirname, relative, resolve } from "node:path";
+import { z } from "zod";
+import { ConfigError, type SourcePos } from "./errors.ts";
+import { didYouMean } from "./suggest.ts";
+import { type PathSeg, YamlSource } from "./yaml_source.ts";
+
+export const NAME_RE = /^[A-Za-z][A-Za-z0-9_.-]*$/;
+
+const stageEntrySchema = z.strictObject({
+  kind: z.string().min(1).optional().describe(
+    "Built-in stage kind (e.g. 'pretrain') or a path to a module that default-exports a Stage",
+  ),
+  description: z.string().optional(),
+  params: z.record(z.string(), z.unknown()).optional().describe("Parameters of the stage kind"),
+  inputs: z.record(z.string(), z.string()).optional().describe(
+    "Named inputs of the kind, each bound to the name of an upstream stage",
+  ),
+  seed: z.int().min(0).optional().describe("Overrides the experiment's seed for this stage"),
+});
+
+/** The shape of one experiment file, before merging. */
+export const experimentFileSchema = z.strictObject({
+  name: z.string().regex(NAME_RE, "letters, digits, '_', '-' or '.', starting with a letter")
+    .optional().describe("Experiment name (default: the file name); run records go under it"),
+  description: z.string().optional(),
+  extends: z.union([z.string(), z.array(z.string())]).optional().describe(
+    "Experiment file(s) this one builds on, relative to this file; later files override",
+  ),
+  seed: z.int().min(0).optional().describe("Seed of every stage unless a stage sets its own"),
+  defaults: z.record(z.string(), z.record(z.string(), z.unknown())).optional().describe(
+    "Param defaults: 'all' applies to every stage that has the param, '<kind>' to that kind",
+  ),
+  stages: z.record(
+    z.string().regex(NAME_RE, "letters, digits, '_', '-' or '.', starting with a letter"),
+    stageEntrySchema.nullable(),
+  ).optional().describe("The stages, by name; null removes a stage inherited via extends"),
+});
+
+export type ExperimentFile = z.infer<typeof experimentFileSchema>;
+type StageEntry = z.infer<typeof stageEntrySchema>;
+
+export interface MergedStage {
+  kind: string;
+  description?: string;
+  params: Record<string, unknown>;
+  inputs: Record<string, string>;
+  seed?: number;
+}
+
+/** An experiment after `extends:` merging; `locate` maps any value path back to its file. */
+export class MergedExperiment {
+  constructor(
+    readonly file: string,
+    readonly name: string,
+    readonly description: string | undefined,
+    readonly seed: number,
+    readonly defaults: Record<string, Record<string, unknown>>,
+    readonly stages: Record<string, MergedStage>,
+    /** Every file read, the experiment's own first. */
+    readonly sources: YamlSource[],
+    private readonly origins: Map<string, YamlSource>,
+  ) {}
+
+  /** The file that last set `path` (or its nearest parent). */
+  sourceOf(path: PathSeg[]): YamlSource {
+    for (let i = path.length; i >= 0; i--) {
+      const s = this.origins.get(pathKey(path.slice(0, i)));
+      if (s) return s;
+    }
+    return this.sources[0];
+  }
+
+  locate(path: PathSeg[], opts: { key?: boolean } = {}): SourcePos {
+    return this.sourceOf(path).locate(path, opts);
+  }
+
+  error(path: PathSeg[], message: string, opts: { key?: boolean } = {}): ConfigError {
+    return new ConfigError(message, this.locate(path, opts));
+  }
+}
+
+const pathKey = (p: PathSeg[]) => JSON.stringify(p);
+
+/** Loads an experiment file and everything it extends. Throws ConfigError. */
+export async function loadExperiment(file: string): Promise<MergedExperiment> {
+  const abs = resolve(file);
+  const origins = new Map<string, YamlSource>();
+  const sources: YamlSource[] = [];
+  const merged = await loadRec(abs, [], origins, sources, file);
+  const own = sources.find((s) => s.file === file)!;
+  const ownValue = own.value as ExperimentFile;
+  const name = ownValue.name ?? defaultName(abs);
+  if (!NAME_RE.test(name)) {
+    throw new ConfigError(
+      `experiment name '${name}' (from the file name) is not valid: set 'name:'`,
+      own.locate([]),
+    );
+  }
+  const stages: Record<string, MergedStage> = {};
+  for (const [sname, entry] of Object.entries(merged.stages ?? {})) {
+    if (entry === null || entry === undefined) continue;
+    if (!entry.kind) {
+      throw new ConfigError(
+        `stage '${sname}' has no 'kind' (here or in a file it extends)`,
+        (origins.get(pathKey(["stages", sname])) ?? own).locate(["stages", sname]),
+      );
+    }
+    stages[sname] = {
+      kind: entry.kind,
+      description: entry.description,
+      params: (entry.params ?? {}) as Record<string, unknown>,
+      inputs: entry.inputs ?? {},
+      seed: entry.seed,
+    };
+  }
+  return new MergedExperiment(
+    file,
+    name,
+    merged.description,
+    merged.seed ?? 0,
+    (merged.defaults ?? {}) as Record<string, Record<string, unknown>>,
+    stages,
+    [own, ...sources.filter((s) => s !== own)],
+    origins,
+  );
+}
+
+function defaultName(abs: string): string {
+  return abs.split(/[\\/]/).pop()!.replace(/\.ya?ml$/i, "");
+}
+
+async function loadRec(
+  abs: string,
+  chain: string[],
+  origins: Map<string, YamlSource>,
+  sources: YamlSource[],
+  displayName: string,
+): Promise<ExperimentFile> {
+  const src = await YamlSource.read(displayName);
+  sources.push(src);
+  const value = src.value ?? {};
+  if (typeof value !== "object" || Array.isArray(value)) {
+    throw new ConfigError("an experiment file must be a mapping (name:, stages:, ...)", {
+      file: displayName,
+      line: 1,
+      col: 1,
+    });
+  }
+  const parsed = experimentFileSchema.safeParse(value);
+  if (!parsed.success) throw zodToConfigError(parsed.error, src, "");
+  const data = parsed.data;
+
+  let base: ExperimentFile = {};
+  const parents = data.extends === undefined
+    ? []
+    : Array.isArray(data.extends)
+    ? data.extends
+    : [data.extends];
+  for (let i = 0; i < parents.length; i++) {
+    const rel = parents[i];
+    const parentAbs = resolve(dirname(abs), rel);
+    const at = src.locate(Array.isArray(data.extends) ? ["extends", i] : ["extends"]);
+    if (parentAbs === abs || chain.includes(parentAbs)) {
+      const cycle = [...chain, abs, parentAbs].map((p) => p.split(/[\\/]/).pop()).join(" -> ");
+      throw new ConfigError(`'extends' forms a cycle: ${cycle}`, at);
+    }
+    try {
+      await Deno.stat(parentAbs);
+    } catch {
+      throw new ConfigError(`extended file '${rel}' does not exist (looked at ${parentAbs})`, at);
+    }
+    const parentDisplay = relative(Deno.cwd(), parentAbs) || parentAbs;
+    const parent = await loadRec(parentAbs, [...chain, abs], origins, sources, parentDisplay);
+    base = mergeInto(base, parent, [], undefined, origins) as ExperimentFile;
+  }
+  const own = { ...data };
+  delete own.extends;
+  return mergeInto(base, own, [], src, origins) as ExperimentFile;
+}
+
+/**
+ * Deep merge of plain mappings: `over` wins, arrays and scalars replace, null deletes.
+ * Records `src` as the origin of every path `over` sets.
+ */
+function mergeInto(
+  base: unknown,
+  over: unknown,
+  path: PathSeg[],
+  src: YamlSource | undefined,
+  origins: Map<string, YamlSource>,
+): unknown {
+  if (src) origins.set(pathKey(path), src);
+  if (!isPlain(over) || !isPlain(base)) {
+    if (isPlain(over) && src) recordAll(over, path, src, origins);
+    return over;
+  }
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    if (v === null && path.length <= 1 && path[0] === "stages") {
+      delete out[k];
+      if (src) origins.set(pathKey([...path, k]), src);
+    } else out[k] = mergeInto(base[k], v, [...path, k], src, origins);
+  }
+  return out;
+}
+
+function recordAll(
+  v: Record<string, unknown>,
+  path: PathSeg[],
+  src: YamlSource,
+  origins: Map<string, YamlSource>,
+) {
+  for (const [k, x] of Object.entries(v)) {
+    origins.set(pathKey([...path, k]), src);
+    if (isPlain(x)) recordAll(x, [...path, k], src, origins);
+  }
+}
+
+function isPlain(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === "object" && !Array.isArray(v);
+}
+
+/** Turns the first zod issue into a ConfigError at the offending node. */
+export function zodToConfigError(
+  error: z.ZodError,
+  where: { locate(path: PathSeg[], opts?: { key?: boolean }): SourcePos },
+  label: string,
+  prefix: PathSeg[] = [],
+  knownKeys?: (path: PathSeg[]) => string[],
+): ConfigError {
+  const issue = error.issues[0];
+  const path = [...prefix, ...(issue.path as PathSeg[])];
+  const shown = label + (issue.path.length ? (label ? "." : "") + issue.path.join(".") : "");
+  if (issue.code === "unrecognized_keys") {
+    const key = issue.keys[0];
+    const known = knownKeys?.(path) ?? keysOf(issue);
+    return new ConfigError(
+      `unknown key '${key}'${shown ? ` in ${shown}` : ""}${didYouMean(key, known)}`,
+      where.locate([...path, key], { key: true }),
+    );
+  }
+  const missing = issue.code === "invalid_type" && issue.input === undefined;
+  const msg = missing
+    ? `${shown} is required (${issue.message.replace(/^Invalid input: /, "")})`
+    : `${shown ? shown + ": " : ""}${issue.message.replace(/^Invalid input: /, "")}`;
+  return new ConfigError(msg, where.locate(path, { key: missing }));
+}
+
+function keysOf(issue: { path: PropertyKey[] }): string[] {
+  return issue.path.length === 0
+    ? Object.keys(experimentFileSchema.shape)
+    : Object.keys(stageEntrySchema.shape);
+}
+
+export type { StageEntry };

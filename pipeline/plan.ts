@@ -1,0 +1,84 @@
+/**
+ * Cache keys and what would run. A stage's key is known once every upstream entry exists
+ * (the key hashes the upstream *output digests*); until then it "waits on" that upstream.
+ */
+import { explainChange, type KeyComponents, keyOf } from "./key.ts";
+import type { ProjectResolver } from "./fingerprint.ts";
+import type { StatMemo } from "./hash.ts";
+import type { ResolvedStage } from "./resolve.ts";
+import type { Manifest, Store } from "./store.ts";
+
+export interface KeyContext {
+  store: Store;
+  resolver: ProjectResolver;
+  memo: StatMemo;
+}
+
+/** Components of `stage`'s key, given the manifests of its upstream entries. */
+export async function componentsOf(
+  stage: ResolvedStage,
+  upstream: Map<string, Manifest>,
+  kc: KeyContext,
+): Promise<KeyComponents> {
+  stage.code ??= await kc.resolver.fingerprint(stage.modulePath);
+  const inputs: Record<string, string> = {};
+  for (const [name, up] of Object.entries(stage.inputs)) inputs[name] = upstream.get(up)!.digest;
+  const externals: Record<string, string> = {};
+  for (const [name, path] of Object.entries(stage.externals)) {
+    externals[name] = await kc.memo.hashPath(path);
+  }
+  return {
+    kind: stage.kind,
+    code: stage.code,
+    params: stage.params,
+    inputs,
+    externals,
+    facets: stage.facets,
+    seed: stage.seed,
+  };
+}
+
+export type PlanRow =
+  | { stage: string; state: "cached"; key: string; manifest: Manifest }
+  | { stage: string; state: "run"; key: string; reasons: string[] }
+  | { stage: string; state: "waits"; upstream: string[] };
+
+/**
+ * What `run` would do now. `previous` gives the components a stage had in the last recorded
+ * run, to say which component changed.
+ */
+export async function planStages(
+  stages: ResolvedStage[],
+  kc: KeyContext,
+  force: Set<string>,
+  previous: (stage: string) => KeyComponents | undefined,
+): Promise<PlanRow[]> {
+  const rows: PlanRow[] = [];
+  const manifests = new Map<string, Manifest>();
+  const pending = new Set<string>();
+  for (const s of stages) {
+    const blocked = Object.values(s.inputs).filter((u) => pending.has(u));
+    if (blocked.length) {
+      pending.add(s.name);
+      rows.push({ stage: s.name, state: "waits", upstream: [...new Set(blocked)] });
+      continue;
+    }
+    const c = await componentsOf(s, manifests, kc);
+    const key = keyOf(c);
+    const m = force.has(s.name) ? undefined : await kc.store.readManifest(key);
+    if (m) {
+      manifests.set(s.name, m);
+      rows.push({ stage: s.name, state: "cached", key, manifest: m });
+      continue;
+    }
+    pending.add(s.name);
+    const prev = previous(s.name);
+    let reasons: string[];
+    if (force.has(s.name)) reasons = ["forced (--force)"];
+    else if (!prev) reasons = ["never run"];
+    else if (keyOf(prev) === key) reasons = ["its entry is missing from the store (gc, verify)"];
+    else reasons = explainChange(prev, c);
+    rows.push({ stage: s.name, state: "run", key, reasons });
+  }
+  return rows;
+}

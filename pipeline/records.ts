@@ -1,0 +1,164 @@
+/** Run records: one JSON file per run of an experiment, under runs/<experiment>/<id>.json. */
+import { join } from "node:path";
+import { arch, hostname, platform } from "node:os";
+import { UsageError } from "./errors.ts";
+import type { KeyComponents } from "./key.ts";
+import type { Metric } from "./stage.ts";
+import type { Store } from "./store.ts";
+
+export type Outcome = "ran" | "cached" | "reused" | "failed" | "interrupted" | "not-run";
+
+export interface StageRecord {
+  kind: string;
+  key?: string;
+  outcome: Outcome;
+  /** Wall time in this run (0 for cache hits). */
+  seconds: number;
+  /** Wall time of the run that produced the entry. */
+  computeSeconds?: number;
+  params: Record<string, unknown>;
+  inputs: Record<string, string>;
+  seed: number;
+  facets: Record<string, string>;
+  metrics?: Record<string, Metric>;
+  info?: Record<string, unknown>;
+  components?: KeyComponents;
+  host?: string;
+  error?: string;
+  log?: string;
+}
+
+export interface RunRecord {
+  format: "kme-run/1";
+  id: string;
+  experiment: { name: string; file: string; sha256: Record<string, string> };
+  status: "ok" | "failed" | "interrupted";
+  started: string;
+  finished: string;
+  seconds: number;
+  argv: string[];
+  seed: number;
+  env: Record<string, unknown>;
+  stages: Record<string, StageRecord>;
+}
+
+export function newRunId(now = new Date()): string {
+  const ts = now.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+  return `${ts}-${crypto.randomUUID().slice(0, 6)}`;
+}
+
+export async function writeRecord(store: Store, rec: RunRecord): Promise<string> {
+  const dir = store.runsDir(rec.experiment.name);
+  await Deno.mkdir(dir, { recursive: true });
+  const path = join(dir, `${rec.id}.json`);
+  const tmp = `${path}.tmp`;
+  await Deno.writeTextFile(tmp, JSON.stringify(rec, null, 1));
+  await Deno.rename(tmp, path);
+  return path;
+}
+
+/** Record ids of an experiment, oldest first (ids sort by time). */
+export async function listRecordIds(store: Store, experiment: string): Promise<string[]> {
+  const ids: string[] = [];
+  try {
+    for await (const e of Deno.readDir(store.runsDir(experiment))) {
+      if (e.isFile && e.name.endsWith(".json")) ids.push(e.name.slice(0, -5));
+    }
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  return ids.sort();
+}
+
+export async function readRecord(store: Store, experiment: string, id: string): Promise<RunRecord> {
+  return JSON.parse(await Deno.readTextFile(join(store.runsDir(experiment), `${id}.json`)));
+}
+
+export async function latestRecord(
+  store: Store,
+  experiment: string,
+  filter: (r: RunRecord) => boolean = () => true,
+): Promise<RunRecord | undefined> {
+  const ids = await listRecordIds(store, experiment);
+  for (let i = ids.length - 1; i >= 0; i--) {
+    const r = await readRecord(store, experiment, ids[i]);
+    if (filter(r)) return r;
+  }
+  return undefined;
+}
+
+/** Every (experiment, id) in the store, oldest first within each experiment. */
+export async function allRecordIds(store: Store): Promise<{ experiment: string; id: string }[]> {
+  const out: { experiment: string; id: string }[] = [];
+  try {
+    for await (const e of Deno.readDir(store.runsDir())) {
+      if (!e.isDirectory) continue;
+      for (const id of await listRecordIds(store, e.name)) out.push({ experiment: e.name, id });
+    }
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  return out;
+}
+
+/** Finds a record by "<experiment>/<id>", "<id>" or a unique id prefix. */
+export async function findRecord(store: Store, ref: string): Promise<RunRecord> {
+  const [exp, id] = ref.includes("/") ? ref.split("/", 2) : [undefined, ref];
+  const all = (await allRecordIds(store)).filter((r) =>
+    (exp === undefined || r.experiment === exp) && r.id.startsWith(id)
+  );
+  if (all.length === 0) throw new UsageError(`no run record '${ref}' in ${store.runsDir()}`);
+  if (
+    all.length > 1 && !all.every((r) => r.id === all[0].id && r.experiment === all[0].experiment)
+  ) {
+    throw new UsageError(
+      `run id '${ref}' is ambiguous: ${
+        all.slice(0, 5).map((r) => `${r.experiment}/${r.id}`).join(", ")
+      }`,
+    );
+  }
+  return readRecord(store, all[0].experiment, all[0].id);
+}
+
+let envCache: Record<string, unknown> | undefined;
+
+/** Deno, OS, host, git commit and locked direct npm packages: facts every record carries. */
+export async function environment(root: string): Promise<Record<string, unknown>> {
+  if (envCache) return envCache;
+  let git: Record<string, unknown> | null = null;
+  try {
+    const out = await new Deno.Command("git", {
+      args: ["-C", root, "rev-parse", "HEAD"],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    if (out.success) {
+      const dirty = await new Deno.Command("git", {
+        args: ["-C", root, "status", "--porcelain", "--untracked-files=no"],
+        stdout: "piped",
+        stderr: "null",
+      }).output();
+      git = {
+        commit: new TextDecoder().decode(out.stdout).trim(),
+        dirty: new TextDecoder().decode(dirty.stdout).trim().length > 0,
+      };
+    }
+  } catch { /* no git: fine */ }
+  let packages: Record<string, string> = {};
+  try {
+    const lock = JSON.parse(await Deno.readTextFile(join(root, "deno.lock")));
+    packages = Object.fromEntries(
+      Object.entries(lock.specifiers ?? {}).map(([k, v]) => [k.replace(/^npm:/, ""), String(v)]),
+    );
+  } catch { /* no lockfile */ }
+  envCache = {
+    deno: Deno.version.deno,
+    v8: Deno.version.v8,
+    typescript: Deno.version.typescript,
+    os: `${platform()} ${arch()}`,
+    host: hostname(),
+    git,
+    packages,
+  };
+  return envCache;
+}

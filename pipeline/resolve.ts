@@ -1,0 +1,297 @@
+/**
+ * From a merged experiment to validated, ordered stages: stage kinds loaded, params checked
+ * against each kind's schema (defaults applied), inputs bound, cycles rejected. Every problem
+ * is a ConfigError at the file, line and column responsible.
+ */
+import { dirname, resolve as resolvePath } from "node:path";
+import { z } from "zod";
+import { ConfigError } from "./errors.ts";
+import { type MergedExperiment, zodToConfigError } from "./experiment_file.ts";
+import type { CodeFingerprint } from "./fingerprint.ts";
+import { fromFileUrl, toFileUrl } from "./paths.ts";
+import type { Stage } from "./stage.ts";
+import { didYouMean } from "./suggest.ts";
+
+export interface ResolvedStage {
+  name: string;
+  kind: string;
+  /** Absolute path of the module that default-exports the Stage. */
+  modulePath: string;
+  def: Stage<unknown>;
+  params: Record<string, unknown>;
+  /** Input name -> upstream stage name. */
+  inputs: Record<string, string>;
+  seed: number;
+  externals: Record<string, string>;
+  facets: Record<string, string>;
+  code?: CodeFingerprint;
+}
+
+export interface ResolvedExperiment {
+  exp: MergedExperiment;
+  /** In a topological order (inputs before the stages that use them). */
+  stages: ResolvedStage[];
+  byName: Map<string, ResolvedStage>;
+}
+
+/** Built-in stage kinds -> module URL. Supplied by the CLI so the engine knows no stage. */
+export type StageCatalog = Record<string, URL>;
+
+const defCache = new Map<string, Stage<unknown>>();
+
+/** Imports the stage definition behind `kind`, as set in its stage entry. */
+async function loadDefinition(
+  kind: string,
+  exp: MergedExperiment,
+  stageName: string,
+  catalog: StageCatalog,
+): Promise<{ def: Stage<unknown>; modulePath: string }> {
+  const at = () => exp.locate(["stages", stageName, "kind"]);
+  let url: URL | undefined = catalog[kind];
+  if (!url) {
+    if (!/^(\.\.?\/|\/)|\.(ts|js|mts|mjs)$/.test(kind)) {
+      throw new ConfigError(
+        `unknown stage kind '${kind}'${didYouMean(kind, Object.keys(catalog))}; ` +
+          `known kinds: ${Object.keys(catalog).sort().join(", ") || "(none)"}`,
+        at(),
+      );
+    }
+    const file = exp.sourceOf(["stages", stageName, "kind"]).file;
+    url = toFileUrl(resolvePath(dirname(resolvePath(file)), kind));
+  }
+  const modulePath = fromFileUrl(url);
+  let def = defCache.get(modulePath);
+  if (!def) {
+    try {
+      await Deno.stat(modulePath);
+    } catch {
+      throw new ConfigError(`stage module '${kind}' not found (looked at ${modulePath})`, at());
+    }
+    let mod: { default?: Stage<unknown> };
+    try {
+      mod = await import(url.href);
+    } catch (e) {
+      throw new ConfigError(`stage module '${kind}' failed to load: ${(e as Error).message}`, at());
+    }
+    const d = mod.default;
+    if (!d || typeof d.run !== "function" || !d.params || typeof d.inputs !== "object") {
+      throw new ConfigError(
+        `stage module '${kind}' must default-export a Stage (kind, params, inputs, run)`,
+        at(),
+      );
+    }
+    def = d;
+    defCache.set(modulePath, def);
+  }
+  return { def, modulePath };
+}
+
+/** The top-level param names of a stage kind, when its schema is an object. */
+function paramNames(def: Stage<unknown>): string[] | undefined {
+  const s = def.params as unknown as { shape?: Record<string, unknown> };
+  return s instanceof z.ZodObject && s.shape ? Object.keys(s.shape) : undefined;
+}
+
+export async function resolveExperiment(
+  exp: MergedExperiment,
+  catalog: StageCatalog,
+): Promise<ResolvedExperiment> {
+  const names = Object.keys(exp.stages);
+  if (names.length === 0) {
+    throw new ConfigError("the experiment has no stages", exp.locate(["stages"]));
+  }
+  const loaded = new Map<string, { def: Stage<unknown>; modulePath: string }>();
+  for (const name of names) {
+    loaded.set(name, await loadDefinition(exp.stages[name].kind, exp, name, catalog));
+  }
+
+  // defaults: 'all' and per-kind sections must each be usable somewhere.
+  const kindsUsed = new Set(names.map((n) => exp.stages[n].kind));
+  for (const [section, values] of Object.entries(exp.defaults)) {
+    if (section !== "all" && !kindsUsed.has(section)) {
+      throw exp.error(
+        ["defaults", section],
+        `defaults for kind '${section}', which no stage uses${
+          didYouMean(section, [...kindsUsed, "all"])
+        }`,
+        { key: true },
+      );
+    }
+    if (section === "all") {
+      for (const p of Object.keys(values)) {
+        const anyone = names.some((n) => paramNames(loaded.get(n)!.def)?.includes(p) ?? true);
+        if (!anyone) {
+          const all = new Set(names.flatMap((n) => paramNames(loaded.get(n)!.def) ?? []));
+          throw exp.error(
+            ["defaults", "all", p],
+            `default param '${p}' is not a param of any stage${didYouMean(p, all)}`,
+            { key: true },
+          );
+        }
+      }
+    }
+  }
+
+  const stages = new Map<string, ResolvedStage>();
+  for (const name of names) {
+    const entry = exp.stages[name];
+    const { def, modulePath } = loaded.get(name)!;
+    const known = paramNames(def);
+    const fromAll = Object.fromEntries(
+      Object.entries(exp.defaults.all ?? {}).filter(([k]) => known?.includes(k) ?? false),
+    );
+    const fromKind = exp.defaults[entry.kind] ?? {};
+    if (known) {
+      for (
+        const [where, obj] of [
+          [["defaults", entry.kind], fromKind],
+          [["stages", name, "params"], entry.params],
+        ] as const
+      ) {
+        for (const k of Object.keys(obj)) {
+          if (!known.includes(k)) {
+            throw exp.error(
+              [...where, k],
+              `unknown param '${k}' for kind '${entry.kind}'${didYouMean(k, known)}; ` +
+                `its params: ${known.join(", ")}`,
+              { key: true },
+            );
+          }
+        }
+      }
+    }
+    const raw = deepMerge(deepMerge(fromAll, fromKind), entry.params);
+    const parsed = def.params.safeParse(raw);
+    if (!parsed.success) {
+      const first = String(parsed.error.issues[0]?.path[0] ?? "");
+      const prefix = first in entry.params
+        ? ["stages", name, "params"]
+        : first in fromKind
+        ? ["defaults", entry.kind]
+        : first in fromAll
+        ? ["defaults", "all"]
+        : ["stages", name, "params"];
+      throw zodToConfigError(parsed.error, exp, `stages.${name}.params`, prefix, () => []);
+    }
+    const params = parsed.data as Record<string, unknown>;
+
+    const inputs: Record<string, string> = {};
+    for (const [inName, upstream] of Object.entries(entry.inputs)) {
+      if (!(inName in def.inputs)) {
+        const spec = Object.keys(def.inputs);
+        throw exp.error(
+          ["stages", name, "inputs", inName],
+          `stage kind '${entry.kind}' has no input '${inName}'${didYouMean(inName, spec)}; ` +
+            `its inputs: ${spec.join(", ") || "(none)"}`,
+          { key: true },
+        );
+      }
+      if (!(upstream in exp.stages)) {
+        throw exp.error(
+          ["stages", name, "inputs", inName],
+          `input '${inName}' refers to stage '${upstream}', which does not exist${
+            didYouMean(upstream, names)
+          }`,
+        );
+      }
+      inputs[inName] = upstream;
+    }
+    for (const [inName, spec] of Object.entries(def.inputs)) {
+      if (!spec.optional && !(inName in inputs)) {
+        throw exp.error(
+          ["stages", name, "kind"],
+          `stage '${name}' (kind '${entry.kind}') needs input '${inName}' (${spec.description}): ` +
+            `add 'inputs: { ${inName}: <stage name> }'`,
+        );
+      }
+    }
+
+    const base = dirname(resolvePath(exp.file));
+    const externals: Record<string, string> = {};
+    for (const [ename, spec] of Object.entries(def.externals?.(params) ?? {})) {
+      const { path, hint } = typeof spec === "string" ? { path: spec, hint: undefined } : spec;
+      const abs = resolvePath(base, path);
+      try {
+        await Deno.stat(abs);
+      } catch {
+        throw exp.error(
+          ["stages", name, "params"],
+          `stage '${name}': ${ename} '${abs}' does not exist${hint ? `; ${hint}` : ""}`,
+        );
+      }
+      externals[ename] = abs;
+    }
+    const facets = (await def.facets?.(params)) ?? {};
+    stages.set(name, {
+      name,
+      kind: entry.kind,
+      modulePath,
+      def,
+      params,
+      inputs,
+      seed: entry.seed ?? exp.seed,
+      externals,
+      facets,
+    });
+  }
+  const order = topoOrder(exp, stages);
+  return { exp, stages: order.map((n) => stages.get(n)!), byName: stages };
+}
+
+/** Depth-first topological order; a cycle is reported with its full path. */
+function topoOrder(exp: MergedExperiment, stages: Map<string, ResolvedStage>): string[] {
+  const state = new Map<string, "visiting" | "done">();
+  const order: string[] = [];
+  const visit = (name: string, path: string[]) => {
+    const s = state.get(name);
+    if (s === "done") return;
+    if (s === "visiting") {
+      const cycle = [...path.slice(path.indexOf(name)), name];
+      throw exp.error(
+        ["stages", name, "inputs"],
+        `the stages form a cycle: ${cycle.join(" -> ")}`,
+      );
+    }
+    state.set(name, "visiting");
+    for (const up of Object.values(stages.get(name)!.inputs)) visit(up, [...path, name]);
+    state.set(name, "done");
+    order.push(name);
+  };
+  for (const name of stages.keys()) visit(name, []);
+  return order;
+}
+
+/** The stages needed for `targets` (each with its upstream), in order. */
+export function withUpstream(res: ResolvedExperiment, targets: string[]): ResolvedStage[] {
+  const need = new Set<string>();
+  const add = (n: string) => {
+    if (need.has(n)) return;
+    need.add(n);
+    for (const up of Object.values(res.byName.get(n)!.inputs)) add(up);
+  };
+  for (const t of targets) {
+    if (!res.byName.has(t)) {
+      throw new ConfigError(
+        `no stage named '${t}' in ${res.exp.file}${didYouMean(t, res.byName.keys())}`,
+      );
+    }
+    add(t);
+  }
+  return res.stages.filter((s) => need.has(s.name));
+}
+
+function deepMerge(
+  a: Record<string, unknown>,
+  b: Record<string, unknown>,
+): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    const x = out[k];
+    out[k] = isPlain(x) && isPlain(v) ? deepMerge(x, v) : v;
+  }
+  return out;
+}
+
+function isPlain(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === "object" && !Array.isArray(v);
+}

@@ -1,0 +1,261 @@
+/**
+ * Runs an experiment: walks the stages in dependency order, reuses entries whose key is in
+ * the store, and starts a worker process for each stage that must run (up to `jobs` at once).
+ * The runner itself never imports a stage's heavy code: cache hits cost a key computation.
+ */
+import { fromFileUrl } from "./paths.ts";
+import { InterruptedError } from "./errors.ts";
+import type { Job, WorkerEvent } from "./job.ts";
+import { type KeyComponents, keyOf } from "./key.ts";
+import { componentsOf, type KeyContext } from "./plan.ts";
+import type { ResolvedStage } from "./resolve.ts";
+import type { Outcome, StageRecord } from "./records.ts";
+import type { Manifest } from "./store.ts";
+import type { ConsoleUI } from "./console_ui.ts";
+
+export interface RunOptions {
+  jobs: number;
+  force: Set<string>;
+  ui: ConsoleUI;
+  /** Deno config for workers (the project's deno.json). */
+  configPath: string;
+}
+
+export interface RunOutcome {
+  stages: Record<string, StageRecord>;
+  status: "ok" | "failed" | "interrupted";
+  /** 0 ok, 1 stage failed, 2 bad stage input, 130 interrupted. */
+  exitCode: number;
+  failure?: { stage: string; message: string; log?: string };
+}
+
+const WORKER = fromFileUrl(new URL("../cli/worker.ts", import.meta.url));
+
+export async function runStages(
+  stages: ResolvedStage[],
+  kc: KeyContext,
+  opts: RunOptions,
+): Promise<RunOutcome> {
+  const ui = opts.ui;
+  const records: Record<string, StageRecord> = {};
+  const manifests = new Map<string, Manifest>();
+  const done = new Set<string>();
+  const running = new Map<string, Promise<void>>();
+  const children = new Map<string, Deno.ChildProcess>();
+  let failure: RunOutcome["failure"];
+  let failExit = 0;
+  let interrupted = false;
+
+  const base = (s: ResolvedStage): StageRecord => ({
+    kind: s.kind,
+    outcome: "not-run",
+    seconds: 0,
+    params: s.params,
+    inputs: s.inputs,
+    seed: s.seed,
+    facets: s.facets,
+  });
+  for (const s of stages) records[s.name] = base(s);
+
+  const onSignal = () => {
+    if (interrupted) {
+      for (const c of children.values()) c.kill("SIGKILL");
+      return;
+    }
+    interrupted = true;
+    ui.error("interrupt: stopping running stages (their checkpoints are kept); again to kill");
+    for (const c of children.values()) {
+      try {
+        c.kill("SIGTERM");
+      } catch { /* already gone */ }
+    }
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+
+  const finishCached = (
+    s: ResolvedStage,
+    key: string,
+    c: KeyComponents,
+    m: Manifest,
+    o: Outcome,
+  ) => {
+    manifests.set(s.name, m);
+    done.add(s.name);
+    Object.assign(records[s.name], {
+      key,
+      outcome: o,
+      metrics: m.metrics,
+      info: m.info,
+      components: c,
+      computeSeconds: m.seconds,
+      host: m.host,
+    });
+  };
+
+  try {
+    while (true) {
+      if (!interrupted && !failure) {
+        for (const s of stages) {
+          if (done.has(s.name) || running.has(s.name)) continue;
+          if (!Object.values(s.inputs).every((u) => done.has(u))) continue;
+          const c = await componentsOf(s, manifests, kc);
+          const key = keyOf(c);
+          const force = opts.force.has(s.name);
+          const m = force ? undefined : await kc.store.readManifest(key);
+          if (m) {
+            finishCached(s, key, c, m, "cached");
+            ui.line(`· ${s.name}: cached`);
+            continue;
+          }
+          if (running.size >= opts.jobs) continue;
+          records[s.name].key = key;
+          records[s.name].components = c;
+          running.set(s.name, runWorker(s, key, c, force));
+        }
+      }
+      if (running.size === 0) break;
+      await Promise.race(running.values());
+    }
+  } finally {
+    Deno.removeSignalListener("SIGINT", onSignal);
+    Deno.removeSignalListener("SIGTERM", onSignal);
+    ui.close();
+  }
+  await kc.memo.save();
+  const status = interrupted ? "interrupted" : failure ? "failed" : "ok";
+  return {
+    stages: records,
+    status,
+    exitCode: interrupted ? 130 : failure ? failExit : 0,
+    failure,
+  };
+
+  function runWorker(s: ResolvedStage, key: string, c: KeyComponents, force: boolean) {
+    const job: Job = {
+      storeRoot: kc.store.root,
+      key,
+      stage: s.name,
+      kind: s.kind,
+      modulePath: s.modulePath,
+      params: s.params,
+      inputs: Object.fromEntries(
+        Object.entries(s.inputs).map(([n, up]) => [n, manifests.get(up)!.key]),
+      ),
+      externals: s.externals,
+      facets: s.facets,
+      seed: s.seed,
+      components: c,
+      force,
+    };
+    const started = performance.now();
+    ui.line(`▶ ${s.name}: running (${s.kind}, key ${key.slice(0, 12)})`);
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", "--quiet", `--config=${opts.configPath}`, WORKER],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    children.set(s.name, child);
+    const writer = child.stdin.getWriter();
+    writer.write(new TextEncoder().encode(JSON.stringify(job) + "\n"));
+    // stdin stays open: its end tells the worker that this runner died.
+
+    let last: WorkerEvent | undefined;
+    let logPath: string | undefined;
+    const stderrTail: string[] = [];
+    const onEvent = async (e: WorkerEvent) => {
+      switch (e.t) {
+        case "log":
+          ui.log(s.name, e.line);
+          break;
+        case "wait":
+          ui.line(`… ${s.name}: ${e.message}`);
+          break;
+        case "start":
+          logPath = e.logPath;
+          break;
+        case "progress":
+          if (e.op === "start") await ui.progressStart(s.name, e.total, e.label);
+          else if (e.op === "update") ui.progressUpdate(s.name, e.value, e.info);
+          else ui.progressStop(s.name);
+          break;
+        default:
+          last = e;
+      }
+    };
+    const pumps = Promise.all([
+      forEachLine(child.stdout, async (line) => {
+        let e: WorkerEvent | undefined;
+        try {
+          e = JSON.parse(line);
+        } catch { /* a stage printed directly */ }
+        if (e && typeof e === "object" && "t" in e) await onEvent(e);
+        else ui.log(s.name, line);
+      }),
+      forEachLine(child.stderr, (line) => {
+        stderrTail.push(line);
+        if (stderrTail.length > 20) stderrTail.shift();
+        ui.log(s.name, line);
+      }),
+    ]);
+    return (async () => {
+      const st = await child.status;
+      await pumps;
+      writer.close().catch(() => {});
+      children.delete(s.name);
+      ui.progressStop(s.name);
+      const rec = records[s.name];
+      rec.seconds = (performance.now() - started) / 1000;
+      if (st.success && last?.t === "done") {
+        const m = JSON.parse(await Deno.readTextFile(last.manifestPath)) as Manifest;
+        finishCached(s, key, c, m, last.reused ? "reused" : "ran");
+        rec.seconds = (performance.now() - started) / 1000;
+        ui.line(
+          last.reused
+            ? `· ${s.name}: reused (another run computed it)`
+            : `✓ ${s.name}: done in ${rec.seconds.toFixed(1)} s`,
+        );
+      } else {
+        const err = last?.t === "error" ? last : undefined;
+        const code = err?.exit ?? (st.signal ? 130 : st.code || 1);
+        rec.log = err?.logPath ?? logPath;
+        if (code === 130 || interrupted) {
+          rec.outcome = "interrupted";
+          interrupted = true;
+          ui.line(`■ ${s.name}: interrupted (scratch kept for resume)`);
+        } else {
+          rec.outcome = "failed";
+          const msg = err?.message ??
+            `worker exited with ${st.signal ? `signal ${st.signal}` : `code ${st.code}`}` +
+              (stderrTail.length ? `: ${stderrTail.slice(-3).join(" / ")}` : "");
+          rec.error = msg;
+          if (!failure) {
+            failure = { stage: s.name, message: msg, log: rec.log };
+            failExit = code === 2 ? 2 : 1;
+          }
+          ui.error(`✗ ${s.name}: failed: ${msg}${rec.log ? `\n  log: ${rec.log}` : ""}`);
+        }
+      }
+      running.delete(s.name);
+    })();
+  }
+}
+
+async function forEachLine(
+  stream: ReadableStream<Uint8Array>,
+  fn: (line: string) => void | Promise<void>,
+): Promise<void> {
+  let buf = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    buf += chunk;
+    let i;
+    while ((i = buf.indexOf("\n")) >= 0) {
+      await fn(buf.slice(0, i));
+      buf = buf.slice(i + 1);
+    }
+  }
+  if (buf) await fn(buf);
+}
+
+export { InterruptedError };
