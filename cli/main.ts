@@ -113,7 +113,14 @@ async function main(argv: string[]): Promise<number> {
 export interface Prepared {
   store: Store;
   stages: ResolvedStage[];
-  experiment: { name: string; file: string; seed: number; sha256: Record<string, string> };
+  experiment: {
+    name: string;
+    file: string;
+    seed: number;
+    sha256: Record<string, string>;
+    /** This experiment's name, then those of the files it extends. */
+    lineage: string[];
+  };
   kc: KeyContext;
   configPath: string;
 }
@@ -128,7 +135,7 @@ async function prepare(file: string, targets: string[], store: Store): Promise<P
   return {
     store,
     stages,
-    experiment: { name: exp.name, file, seed: exp.seed, sha256 },
+    experiment: { name: exp.name, file, seed: exp.seed, sha256, lineage: exp.lineage },
     kc: {
       store,
       resolver: await ProjectResolver.load(ROOT),

@@ -14,12 +14,17 @@ import type { KeyComponents } from "../pipeline/key.ts";
 import { fmtNum } from "../pipeline/diff.ts";
 import type { Prepared } from "./main.ts";
 
-/** Components of each stage in the latest run record that has them (for "why it reruns"). */
+/**
+ * Components of each stage in the latest run of this experiment or, for stages it has not
+ * run yet, of the experiments it extends: a derived experiment explains itself against its base.
+ */
 async function previousComponents(p: Prepared) {
-  const rec = await latestRecord(p.store, p.experiment.name);
   const byStage = new Map<string, KeyComponents>();
-  for (const [name, s] of Object.entries(rec?.stages ?? {})) {
-    if (s.components) byStage.set(name, s.components);
+  for (const name of p.experiment.lineage) {
+    const rec = await latestRecord(p.store, name);
+    for (const [stage, s] of Object.entries(rec?.stages ?? {})) {
+      if (s.components && !byStage.has(stage)) byStage.set(stage, s.components);
+    }
   }
   return (stage: string) => byStage.get(stage);
 }

@@ -7,6 +7,7 @@
  */
 import { executeJob } from "../pipeline/execute.ts";
 import { InterruptedError } from "../pipeline/errors.ts";
+import { StageInputError } from "../pipeline/stage.ts";
 import type { Job, WorkerEvent } from "../pipeline/job.ts";
 
 const enc = new TextEncoder();
@@ -41,8 +42,7 @@ try {
 } catch (e) {
   const err = e as Error & { exitCode?: number; file?: string };
   const interrupted = e instanceof InterruptedError || abort.signal.aborted;
-  const inputError = err?.name === "StageInputError" || err?.exitCode === 2 ||
-    (err?.constructor as { name?: string })?.name === "DataError";
+  const inputError = e instanceof StageInputError || err?.exitCode === 2;
   const exit = interrupted ? 130 : inputError ? 2 : 1;
   const detail = interrupted || inputError ? err.message : (err?.stack ?? String(e));
   const logPath = `${job.storeRoot}/scratch/${job.key}/log.txt`;

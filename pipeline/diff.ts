@@ -30,6 +30,16 @@ export function diffRecords(a: RunRecord, b: RunRecord, all: boolean): DiffRow[]
     }
     return m;
   };
+  // A stage present in one run only is one row, not one row per param and metric.
+  const only = (x: RunRecord, y: RunRecord) =>
+    Object.keys(x.stages).filter((n) => !(n in y.stages));
+  for (const n of only(a, b)) rows.push({ section: "params", name: `${n} (stage)`, a: "present" });
+  for (const n of only(b, a)) rows.push({ section: "params", name: `${n} (stage)`, b: "present" });
+  const shared = (r: RunRecord, other: RunRecord): RunRecord => ({
+    ...r,
+    stages: Object.fromEntries(Object.entries(r.stages).filter(([n]) => n in other.stages)),
+  });
+  [a, b] = [shared(a, b), shared(b, a)];
   const pa = paramsOf(a), pb = paramsOf(b);
   for (const k of sortedUnion(pa, pb)) {
     const [x, y] = [pa.get(k), pb.get(k)];
@@ -70,9 +80,7 @@ const show = (v: string | number | undefined) =>
   v === undefined ? "-" : typeof v === "number" ? fmtNum(v) : v;
 
 export function fmtNum(v: number): string {
-  if (Number.isInteger(v)) return String(v);
-  const a = Math.abs(v);
-  return a !== 0 && (a < 1e-3 || a >= 1e6) ? v.toExponential(3) : String(Number(v.toPrecision(4)));
+  return Number.isInteger(v) ? String(v) : String(Number(v.toPrecision(4)));
 }
 
 const fmtDelta = (r: DiffRow) =>

@@ -65,6 +65,13 @@ export class MergedExperiment {
     private readonly origins: Map<string, YamlSource>,
   ) {}
 
+  /** Names of this experiment and of every file it extends, nearest first. */
+  get lineage(): string[] {
+    return this.sources.map((s, i) =>
+      i === 0 ? this.name : ((s.value as ExperimentFile)?.name ?? defaultName(s.file))
+    );
+  }
+
   /** The file that last set `path` (or its nearest parent). */
   sourceOf(path: PathSeg[]): YamlSource {
     for (let i = path.length; i >= 0; i--) {
@@ -243,7 +250,7 @@ export function zodToConfigError(
       where.locate([...path, key], { key: true }),
     );
   }
-  const missing = issue.code === "invalid_type" && issue.input === undefined;
+  const missing = issue.code === "invalid_type" && /received undefined/.test(issue.message);
   const msg = missing
     ? `${shown} is required (${issue.message.replace(/^Invalid input: /, "")})`
     : `${shown ? shown + ": " : ""}${issue.message.replace(/^Invalid input: /, "")}`;

@@ -152,7 +152,7 @@ export async function resolveExperiment(
           if (!known.includes(k)) {
             throw exp.error(
               [...where, k],
-              `unknown param '${k}' for kind '${entry.kind}'${didYouMean(k, known)}; ` +
+              `unknown param '${k}' for kind '${def.kind}'${didYouMean(k, known)}; ` +
                 `its params: ${known.join(", ")}`,
               { key: true },
             );
@@ -181,7 +181,7 @@ export async function resolveExperiment(
         const spec = Object.keys(def.inputs);
         throw exp.error(
           ["stages", name, "inputs", inName],
-          `stage kind '${entry.kind}' has no input '${inName}'${didYouMean(inName, spec)}; ` +
+          `stage kind '${def.kind}' has no input '${inName}'${didYouMean(inName, spec)}; ` +
             `its inputs: ${spec.join(", ") || "(none)"}`,
           { key: true },
         );
@@ -200,7 +200,7 @@ export async function resolveExperiment(
       if (!spec.optional && !(inName in inputs)) {
         throw exp.error(
           ["stages", name, "kind"],
-          `stage '${name}' (kind '${entry.kind}') needs input '${inName}' (${spec.description}): ` +
+          `stage '${name}' (kind '${def.kind}') needs input '${inName}' (${spec.description}): ` +
             `add 'inputs: { ${inName}: <stage name> }'`,
         );
       }

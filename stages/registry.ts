@@ -3,7 +3,10 @@
  * Paths only: the runner imports a definition when an experiment uses that kind, so an
  * experiment never pays for kinds it does not use.
  */
-export const builtinStages: Record<string, string> = {};
+export const builtinStages: Record<string, string> = {
+  "prepare/synthetic": "./prepare/synthetic/stage.ts",
+  "prepare/fashion-mnist": "./prepare/fashion-mnist/stage.ts",
+};
 
 /** Every built-in kind with its absolute module URL (the engine's stage catalog). */
 export function builtinCatalog(): Record<string, URL> {

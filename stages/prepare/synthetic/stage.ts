@@ -1,0 +1,46 @@
+/**
+ * prepare/synthetic: shapes dataset with a known generative model and exact PMI.
+ * Light definition only; the generator lives in ./run.ts (imported on run).
+ */
+import { z } from "zod";
+import { defineStage } from "../../../pipeline/stage.ts";
+
+const prob = z.number().min(0).max(1);
+
+export const SyntheticParams = z.strictObject({
+  /** Images per split. */
+  counts: z.strictObject({
+    train: z.int().min(0).default(20000),
+    val: z.int().min(0).default(1000),
+    test: z.int().min(1).default(1000),
+  }).prefault({}),
+  /** Independent captions drawn from p(y | z) per image. */
+  captions_per_image: z.int().min(1).max(100).default(5),
+  /** Side of the square RGB images, in pixels. */
+  image_size: z.int().min(16).max(256).default(32),
+  /** Probability that a caption mentions each attribute. */
+  mention: z.strictObject({
+    shape: prob.default(0.85),
+    colour: prob.default(0.7),
+    size: prob.default(0.4),
+    position: prob.default(0.4),
+  }).prefault({}),
+  /** Probability that a mentioned attribute names a wrong value (keeps every PMI finite). */
+  attribute_noise: z.number().gt(0).max(0.5).default(0.05),
+  /** Position jitter as a fraction of the image side (uniform +-). */
+  jitter: z.number().min(0).max(0.2).default(0.06),
+  /** Std of the additive pixel noise, 0..255 units. */
+  pixel_noise: z.number().min(0).max(64).default(6),
+  /** PMI grid: the first `grid_images` test images x the first captions of `grid_captions` test images. */
+  grid_images: z.int().min(1).default(256),
+  grid_captions: z.int().min(1).default(256),
+});
+export type SyntheticParams = z.output<typeof SyntheticParams>;
+
+export default defineStage({
+  kind: "prepare/synthetic",
+  description: "Synthetic shapes with a known latent model; writes exact PMI for a test grid.",
+  params: SyntheticParams,
+  inputs: {},
+  run: async (ctx) => (await import("./run.ts")).run(ctx),
+});

@@ -1,0 +1,201 @@
+/** Done-when 1 of the engine: what reruns and what does not. */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { ROOT, sandbox } from "./helpers/cli.ts";
+
+const EXP = `
+name: cache
+stages:
+  a:
+    kind: $STAGES/text.ts
+    params: {text: "A", trace: $DIR/trace}
+  b:
+    kind: $STAGES/text.ts
+    params: {text: "B", trace: $DIR/trace}
+  c:
+    kind: $STAGES/text.ts
+    inputs: {a: a}
+    params: {text: "C", trace: $DIR/trace}
+  d:
+    kind: $STAGES/text.ts
+    inputs: {a: c, b: b}
+    params: {text: "D", trace: $DIR/trace}
+`;
+
+function outcomes(stdout: string): Record<string, string> {
+  const table: Record<string, string> = {};
+  for (
+    const m of stdout.matchAll(/^  (\w+)\s+(ran|cached|reused|failed|not-run|interrupted)\b/gm)
+  ) {
+    table[m[1]] = m[2];
+  }
+  return table;
+}
+
+Deno.test("second run of an unchanged experiment executes nothing", async () => {
+  await using sb = await sandbox();
+  const f = await sb.write("exp.yaml", EXP);
+  const first = await sb.run("run", f);
+  assert.equal(first.code, 0, first.stderr);
+  assert.deepEqual(await sb.trace("trace"), ["A", "B", "C", "D"]);
+  const second = await sb.run("run", f);
+  assert.equal(second.code, 0, second.stderr);
+  assert.deepEqual(outcomes(second.stdout), { a: "cached", b: "cached", c: "cached", d: "cached" });
+  assert.equal((await sb.trace("trace")).length, 4);
+  const d = await Deno.readTextFile(
+    join(sb.store, "entries", JSON.parse(await lastRecord(sb.store)).stages.d.key, "out/text.txt"),
+  );
+  assert.equal(d, "ACBD");
+});
+
+Deno.test("editing one stage's params reruns it and its downstream only", async () => {
+  await using sb = await sandbox();
+  const f = await sb.write("exp.yaml", EXP);
+  assert.equal((await sb.run("run", f)).code, 0);
+  await sb.write("exp.yaml", EXP.replace('text: "C"', 'text: "C2"'));
+  const r = await sb.run("run", f);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(outcomes(r.stdout), { a: "cached", b: "cached", c: "ran", d: "ran" });
+  assert.deepEqual((await sb.trace("trace")).slice(4), ["C2", "D"]);
+});
+
+Deno.test("an upstream rerun that yields identical bytes does not rerun downstream", async () => {
+  await using sb = await sandbox();
+  const f = await sb.write("exp.yaml", EXP);
+  assert.equal((await sb.run("run", f)).code, 0);
+  // lr only reaches a's metrics, not its output file: a reruns, c and d do not.
+  await sb.write("exp.yaml", EXP.replace('params: {text: "A",', 'params: {lr: 0.5, text: "A",'));
+  const r = await sb.run("run", f);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(outcomes(r.stdout), { a: "ran", b: "cached", c: "cached", d: "cached" });
+});
+
+Deno.test("editing a comment in a module reruns exactly the stages whose code imports it", async () => {
+  await using sb = await sandbox();
+  const stageUrl = new URL("../pipeline/stage.ts", import.meta.url).href;
+  const stage = (imp: string) => `
+import { z } from "zod";
+import { join } from "node:path";
+import { defineStage } from "${stageUrl}";
+${imp}
+export default defineStage({
+  kind: "test/mod",
+  description: "",
+  params: z.strictObject({ trace: z.string(), name: z.string() }),
+  inputs: { up: { description: "", optional: true } },
+  async run(ctx) {
+    await Deno.writeTextFile(ctx.params.trace, ctx.params.name + "\\n", { append: true });
+    await Deno.writeTextFile(join(ctx.outDir, "x"), ctx.params.name);
+  },
+});`;
+  await sb.write("mods/helper.ts", "// helper v1\nexport const h = 1;\n");
+  await sb.write("mods/deep.ts", 'export { h } from "./helper.ts";\n');
+  await sb.write("mods/uses.ts", stage('import { h } from "./deep.ts"; void h;'));
+  await sb.write("mods/lazy.ts", stage('export const later = () => import("./helper.ts");'));
+  await sb.write("mods/plain.ts", stage(""));
+  await sb.write("mods/typeonly.ts", stage('import type { h } from "./helper.ts";'));
+  const f = await sb.write(
+    "exp.yaml",
+    `
+name: code
+stages:
+  uses: {kind: ./mods/uses.ts, params: {trace: $DIR/trace, name: uses}}
+  lazy: {kind: ./mods/lazy.ts, params: {trace: $DIR/trace, name: lazy}}
+  plain: {kind: ./mods/plain.ts, params: {trace: $DIR/trace, name: plain}}
+  typeonly: {kind: ./mods/typeonly.ts, params: {trace: $DIR/trace, name: typeonly}}
+`,
+  );
+  assert.equal((await sb.run("run", f)).code, 0);
+  assert.equal((await sb.trace("trace")).length, 4);
+  await sb.write(
+    "mods/helper.ts",
+    "// helper v2: only this comment changed\nexport const h = 1;\n",
+  );
+  const st = await sb.run("status", f);
+  assert.match(st.stdout, /uses\s+run\s+code: \.\.\/.*mods\/helper\.ts/);
+  const r = await sb.run("run", f);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(outcomes(r.stdout), {
+    uses: "ran",
+    lazy: "ran",
+    plain: "cached",
+    typeonly: "cached",
+  });
+});
+
+Deno.test("--force, --dry-run and targets", async () => {
+  await using sb = await sandbox();
+  const f = await sb.write("exp.yaml", EXP);
+  const only = await sb.run("run", f, "c");
+  assert.equal(only.code, 0, only.stderr);
+  assert.deepEqual(await sb.trace("trace"), ["A", "C"]);
+  const dry = await sb.run("run", f, "--dry-run");
+  assert.match(dry.stdout, /b\s+run\s+never run/);
+  assert.match(dry.stdout, /d\s+waits\s+on b/);
+  assert.deepEqual(await sb.trace("trace"), ["A", "C"]);
+  const forced = await sb.run("run", f, "--force", "a");
+  assert.equal(forced.code, 0, forced.stderr);
+  // a reruns with identical output, so c stays cached; b and d run for the first time.
+  assert.deepEqual(outcomes(forced.stdout), { a: "ran", b: "ran", c: "cached", d: "ran" });
+});
+
+Deno.test("independent stages run concurrently with --jobs 2", async () => {
+  await using sb = await sandbox();
+  const f = await sb.write(
+    "exp.yaml",
+    `
+stages:
+  x: {kind: $STAGES/counter.ts, params: {steps: 6, step_ms: 150, trace: $DIR/x}}
+  y: {kind: $STAGES/text.ts, params: {text: Y, trace: $DIR/y, sleep_ms: 10}}
+`,
+  );
+  // y is started while x is still running: x's trace is incomplete when y's line appears.
+  const r = await sb.run("run", f, "--jobs", "2");
+  assert.equal(r.code, 0, r.stderr);
+  const lines = r.stdout.split("\n");
+  const yDone = lines.findIndex((l) => l.startsWith("✓ y"));
+  const xDone = lines.findIndex((l) => l.startsWith("✓ x"));
+  assert.ok(yDone >= 0 && xDone > yDone, r.stdout);
+});
+
+Deno.test("a failing stage exits 1, names its log, keeps published entries", async () => {
+  await using sb = await sandbox();
+  const f = await sb.write(
+    "exp.yaml",
+    `
+stages:
+  ok: {kind: $STAGES/text.ts, params: {text: fine}}
+  bad: {kind: $STAGES/text.ts, inputs: {a: ok}, params: {fail: true}}
+  after: {kind: $STAGES/text.ts, inputs: {a: bad}}
+`,
+  );
+  const r = await sb.run("run", f);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /stage 'bad' failed: asked to fail/);
+  const log = r.stderr.match(/log: (\S+)/)?.[1];
+  assert.ok(log, r.stderr);
+  assert.match(await Deno.readTextFile(log), /asked to fail/);
+  assert.deepEqual(outcomes(r.stdout), { ok: "ran", bad: "failed", after: "not-run" });
+  const again = await sb.run("run", f);
+  assert.deepEqual(outcomes(again.stdout).ok, "cached");
+});
+
+Deno.test("a stage's bad input exits 2 with the stage's message", async () => {
+  await using sb = await sandbox();
+  const f = await sb.write(
+    "exp.yaml",
+    `stages:\n  a: {kind: $STAGES/text.ts, params: {bad_input: true}}\n`,
+  );
+  const r = await sb.run("run", f);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /data file corrupt: \/nowhere\/x\.idx/);
+});
+
+async function lastRecord(store: string): Promise<string> {
+  const dir = join(store, "runs", "cache");
+  const ids = [];
+  for await (const e of Deno.readDir(dir)) ids.push(e.name);
+  return await Deno.readTextFile(join(dir, ids.sort().at(-1)!));
+}
+
+export { ROOT };
