@@ -25,7 +25,7 @@ stages:
 function outcomes(stdout: string): Record<string, string> {
   const table: Record<string, string> = {};
   for (
-    const m of stdout.matchAll(/^  (\w+)\s+(ran|cached|reused|failed|not-run|interrupted)\b/gm)
+    const m of stdout.matchAll(/^ {2}(\w+)\s+(ran|cached|reused|failed|not-run|interrupted)\b/gm)
   ) {
     table[m[1]] = m[2];
   }
