@@ -84,7 +84,10 @@ export async function runCommand(p: Prepared, f: RunFlags): Promise<number> {
     seconds: (finished.getTime() - started.getTime()) / 1000,
     argv: f.argv,
     seed: p.experiment.seed,
-    env: await environment(f.root),
+    env: await environment(
+      f.root,
+      Object.values(out.stages).some((s) => s.outcome === "ran"),
+    ),
     stages: out.stages,
   };
   const path = await writeRecord(p.store, rec);

@@ -122,28 +122,31 @@ export async function findRecord(store: Store, ref: string): Promise<RunRecord> 
 
 let envCache: Record<string, unknown> | undefined;
 
-/** Deno, OS, host, git commit and locked direct npm packages: facts every record carries. */
-export async function environment(root: string): Promise<Record<string, unknown>> {
+/**
+ * Deno, OS, host, git commit and locked direct npm packages: facts every record carries.
+ * The commit is read from .git directly: spawning git costs more than a whole no-op run.
+ * Whether the tree is dirty is asked of git only when something ran (`checkDirty`).
+ */
+export async function environment(
+  root: string,
+  checkDirty: boolean,
+): Promise<Record<string, unknown>> {
   if (envCache) return envCache;
   let git: Record<string, unknown> | null = null;
-  try {
-    const out = await new Deno.Command("git", {
-      args: ["-C", root, "rev-parse", "HEAD"],
-      stdout: "piped",
-      stderr: "null",
-    }).output();
-    if (out.success) {
-      const dirty = await new Deno.Command("git", {
-        args: ["-C", root, "status", "--porcelain", "--untracked-files=no"],
-        stdout: "piped",
-        stderr: "null",
-      }).output();
-      git = {
-        commit: new TextDecoder().decode(out.stdout).trim(),
-        dirty: new TextDecoder().decode(dirty.stdout).trim().length > 0,
-      };
+  const commit = await gitCommit(root);
+  if (commit) {
+    git = { commit };
+    if (checkDirty) {
+      try {
+        const out = await new Deno.Command("git", {
+          args: ["-C", root, "status", "--porcelain", "--untracked-files=no"],
+          stdout: "piped",
+          stderr: "null",
+        }).output();
+        if (out.success) git.dirty = new TextDecoder().decode(out.stdout).trim().length > 0;
+      } catch { /* git not installed */ }
     }
-  } catch { /* no git: fine */ }
+  }
   let packages: Record<string, string> = {};
   try {
     const lock = JSON.parse(await Deno.readTextFile(join(root, "deno.lock")));
@@ -161,4 +164,20 @@ export async function environment(root: string): Promise<Record<string, unknown>
     packages,
   };
   return envCache;
+}
+
+async function gitCommit(root: string): Promise<string | undefined> {
+  try {
+    const head = (await Deno.readTextFile(join(root, ".git", "HEAD"))).trim();
+    if (!head.startsWith("ref: ")) return head;
+    const ref = head.slice(5);
+    try {
+      return (await Deno.readTextFile(join(root, ".git", ref))).trim();
+    } catch {
+      const packed = await Deno.readTextFile(join(root, ".git", "packed-refs"));
+      return packed.split("\n").find((l) => l.endsWith(` ${ref}`))?.split(" ")[0];
+    }
+  } catch {
+    return undefined;
+  }
 }

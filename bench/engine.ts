@@ -1,0 +1,133 @@
+/**
+ * Engine figures: no-op rerun of a fully cached 5-stage experiment (vs Snakemake's no-op of
+ * the equivalent 5 rules), and hashing a 1 GiB external file (vs sha256sum), plus the
+ * second-hash cost with the stat memo.
+ */
+import { join } from "node:path";
+import { hashFile, StatMemo } from "../pipeline/hash.ts";
+import { type Figure, median, timeCommand, which } from "./util.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+const REPEAT = 7;
+
+export async function benchEngine(log: (s: string) => void): Promise<Figure[]> {
+  const figures: Figure[] = [];
+  const dir = await Deno.makeTempDir({ prefix: "kme-bench-" });
+  try {
+    figures.push(await noopRerun(dir, log));
+    figures.push(...(await hashing(dir, log)));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+  return figures;
+}
+
+async function noopRerun(dir: string, log: (s: string) => void): Promise<Figure> {
+  const stages = join(ROOT, "tests", "stages", "text.ts");
+  const yaml = `name: noop\nstages:\n` +
+    ["s1", "s2", "s3", "s4", "s5"].map((s, i) =>
+      `  ${s}: {kind: ${stages}, params: {text: ${s}}${i ? `, inputs: {a: s${i}}` : ""}}\n`
+    ).join("");
+  await Deno.writeTextFile(join(dir, "noop.yaml"), yaml);
+  const args = [
+    "run",
+    "--allow-all",
+    "--quiet",
+    `--config=${join(ROOT, "deno.json")}`,
+    join(ROOT, "cli", "main.ts"),
+    "run",
+    "noop.yaml",
+    "--store",
+    join(dir, "store"),
+    "--quiet",
+  ];
+  await timeCommand(Deno.execPath(), args, { cwd: dir });
+  const ours: number[] = [];
+  for (let i = 0; i < REPEAT; i++) {
+    ours.push(await timeCommand(Deno.execPath(), args, { cwd: dir }));
+  }
+  log(`no-op rerun (5 stages): runs ${ours.map((t) => t.toFixed(3)).join(" ")} s`);
+
+  let peer: Figure["peer"] = { name: "snakemake", value: null, note: "not installed" };
+  if (await which("snakemake")) {
+    const smk = join(dir, "smk");
+    await Deno.mkdir(smk);
+    const rules = ["s1", "s2", "s3", "s4", "s5"].map((s, i) =>
+      `rule ${s}:\n${i ? `    input: "s${i}.txt"\n` : ""}    output: "${s}.txt"\n` +
+      `    shell: "echo ${s} > {output}"\n`
+    ).join("\n");
+    await Deno.writeTextFile(join(smk, "Snakefile"), `rule all:\n    input: "s5.txt"\n\n${rules}`);
+    const sargs = ["-j1", "--quiet"];
+    await timeCommand("snakemake", sargs, { cwd: smk });
+    const theirs: number[] = [];
+    for (let i = 0; i < REPEAT; i++) {
+      theirs.push(await timeCommand("snakemake", sargs, { cwd: smk }));
+    }
+    log(`snakemake no-op (5 rules): runs ${theirs.map((t) => t.toFixed(3)).join(" ")} s`);
+    peer = { name: "snakemake 5-rule no-op", value: median(theirs) };
+  }
+  const value = median(ours);
+  return {
+    name: "engine no-op rerun, 5 cached stages (wall, median)",
+    value,
+    unit: "s",
+    peer,
+    target: "<= 0.2 s",
+    met: value <= 0.2,
+  };
+}
+
+async function hashing(dir: string, log: (s: string) => void): Promise<Figure[]> {
+  const size = Number(Deno.env.get("KME_BENCH_HASH_MIB") ?? 1024) << 20;
+  const file = join(dir, "big.bin");
+  {
+    using f = await Deno.open(file, { write: true, create: true });
+    const chunk = new Uint8Array(16 << 20);
+    for (let i = 0; i < chunk.length; i++) chunk[i] = (i * 2654435761) >>> 24;
+    for (let done = 0; done < size; done += chunk.length) await f.write(chunk);
+  }
+  const gib = size / 2 ** 30;
+  const ours: number[] = [];
+  const theirs: number[] = [];
+  const haveSum = await which("sha256sum");
+  for (let i = 0; i < 3; i++) {
+    const t0 = performance.now();
+    await hashFile(file);
+    ours.push((performance.now() - t0) / 1000);
+    if (haveSum) theirs.push(await timeCommand("sha256sum", [file]));
+  }
+  const ourRate = size / 2 ** 20 / median(ours);
+  const peerRate = haveSum ? size / 2 ** 20 / median(theirs) : null;
+  log(
+    `hash ${gib.toFixed(2)} GiB: ours ${ourRate.toFixed(0)} MiB/s, sha256sum ${
+      peerRate?.toFixed(0) ?? "-"
+    } MiB/s`,
+  );
+
+  const memoPath = join(dir, "memo.json");
+  const m1 = await StatMemo.load(memoPath);
+  await m1.hashPath(file);
+  await m1.save();
+  const m2 = await StatMemo.load(memoPath);
+  const t0 = performance.now();
+  await m2.hashPath(file);
+  const again = (performance.now() - t0) / 1000;
+  const ratio = peerRate ? ourRate / peerRate : null;
+  return [
+    {
+      name: `hashing a ${gib.toFixed(2)} GiB external file (median of 3)`,
+      value: ourRate,
+      unit: "MiB/s",
+      peer: { name: "sha256sum", value: peerRate, note: haveSum ? undefined : "not installed" },
+      target: ">= 0.9x sha256sum",
+      met: ratio === null ? undefined : ratio >= 0.9,
+      note: ratio === null ? undefined : `ratio ${ratio.toFixed(2)}`,
+    },
+    {
+      name: "second hash of the unchanged file (stat memo)",
+      value: again,
+      unit: "s",
+      note: `bytes re-read: ${m2.bytesRead}`,
+    },
+  ];
+}

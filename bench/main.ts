@@ -1,0 +1,66 @@
+/**
+ * `deno task bench`: measures, prints and writes bench/results.json and bench/results.md.
+ * Sections: `deno task bench engine` runs one; no argument runs all.
+ * Figures on a shared machine move with load: peers run in the same invocation, medians quoted.
+ */
+import { arch, cpus, hostname, totalmem } from "node:os";
+import { benchEngine } from "./engine.ts";
+import type { Figure } from "./util.ts";
+
+const sections: Record<string, (log: (s: string) => void) => Promise<Figure[]>> = {
+  engine: benchEngine,
+};
+
+const wanted = Deno.args.length ? Deno.args : Object.keys(sections);
+const machine = {
+  host: hostname(),
+  cpu: cpus()[0]?.model ?? "?",
+  cores: cpus().length,
+  memoryGiB: Math.round(totalmem() / 2 ** 30),
+  arch: arch(),
+  deno: Deno.version.deno,
+  date: new Date().toISOString(),
+};
+console.log(
+  `machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, deno ${machine.deno}`,
+);
+const results: Record<string, Figure[]> = {};
+for (const name of wanted) {
+  if (!sections[name]) {
+    console.error(`unknown section '${name}'; sections: ${Object.keys(sections).join(", ")}`);
+    Deno.exit(2);
+  }
+  console.log(`== ${name}`);
+  results[name] = await sections[name]((s) => console.log(`  ${s}`));
+}
+
+const dir = new URL(".", import.meta.url).pathname;
+let previous: { sections?: Record<string, Figure[]> } = {};
+try {
+  previous = JSON.parse(await Deno.readTextFile(`${dir}results.json`));
+} catch { /* first run */ }
+const merged = { machine, sections: { ...(previous.sections ?? {}), ...results } };
+await Deno.writeTextFile(`${dir}results.json`, JSON.stringify(merged, null, 2) + "\n");
+
+const fmt = (v: number | null | undefined) =>
+  v === null || v === undefined ? "-" : v >= 100 ? v.toFixed(0) : v.toPrecision(3);
+const md = [
+  `Measured ${machine.date} on ${machine.cpu} (${machine.cores} cores, ${machine.memoryGiB} GiB), Deno ${machine.deno}; \`deno task bench\`.`,
+  "",
+  "| section | figure | ours | peer | target | met |",
+  "|---|---|---|---|---|---|",
+];
+for (const [section, figs] of Object.entries(merged.sections)) {
+  for (const f of figs) {
+    const peer = f.peer
+      ? `${f.peer.name}: ${fmt(f.peer.value)}${f.peer.note ? ` (${f.peer.note})` : ""}`
+      : "";
+    md.push(
+      `| ${section} | ${f.name} | ${fmt(f.value)} ${f.unit}${
+        f.note ? ` (${f.note})` : ""
+      } | ${peer} | ${f.target ?? ""} | ${f.met === undefined ? "" : f.met ? "yes" : "no"} |`,
+    );
+  }
+}
+await Deno.writeTextFile(`${dir}results.md`, md.join("\n") + "\n");
+console.log(md.join("\n"));

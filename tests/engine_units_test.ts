@@ -1,0 +1,121 @@
+/** Unit tests of the engine's pure parts: canonical JSON, import scanning, hashing, diffs. */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import { canonicalJson, hashJson } from "../pipeline/canonical.ts";
+import { scanImports, stripComments } from "../pipeline/fingerprint.ts";
+import { hashFile, StatMemo } from "../pipeline/hash.ts";
+import { explainChange, type KeyComponents, leafDiff } from "../pipeline/key.ts";
+import { closest, editDistance } from "../pipeline/suggest.ts";
+
+Deno.test("canonical JSON sorts keys at every depth and rejects non-finite numbers", () => {
+  assert.equal(
+    canonicalJson({ b: 1, a: { d: [2, { z: 1, y: 2 }], c: null } }),
+    '{"a":{"c":null,"d":[2,{"y":2,"z":1}]},"b":1}',
+  );
+  assert.equal(hashJson({ x: 1, y: 2 }), hashJson({ y: 2, x: 1 }));
+  assert.notEqual(hashJson({ x: 1 }), hashJson({ x: "1" }));
+  assert.throws(() => canonicalJson({ x: NaN }), /non-finite/);
+});
+
+Deno.test("scanImports finds static, re-export and literal dynamic imports, not type or commented ones", () => {
+  const src = `
+import { a } from "./a.ts";
+import type { T } from "./types.ts";
+import * as b from '../b.ts';
+import "./side.ts";
+export { c } from "./c.ts";
+export * from "./d.ts";
+import {
+  e,
+  f,
+} from "npm:yaml";
+// import { g } from "./commented.ts";
+/* import("./block.ts") */
+const h = () => import("./lazy.ts");
+const url = "http://example.com/x"; // not an import
+const notLiteral = import(name);
+`;
+  assert.deepEqual(scanImports(src).sort(), [
+    "../b.ts",
+    "./a.ts",
+    "./c.ts",
+    "./d.ts",
+    "./lazy.ts",
+    "./side.ts",
+    "npm:yaml",
+  ]);
+  assert.equal(stripComments('const s = "a // b"; // c').trimEnd(), 'const s = "a // b";');
+});
+
+Deno.test("hashFile equals SHA-256 of the bytes, across chunk boundaries", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const bytes = new Uint8Array((4 << 20) + 12345).map((_, i) => (i * 31) & 255);
+    await Deno.writeFile(join(dir, "f"), bytes);
+    assert.equal(await hashFile(join(dir, "f")), createHash("sha256").update(bytes).digest("hex"));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the stat memo re-reads a file only when size, mtime or inode changed", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const f = join(dir, "data.bin");
+    await Deno.writeFile(f, new Uint8Array(100_000).fill(7));
+    await Deno.mkdir(join(dir, "sub"));
+    await Deno.writeTextFile(join(dir, "sub", "x.txt"), "x");
+    const memoPath = join(dir, "memo.json");
+    const m1 = await StatMemo.load(memoPath);
+    const d1 = await m1.hashPath(dir + "/sub");
+    const f1 = await m1.hashPath(f);
+    assert.equal(m1.bytesRead, 100_001);
+    await m1.save();
+
+    const m2 = await StatMemo.load(memoPath);
+    assert.equal(await m2.hashPath(f), f1);
+    assert.equal(await m2.hashPath(dir + "/sub"), d1);
+    assert.equal(m2.bytesRead, 0, "unchanged data is not re-read");
+
+    await Deno.writeFile(f, new Uint8Array(100_000).fill(8));
+    await Deno.utime(f, 1, 1);
+    assert.notEqual(await m2.hashPath(f), f1);
+    assert.equal(m2.bytesRead, 100_000);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("explainChange names the component that changed", () => {
+  const base: KeyComponents = {
+    kind: "pretrain",
+    code: { files: { "stages/pretrain/model.ts": "1", "stages/x.ts": "2" }, npm: {}, other: [] },
+    params: { lr: 0.001, model: { width: 128 } },
+    inputs: { data: "d1" },
+    externals: {},
+    facets: { backend: "wasm" },
+    seed: 0,
+  };
+  const next: KeyComponents = {
+    ...base,
+    code: { ...base.code, files: { ...base.code.files, "stages/pretrain/model.ts": "9" } },
+    params: { lr: 0.0005, model: { width: 128 } },
+    facets: { backend: "cpu" },
+  };
+  assert.deepEqual(explainChange(base, next), [
+    "params.lr 0.001 -> 0.0005",
+    "code: stages/pretrain/model.ts",
+    "env.backend wasm -> cpu",
+  ]);
+  assert.deepEqual(leafDiff({ a: { b: 1 } }, { a: { c: 1 } }, "p"), [
+    "p.a.b 1 -> (unset)",
+    "p.a.c (unset) -> 1",
+  ]);
+});
+
+Deno.test("did-you-mean suggests only close names", () => {
+  assert.equal(editDistance("kitten", "sitting"), 3);
+  assert.equal(closest("lrr", ["lr", "steps", "batch_size"]), "lr");
+  assert.equal(closest("zzzzzz", ["lr", "steps"]), undefined);
+});
