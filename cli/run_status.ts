@@ -42,7 +42,14 @@ export async function statusCommand(p: Prepared, force: Set<string>): Promise<nu
       console.log(`  ${name}  run      ${r.reasons[0] ?? ""}`);
       for (const why of r.reasons.slice(1)) console.log(`  ${"".padEnd(w)}           ${why}`);
     } else {
-      console.log(`  ${name}  waits    on ${r.upstream.join(", ")} (reruns if its output changes)`);
+      const own = r.reasons.filter((x) => !x.startsWith("input "));
+      if (own.length) {
+        console.log(`  ${name}  run      ${own[0]}`);
+        for (const why of own.slice(1)) console.log(`  ${"".padEnd(w)}           ${why}`);
+        console.log(`  ${"".padEnd(w)}           (after ${r.upstream.join(", ")})`);
+      } else {
+        console.log(`  ${name}  waits    on ${r.upstream.join(", ")} (reruns if its output changes)`);
+      }
     }
   }
   const n = rows.filter((r) => r.state !== "cached").length;

@@ -19,10 +19,14 @@ export async function componentsOf(
   stage: ResolvedStage,
   upstream: Map<string, Manifest>,
   kc: KeyContext,
+  /** Digests to assume for inputs whose upstream has no entry yet. */
+  assumed: Record<string, string> = {},
 ): Promise<KeyComponents> {
   stage.code ??= await kc.resolver.fingerprint(stage.modulePath);
   const inputs: Record<string, string> = {};
-  for (const [name, up] of Object.entries(stage.inputs)) inputs[name] = upstream.get(up)!.digest;
+  for (const [name, up] of Object.entries(stage.inputs)) {
+    inputs[name] = upstream.get(up)?.digest ?? assumed[name] ?? "unknown";
+  }
   const externals: Record<string, string> = {};
   for (const [name, path] of Object.entries(stage.externals)) {
     externals[name] = await kc.memo.hashPath(path);
@@ -41,7 +45,7 @@ export async function componentsOf(
 export type PlanRow =
   | { stage: string; state: "cached"; key: string; manifest: Manifest }
   | { stage: string; state: "run"; key: string; reasons: string[] }
-  | { stage: string; state: "waits"; upstream: string[] };
+  | { stage: string; state: "waits"; upstream: string[]; reasons: string[] };
 
 /**
  * What `run` would do now. `previous` gives the components a stage had in the last recorded
@@ -60,7 +64,15 @@ export async function planStages(
     const blocked = Object.values(s.inputs).filter((u) => pending.has(u));
     if (blocked.length) {
       pending.add(s.name);
-      rows.push({ stage: s.name, state: "waits", upstream: [...new Set(blocked)] });
+      // Its own changes are known already: compare with the inputs it had last time.
+      const prev = previous(s.name);
+      let reasons: string[] = [];
+      if (prev) {
+        const known = new Map(manifests);
+        const c = await componentsOf(s, known, kc, prev.inputs);
+        reasons = explainChange(prev, c);
+      }
+      rows.push({ stage: s.name, state: "waits", upstream: [...new Set(blocked)], reasons });
       continue;
     }
     const c = await componentsOf(s, manifests, kc);

@@ -47,7 +47,10 @@ Deno.test("status and diff outputs match the golden files", async () => {
   const st0 = await sb.run("status", base);
   await golden("status_cached.txt", normalise(st0.stdout, sb.dir));
 
-  await sb.write("base.yaml", BASE.replace("lr: 0.001}", "lr: 0.002}"));
+  await sb.write(
+    "base.yaml",
+    BASE.replace("lr: 0.001}", "lr: 0.002}").replace('"-eval"', '"-eval2"'),
+  );
   const st1 = await sb.run("status", base);
   await golden("status_changed.txt", normalise(st1.stdout, sb.dir));
   await sb.write("base.yaml", BASE);
