@@ -48,7 +48,9 @@ export async function statusCommand(p: Prepared, force: Set<string>): Promise<nu
         for (const why of own.slice(1)) console.log(`  ${"".padEnd(w)}           ${why}`);
         console.log(`  ${"".padEnd(w)}           (after ${r.upstream.join(", ")})`);
       } else {
-        console.log(`  ${name}  waits    on ${r.upstream.join(", ")} (reruns if its output changes)`);
+        console.log(
+          `  ${name}  waits    on ${r.upstream.join(", ")} (reruns if its output changes)`,
+        );
       }
     }
   }

@@ -20,6 +20,9 @@ const stageEntrySchema = z.strictObject({
     "Named inputs of the kind, each bound to the name of an upstream stage",
   ),
   seed: z.int().min(0).optional().describe("Overrides the experiment's seed for this stage"),
+  matrix: z.record(z.string(), z.array(z.unknown()).min(1)).optional().describe(
+    "Sweep: param path (or 'seed') -> values; one instance per combination, downstream fans out",
+  ),
 });
 
 /** The shape of one experiment file, before merging. */
@@ -49,6 +52,7 @@ export interface MergedStage {
   params: Record<string, unknown>;
   inputs: Record<string, string>;
   seed?: number;
+  matrix?: Record<string, unknown[]>;
 }
 
 /** An experiment after `extends:` merging; `locate` maps any value path back to its file. */
@@ -122,6 +126,7 @@ export async function loadExperiment(file: string): Promise<MergedExperiment> {
       params: (entry.params ?? {}) as Record<string, unknown>,
       inputs: entry.inputs ?? {},
       seed: entry.seed,
+      matrix: entry.matrix,
     };
   }
   return new MergedExperiment(

@@ -10,6 +10,10 @@ export type Outcome = "ran" | "cached" | "reused" | "failed" | "interrupted" | "
 
 export interface StageRecord {
   kind: string;
+  /** The stage's name in the experiment file (differs from the instance name in sweeps). */
+  base: string;
+  /** Matrix values of this instance (its own and its upstream's). */
+  labels: Record<string, string | number | boolean>;
   key?: string;
   outcome: Outcome;
   /** Wall time in this run (0 for cache hits). */

@@ -13,7 +13,12 @@ import type { Stage } from "./stage.ts";
 import { didYouMean } from "./suggest.ts";
 
 export interface ResolvedStage {
+  /** Instance name: the YAML name, with `[axis=value,...]` when swept by a matrix. */
   name: string;
+  /** The stage's name in the experiment file. */
+  base: string;
+  /** Matrix values of this instance and of the upstream instances it consumes. */
+  labels: Labels;
   kind: string;
   /** Absolute path of the module that default-exports the Stage. */
   modulePath: string;
@@ -32,6 +37,8 @@ export interface ResolvedExperiment {
   /** In a topological order (inputs before the stages that use them). */
   stages: ResolvedStage[];
   byName: Map<string, ResolvedStage>;
+  /** YAML stage name -> its instances. */
+  instancesOf: Map<string, ResolvedStage[]>;
 }
 
 /** Built-in stage kinds -> module URL. Supplied by the CLI so the engine knows no stage. */
@@ -132,114 +139,239 @@ export async function resolveExperiment(
     }
   }
 
+  // Inputs first (so that the cycle check can name real edges), then order the YAML stages.
+  for (const name of names) checkInputs(exp, name, loaded.get(name)!.def);
+  const yamlOrder = topoOrder(exp, names);
+
+  // Expand matrices and fan out downstream: one instance per combination of the upstream
+  // instances (agreeing on shared axes) and of the stage's own matrix.
+  const instancesOf = new Map<string, ResolvedStage[]>();
   const stages = new Map<string, ResolvedStage>();
-  for (const name of names) {
+  for (const name of yamlOrder) {
     const entry = exp.stages[name];
     const { def, modulePath } = loaded.get(name)!;
-    const known = paramNames(def);
-    const fromAll = Object.fromEntries(
-      Object.entries(exp.defaults.all ?? {}).filter(([k]) => known?.includes(k) ?? false),
-    );
-    const fromKind = exp.defaults[entry.kind] ?? {};
-    if (known) {
-      for (
-        const [where, obj] of [
-          [["defaults", entry.kind], fromKind],
-          [["stages", name, "params"], entry.params],
-        ] as const
-      ) {
-        for (const k of Object.keys(obj)) {
-          if (!known.includes(k)) {
-            throw exp.error(
-              [...where, k],
-              `unknown param '${k}' for kind '${def.kind}'${didYouMean(k, known)}; ` +
-                `its params: ${known.join(", ")}`,
-              { key: true },
-            );
+    const own = expandMatrix(exp, name, entry.matrix, paramNames(def));
+    let combos: { labels: Labels; inputs: Record<string, string> }[] = [{ labels: {}, inputs: {} }];
+    for (const [inName, upstream] of Object.entries(entry.inputs)) {
+      const next: typeof combos = [];
+      for (const c of combos) {
+        for (const up of instancesOf.get(upstream)!) {
+          const labels = mergeLabels(c.labels, up.labels);
+          if (labels) next.push({ labels, inputs: { ...c.inputs, [inName]: up.name } });
+        }
+      }
+      combos = next;
+    }
+    const list: ResolvedStage[] = [];
+    for (const c of combos) {
+      for (const m of own) {
+        const labels = mergeLabels(c.labels, m.labels);
+        if (!labels) continue;
+        const instance = instanceName(name, labels);
+        const r = await resolveInstance(exp, name, instance, def, modulePath, m.params, m.seed);
+        r.inputs = c.inputs;
+        r.labels = labels;
+        list.push(r);
+        stages.set(instance, r);
+      }
+    }
+    instancesOf.set(name, list);
+  }
+  const order = yamlOrder.flatMap((n) => instancesOf.get(n)!.map((s) => s.name));
+  return { exp, stages: order.map((n) => stages.get(n)!), byName: stages, instancesOf };
+}
+
+export type Labels = Record<string, string | number | boolean>;
+
+/** `name[axis=value,...]`, or just `name` for a stage that is not swept. */
+function instanceName(name: string, labels: Labels): string {
+  const parts = Object.entries(labels).map(([k, v]) => `${k}=${v}`);
+  return parts.length ? `${name}[${parts.join(",")}]` : name;
+}
+
+/** Union of two label sets, or undefined when they disagree on a shared axis. */
+function mergeLabels(a: Labels, b: Labels): Labels | undefined {
+  for (const [k, v] of Object.entries(b)) if (k in a && a[k] !== v) return undefined;
+  return { ...a, ...b };
+}
+
+interface MatrixPoint {
+  labels: Labels;
+  params: Record<string, unknown>;
+  seed?: number;
+}
+
+/** Cartesian product of a stage's `matrix:` axes (param paths, or `seed`). */
+function expandMatrix(
+  exp: MergedExperiment,
+  name: string,
+  matrix: Record<string, unknown[]> | undefined,
+  known: string[] | undefined,
+): MatrixPoint[] {
+  let points: MatrixPoint[] = [{ labels: {}, params: {} }];
+  for (const [axis, values] of Object.entries(matrix ?? {})) {
+    const top = axis.split(".")[0];
+    if (axis !== "seed" && known && !known.includes(top)) {
+      throw exp.error(
+        ["stages", name, "matrix", axis],
+        `matrix axis '${axis}' is not a param of this stage${didYouMean(top, [...known, "seed"])}`,
+        { key: true },
+      );
+    }
+    const next: MatrixPoint[] = [];
+    for (const p of points) {
+      values.forEach((v, i) => {
+        if (v !== null && typeof v === "object") {
+          throw exp.error(
+            ["stages", name, "matrix", axis, i],
+            `matrix values must be scalars (numbers, strings, booleans)`,
+          );
+        }
+        const label = v as string | number | boolean;
+        if (axis === "seed") {
+          if (!Number.isInteger(v) || (v as number) < 0) {
+            throw exp.error(["stages", name, "matrix", axis, i], "a seed must be an integer >= 0");
           }
+          next.push({ labels: { ...p.labels, seed: label }, params: p.params, seed: v as number });
+        } else {
+          next.push({
+            labels: { ...p.labels, [axis]: label },
+            params: setPath(p.params, axis.split("."), v),
+            seed: p.seed,
+          });
+        }
+      });
+    }
+    points = next;
+  }
+  return points;
+}
+
+function setPath(o: Record<string, unknown>, path: string[], v: unknown): Record<string, unknown> {
+  const [head, ...rest] = path;
+  if (!rest.length) return { ...o, [head]: v };
+  const inner = isPlain(o[head]) ? o[head] as Record<string, unknown> : {};
+  return { ...o, [head]: setPath(inner, rest, v) };
+}
+
+function checkInputs(exp: MergedExperiment, name: string, def: Stage<unknown>) {
+  const entry = exp.stages[name];
+  for (const [inName, upstream] of Object.entries(entry.inputs)) {
+    if (!(inName in def.inputs)) {
+      const spec = Object.keys(def.inputs);
+      throw exp.error(
+        ["stages", name, "inputs", inName],
+        `stage kind '${def.kind}' has no input '${inName}'${didYouMean(inName, spec)}; ` +
+          `its inputs: ${spec.join(", ") || "(none)"}`,
+        { key: true },
+      );
+    }
+    if (!(upstream in exp.stages)) {
+      throw exp.error(
+        ["stages", name, "inputs", inName],
+        `input '${inName}' refers to stage '${upstream}', which does not exist${
+          didYouMean(upstream, Object.keys(exp.stages))
+        }`,
+      );
+    }
+  }
+  for (const [inName, spec] of Object.entries(def.inputs)) {
+    if (!spec.optional && !(inName in entry.inputs)) {
+      throw exp.error(
+        ["stages", name, "kind"],
+        `stage '${name}' (kind '${def.kind}') needs input '${inName}' (${spec.description}): ` +
+          `add 'inputs: { ${inName}: <stage name> }'`,
+      );
+    }
+  }
+}
+
+/** Params (defaults, then the stage's own, then matrix values), externals and facets. */
+async function resolveInstance(
+  exp: MergedExperiment,
+  name: string,
+  instance: string,
+  def: Stage<unknown>,
+  modulePath: string,
+  matrixParams: Record<string, unknown>,
+  matrixSeed: number | undefined,
+): Promise<ResolvedStage> {
+  const entry = exp.stages[name];
+  const known = paramNames(def);
+  const fromAll = Object.fromEntries(
+    Object.entries(exp.defaults.all ?? {}).filter(([k]) => known?.includes(k) ?? false),
+  );
+  const fromKind = exp.defaults[entry.kind] ?? {};
+  if (known) {
+    for (
+      const [where, obj] of [
+        [["defaults", entry.kind], fromKind],
+        [["stages", name, "params"], entry.params],
+      ] as const
+    ) {
+      for (const k of Object.keys(obj)) {
+        if (!known.includes(k)) {
+          throw exp.error(
+            [...where, k],
+            `unknown param '${k}' for kind '${def.kind}'${didYouMean(k, known)}; ` +
+              `its params: ${known.join(", ")}`,
+            { key: true },
+          );
         }
       }
     }
-    const raw = deepMerge(deepMerge(fromAll, fromKind), entry.params);
-    const parsed = def.params.safeParse(raw);
-    if (!parsed.success) {
-      const first = String(parsed.error.issues[0]?.path[0] ?? "");
-      const prefix = first in entry.params
-        ? ["stages", name, "params"]
-        : first in fromKind
-        ? ["defaults", entry.kind]
-        : first in fromAll
-        ? ["defaults", "all"]
-        : ["stages", name, "params"];
-      throw zodToConfigError(parsed.error, exp, `stages.${name}.params`, prefix, () => []);
-    }
-    const params = parsed.data as Record<string, unknown>;
-
-    const inputs: Record<string, string> = {};
-    for (const [inName, upstream] of Object.entries(entry.inputs)) {
-      if (!(inName in def.inputs)) {
-        const spec = Object.keys(def.inputs);
-        throw exp.error(
-          ["stages", name, "inputs", inName],
-          `stage kind '${def.kind}' has no input '${inName}'${didYouMean(inName, spec)}; ` +
-            `its inputs: ${spec.join(", ") || "(none)"}`,
-          { key: true },
-        );
-      }
-      if (!(upstream in exp.stages)) {
-        throw exp.error(
-          ["stages", name, "inputs", inName],
-          `input '${inName}' refers to stage '${upstream}', which does not exist${
-            didYouMean(upstream, names)
-          }`,
-        );
-      }
-      inputs[inName] = upstream;
-    }
-    for (const [inName, spec] of Object.entries(def.inputs)) {
-      if (!spec.optional && !(inName in inputs)) {
-        throw exp.error(
-          ["stages", name, "kind"],
-          `stage '${name}' (kind '${def.kind}') needs input '${inName}' (${spec.description}): ` +
-            `add 'inputs: { ${inName}: <stage name> }'`,
-        );
-      }
-    }
-
-    const base = dirname(resolvePath(exp.file));
-    const externals: Record<string, string> = {};
-    for (const [ename, spec] of Object.entries(def.externals?.(params) ?? {})) {
-      const { path, hint } = typeof spec === "string" ? { path: spec, hint: undefined } : spec;
-      const abs = resolvePath(base, path);
-      try {
-        await Deno.stat(abs);
-      } catch {
-        throw exp.error(
-          ["stages", name, "params"],
-          `stage '${name}': ${ename} '${abs}' does not exist${hint ? `; ${hint}` : ""}`,
-        );
-      }
-      externals[ename] = abs;
-    }
-    const facets = (await def.facets?.(params)) ?? {};
-    stages.set(name, {
-      name,
-      kind: entry.kind,
-      modulePath,
-      def,
-      params,
-      inputs,
-      seed: entry.seed ?? exp.seed,
-      externals,
-      facets,
-    });
   }
-  const order = topoOrder(exp, stages);
-  return { exp, stages: order.map((n) => stages.get(n)!), byName: stages };
+  const raw = deepMerge(deepMerge(deepMerge(fromAll, fromKind), entry.params), matrixParams);
+  const parsed = def.params.safeParse(raw);
+  if (!parsed.success) {
+    const first = String(parsed.error.issues[0]?.path[0] ?? "");
+    const fromMatrix = Object.keys(matrixParams).includes(first);
+    const prefix = fromMatrix
+      ? ["stages", name, "matrix"]
+      : first in entry.params
+      ? ["stages", name, "params"]
+      : first in fromKind
+      ? ["defaults", entry.kind]
+      : first in fromAll
+      ? ["defaults", "all"]
+      : ["stages", name, "params"];
+    throw zodToConfigError(parsed.error, exp, `stages.${instance}.params`, prefix, () => []);
+  }
+  const params = parsed.data as Record<string, unknown>;
+
+  const base = dirname(resolvePath(exp.file));
+  const externals: Record<string, string> = {};
+  for (const [ename, spec] of Object.entries(def.externals?.(params) ?? {})) {
+    const { path, hint } = typeof spec === "string" ? { path: spec, hint: undefined } : spec;
+    const abs = resolvePath(base, path);
+    try {
+      await Deno.stat(abs);
+    } catch {
+      throw exp.error(
+        ["stages", name, "params"],
+        `stage '${instance}': ${ename} '${abs}' does not exist${hint ? `; ${hint}` : ""}`,
+      );
+    }
+    externals[ename] = abs;
+  }
+  const facets = (await def.facets?.(params)) ?? {};
+  return {
+    name: instance,
+    base: name,
+    kind: entry.kind,
+    modulePath,
+    def,
+    params,
+    inputs: {},
+    labels: {},
+    seed: matrixSeed ?? entry.seed ?? exp.seed,
+    externals,
+    facets,
+  };
 }
 
-/** Depth-first topological order; a cycle is reported with its full path. */
-function topoOrder(exp: MergedExperiment, stages: Map<string, ResolvedStage>): string[] {
+/** Depth-first topological order of the YAML stages; a cycle is reported with its path. */
+function topoOrder(exp: MergedExperiment, names: string[]): string[] {
   const state = new Map<string, "visiting" | "done">();
   const order: string[] = [];
   const visit = (name: string, path: string[]) => {
@@ -253,15 +385,18 @@ function topoOrder(exp: MergedExperiment, stages: Map<string, ResolvedStage>): s
       );
     }
     state.set(name, "visiting");
-    for (const up of Object.values(stages.get(name)!.inputs)) visit(up, [...path, name]);
+    for (const up of Object.values(exp.stages[name].inputs)) visit(up, [...path, name]);
     state.set(name, "done");
     order.push(name);
   };
-  for (const name of stages.keys()) visit(name, []);
+  for (const name of names) visit(name, []);
   return order;
 }
 
-/** The stages needed for `targets` (each with its upstream), in order. */
+/**
+ * The stages needed for `targets` (each with its upstream), in order. A target is a stage
+ * instance (`train[seed=1]`) or a YAML stage name (all its instances).
+ */
 export function withUpstream(res: ResolvedExperiment, targets: string[]): ResolvedStage[] {
   const need = new Set<string>();
   const add = (n: string) => {
@@ -270,12 +405,16 @@ export function withUpstream(res: ResolvedExperiment, targets: string[]): Resolv
     for (const up of Object.values(res.byName.get(n)!.inputs)) add(up);
   };
   for (const t of targets) {
-    if (!res.byName.has(t)) {
+    const group = res.instancesOf.get(t);
+    if (group) group.forEach((s) => add(s.name));
+    else if (res.byName.has(t)) add(t);
+    else {
       throw new ConfigError(
-        `no stage named '${t}' in ${res.exp.file}${didYouMean(t, res.byName.keys())}`,
+        `no stage named '${t}' in ${res.exp.file}${
+          didYouMean(t, [...res.instancesOf.keys(), ...res.byName.keys()])
+        }`,
       );
     }
-    add(t);
   }
   return res.stages.filter((s) => need.has(s.name));
 }

@@ -48,6 +48,8 @@ export async function runStages(
 
   const base = (s: ResolvedStage): StageRecord => ({
     kind: s.kind,
+    base: s.base,
+    labels: s.labels,
     outcome: "not-run",
     seconds: 0,
     params: s.params,

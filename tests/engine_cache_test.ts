@@ -191,11 +191,54 @@ Deno.test("a stage's bad input exits 2 with the stage's message", async () => {
   assert.match(r.stderr, /data file corrupt: \/nowhere\/x\.idx/);
 });
 
-async function lastRecord(store: string): Promise<string> {
-  const dir = join(store, "runs", "cache");
+async function lastRecord(store: string, experiment = "cache"): Promise<string> {
+  const dir = join(store, "runs", experiment);
   const ids = [];
   for await (const e of Deno.readDir(dir)) ids.push(e.name);
   return await Deno.readTextFile(join(dir, ids.sort().at(-1)!));
 }
 
 export { ROOT };
+
+Deno.test("a matrix sweeps a stage and fans out downstream; shared upstream runs once", async () => {
+  await using sb = await sandbox();
+  const f = await sb.write(
+    "exp.yaml",
+    `
+name: sweep
+stages:
+  data: {kind: $STAGES/text.ts, params: {text: D, trace: $DIR/data}}
+  train:
+    kind: $STAGES/text.ts
+    inputs: {a: data}
+    params: {trace: $DIR/train}
+    matrix: {text: [clip, kme], seed: [0, 1]}
+  eval: {kind: $STAGES/text.ts, inputs: {a: train}, params: {text: "-e"}}
+`,
+  );
+  const r = await sb.run("run", f);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(await sb.trace("data"), ["D"]);
+  assert.deepEqual((await sb.trace("train")).sort(), ["clip", "clip", "kme", "kme"]);
+  const rec = JSON.parse(await lastRecord(sb.store, "sweep"));
+  assert.deepEqual(Object.keys(rec.stages), [
+    "data",
+    "train[text=clip,seed=0]",
+    "train[text=clip,seed=1]",
+    "train[text=kme,seed=0]",
+    "train[text=kme,seed=1]",
+    "eval[text=clip,seed=0]",
+    "eval[text=clip,seed=1]",
+    "eval[text=kme,seed=0]",
+    "eval[text=kme,seed=1]",
+  ]);
+  const e = rec.stages["eval[text=kme,seed=1]"];
+  assert.equal(e.base, "eval");
+  assert.deepEqual(e.labels, { text: "kme", seed: 1 });
+  assert.equal(rec.stages["train[text=kme,seed=1]"].seed, 1);
+  assert.equal(e.metrics.length, "Dkme-e".length);
+  // Targets may name a swept stage as a whole.
+  const only = await sb.run("run", f, "train", "--force", "data");
+  assert.equal(only.code, 0, only.stderr);
+  assert.equal(Object.keys(outcomes(only.stdout)).filter((n) => n.startsWith("eval")).length, 0);
+});

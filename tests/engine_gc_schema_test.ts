@@ -11,15 +11,15 @@ Deno.test("gc removes only entries no recent run references", async () => {
   assert.equal((await sb.run("run", f)).code, 0);
   await sb.write("exp.yaml", exp("two"));
   assert.equal((await sb.run("run", f)).code, 0);
-  const entries = async () => [...Deno.readDirSync(join(sb.store, "entries"))].length;
-  assert.equal(await entries(), 2);
+  const entries = () => [...Deno.readDirSync(join(sb.store, "entries"))].length;
+  assert.equal(entries(), 2);
 
   const dry = await sb.run("gc", "--keep", "1", "--dry-run");
   assert.match(dry.stdout, /would remove [0-9a-f]{12} \(a\)/);
-  assert.equal(await entries(), 2);
+  assert.equal(entries(), 2);
   const gc = await sb.run("gc", "--keep", "1");
   assert.equal(gc.code, 0, gc.stderr);
-  assert.equal(await entries(), 1);
+  assert.equal(entries(), 1);
   // The kept entry is the current one: a rerun executes nothing.
   assert.match((await sb.run("run", f)).stdout, /a\s+cached/);
   assert.equal((await sb.run("gc", "--keep", "0")).code, 2);
