@@ -1,0 +1,356 @@
+/**
+ * The training loop: seeded batches, AdamW with warm-up + cosine, optional global-norm
+ * clipping, periodic atomic checkpoints, resume, a JSONL log and abort handling.
+ *
+ * Determinism: the initial weights come from a JS PRNG (same on every backend), the batch of
+ * step s is a pure function of (seed, s), and every update is a pure function of the restored
+ * state, so the same seed gives bit-identical weights on a deterministic backend (cpu, or
+ * single-threaded wasm), and a resumed run equals an uninterrupted one bit for bit.
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import { join } from "node:path";
+import type { BatchSource } from "./data.ts";
+import type { ClipModel } from "./model.ts";
+import { AdamW, clipGlobalNorm, learningRate } from "./optim.ts";
+import { type NamedTensor, readBundle, writeBundle, writeFileAtomic } from "./tensorfile.ts";
+
+export interface TrainOptions {
+  steps: number;
+  lr: number;
+  warmup: number;
+  /** Final lr as a fraction of lr (cosine floor). */
+  minLrRatio: number;
+  weightDecay: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  /** Max global gradient L2 norm; 0 disables clipping. */
+  gradClip: number;
+  logEvery: number;
+  /** Checkpoint every this many steps (0: only on abort / stop). */
+  checkpointEvery: number;
+}
+
+export interface LogRecord {
+  step: number;
+  epoch: number;
+  loss: number;
+  lr: number;
+  grad_norm: number;
+  /** clip / wpse: exp(t) after clamping. */
+  logit_scale?: number;
+  /** kme / wpse: sigma^2 after clamping. */
+  sigma2?: number;
+  samples_per_s: number;
+  elapsed_s: number;
+}
+
+export interface TrainArgs {
+  model: ClipModel;
+  source: BatchSource;
+  options: TrainOptions;
+  /** Folder for checkpoints (resumed from when it holds one). */
+  checkpointDir?: string;
+  /** JSONL log path; on resume, records after the checkpoint's step are dropped. */
+  logPath?: string;
+  /** Stop (after writing a checkpoint) once this many steps are done; for tests. */
+  stopAfter?: number;
+  signal?: AbortSignal;
+  /** Called after every step with the step's loss. */
+  onStep?(step: number, loss: number, samplesPerSec: number): void;
+  onLog?(record: LogRecord): void;
+  log?(message: string): void;
+}
+
+export interface TrainResult {
+  steps: number;
+  /** Mean loss over the last min(20, steps) steps run in this process (or the log). */
+  finalLoss: number;
+  lastLoss: number;
+  /** Step the run resumed from (0 if fresh). */
+  resumedFrom: number;
+  /** Mean throughput over this process's steps. */
+  samplesPerSec: number;
+  /** Whether the run stopped early (stopAfter). */
+  stopped: boolean;
+  scalars: Record<string, number>;
+}
+
+export const CHECKPOINT_FORMAT = "kme-clip-checkpoint";
+const CKPT_HEADER = "checkpoint.json";
+
+export interface CheckpointHeader {
+  step: number;
+  /** Data cursor: the next batch is that of `step`; epoch/index for humans. */
+  cursor: { step: number; epoch: number; index: number };
+  /** RNG state: batches are counter-based on (seed, step). */
+  rng: { kind: "counter"; seed: number; step: number };
+  optimizer: { kind: "adamw"; step: number };
+  recentLosses: number[];
+  config: unknown;
+}
+
+/** Saves parameters, Adam moments, step and cursor to `dir` (atomic; old binaries removed). */
+export async function saveCheckpoint(
+  dir: string,
+  model: ClipModel,
+  opt: AdamW,
+  source: BatchSource,
+  seed: number,
+  recentLosses: number[],
+  extraConfig: unknown = {},
+): Promise<void> {
+  await Deno.mkdir(dir, { recursive: true });
+  const tensors: NamedTensor[] = [];
+  for (const spec of model.params.specs) {
+    const v = model.params.get(spec.name);
+    tensors.push({
+      name: `param/${spec.name}`,
+      shape: v.shape,
+      values: (await v.data()) as Float32Array,
+    });
+  }
+  for (const name of opt.names()) {
+    const m = opt.m.get(name)!;
+    const v = opt.v.get(name)!;
+    tensors.push({
+      name: `adam.m/${name}`,
+      shape: m.shape,
+      values: (await m.data()) as Float32Array,
+    });
+    tensors.push({
+      name: `adam.v/${name}`,
+      shape: v.shape,
+      values: (await v.data()) as Float32Array,
+    });
+  }
+  const step = opt.step;
+  const binFile = `checkpoint-${String(step).padStart(8, "0")}.bin`;
+  const header: CheckpointHeader = {
+    step,
+    cursor: { step, ...source.cursor(step) },
+    rng: { kind: "counter", seed, step },
+    optimizer: { kind: "adamw", step },
+    recentLosses,
+    config: { model: model.config, ...extraConfig as Record<string, unknown> },
+  };
+  await writeBundle(dir, CKPT_HEADER, binFile, CHECKPOINT_FORMAT, tensors, { ...header });
+  // The header now points at binFile; older binaries are garbage.
+  for await (const e of Deno.readDir(dir)) {
+    if (e.isFile && /^checkpoint-\d+\.bin$/.test(e.name) && e.name !== binFile) {
+      await Deno.remove(join(dir, e.name)).catch(() => {});
+    }
+  }
+}
+
+/** Loads a checkpoint into `model` and `opt`; returns its header, or undefined if none. */
+export async function loadCheckpoint(
+  dir: string,
+  model: ClipModel,
+  opt: AdamW,
+): Promise<CheckpointHeader | undefined> {
+  try {
+    await Deno.stat(join(dir, CKPT_HEADER));
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
+  }
+  const { header, tensors } = await readBundle<
+    CheckpointHeader & import("./tensorfile.ts").BundleHeader
+  >(dir, CKPT_HEADER, CHECKPOINT_FORMAT);
+  const saved = (header.config as { model?: unknown }).model;
+  if (JSON.stringify(saved) !== JSON.stringify(model.config)) {
+    throw new Error(`checkpoint in ${dir} was written for another model configuration`);
+  }
+  const take = (name: string) => {
+    const t = tensors.get(name);
+    if (t === undefined) throw new Error(`checkpoint in ${dir} lacks tensor ${name}`);
+    return t.values;
+  };
+  for (const spec of model.params.specs) model.params.set(spec.name, take(`param/${spec.name}`));
+  for (const name of opt.names()) {
+    tf.tidy(() => {
+      const m = opt.m.get(name)!;
+      const v = opt.v.get(name)!;
+      m.assign(tf.tensor(take(`adam.m/${name}`), m.shape, "float32"));
+      v.assign(tf.tensor(take(`adam.v/${name}`), v.shape, "float32"));
+    });
+  }
+  opt.step = header.optimizer.step;
+  return header;
+}
+
+/** Creates the optimizer over the model's trainable parameters. */
+export function createOptimizer(model: ClipModel, o: TrainOptions): AdamW {
+  const decayOf = new Map(model.params.specs.map((s) => [s.name, s.decay]));
+  return new AdamW(
+    { beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay },
+    model.trainableNames().map((
+      n,
+    ) => [n, { variable: model.params.get(n), decay: decayOf.get(n)! }]),
+  );
+}
+
+/** One optimisation step; returns (loss, gradient norm before clipping). */
+export async function trainStep(
+  model: ClipModel,
+  opt: AdamW,
+  images: tf.Tensor4D,
+  ids: tf.Tensor2D,
+  lr: number,
+  gradClip: number,
+): Promise<{ loss: number; gradNorm: number }> {
+  const names = opt.names();
+  const vars = names.map((n) => model.params.get(n));
+  const byVarName = new Map(vars.map((v, i) => [v.name, names[i]]));
+  const { value, grads } = tf.variableGrads(() => model.loss(images, ids), vars);
+  const named: Record<string, tf.Tensor> = {};
+  for (const [vn, g] of Object.entries(grads)) named[byVarName.get(vn)!] = g;
+  const norm = clipGlobalNorm(named, gradClip);
+  opt.apply(model.params.vars, named, lr);
+  model.clampScalars();
+  const [loss, gradNorm] = [(await value.data())[0], (await norm.data())[0]];
+  value.dispose();
+  norm.dispose();
+  tf.dispose(Object.values(named));
+  return { loss, gradNorm };
+}
+
+async function truncateLog(path: string, upTo: number): Promise<void> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return;
+    throw e;
+  }
+  const kept = text.split("\n").filter((l) => {
+    if (l.trim() === "") return false;
+    try {
+      return (JSON.parse(l) as LogRecord).step <= upTo;
+    } catch {
+      return false; // a torn last line from a killed process
+    }
+  });
+  await writeFileAtomic(path, kept.map((l) => l + "\n").join(""));
+}
+
+/** Runs (or resumes) training to `options.steps`. */
+export async function train(args: TrainArgs): Promise<TrainResult> {
+  const { model, source, options: o } = args;
+  const say = args.log ?? (() => {});
+  const opt = createOptimizer(model, o);
+  const seed = source.seed;
+  try {
+    let recent: number[] = [];
+    let resumedFrom = 0;
+    if (args.checkpointDir !== undefined) {
+      const h = await loadCheckpoint(args.checkpointDir, model, opt);
+      if (h !== undefined) {
+        resumedFrom = h.step;
+        recent = h.recentLosses;
+        say(`resumed from checkpoint at step ${h.step}`);
+      }
+    }
+    if (args.logPath !== undefined) await truncateLog(args.logPath, resumedFrom);
+    const logFile = args.logPath === undefined
+      ? undefined
+      : await Deno.open(args.logPath, { append: true, create: true });
+
+    const save = async () => {
+      if (args.checkpointDir === undefined) return;
+      await saveCheckpoint(args.checkpointDir, model, opt, source, seed, recent, { train: o });
+    };
+
+    const [h, w, c] = imageShapeOf(model);
+    const t0 = performance.now();
+    let windowStart = t0;
+    let windowSamples = 0;
+    let samples = 0;
+    let lastLoss = NaN;
+    let stopped = false;
+    try {
+      while (opt.step < o.steps) {
+        if (args.signal?.aborted) {
+          await save();
+          say(`interrupted at step ${opt.step}; checkpoint written`);
+          throw args.signal.reason ?? new DOMException("aborted", "AbortError");
+        }
+        if (args.stopAfter !== undefined && opt.step >= args.stopAfter) {
+          stopped = true;
+          await save();
+          break;
+        }
+        const step = opt.step; // 0-based index of this update
+        const batch = await source.batch(step);
+        const images = tf.tensor4d(batch.images, [batch.size, h, w, c], "int32");
+        const ids = tf.tensor2d(batch.ids, [batch.size, source.maxLen], "int32");
+        const lr = learningRate(step, {
+          lr: o.lr,
+          warmup: o.warmup,
+          steps: o.steps,
+          minLrRatio: o.minLrRatio,
+        });
+        let r: { loss: number; gradNorm: number };
+        try {
+          r = await trainStep(model, opt, images, ids, lr, o.gradClip);
+        } finally {
+          images.dispose();
+          ids.dispose();
+        }
+        if (!Number.isFinite(r.loss)) {
+          throw new Error(`loss is ${r.loss} at step ${opt.step}; lower lr or enable grad_clip`);
+        }
+        lastLoss = r.loss;
+        recent.push(r.loss);
+        if (recent.length > 20) recent.shift();
+        samples += batch.size;
+        windowSamples += batch.size;
+        const now = performance.now();
+        const sps = samples / ((now - t0) / 1000);
+        args.onStep?.(opt.step, r.loss, sps);
+        if (opt.step % o.logEvery === 0 || opt.step === o.steps) {
+          const rec: LogRecord = {
+            step: opt.step,
+            epoch: source.cursor(step).epoch,
+            loss: r.loss,
+            lr,
+            grad_norm: r.gradNorm,
+            ...(await model.scalars()),
+            samples_per_s: windowSamples / Math.max(1e-9, (now - windowStart) / 1000),
+            elapsed_s: (now - t0) / 1000,
+          };
+          windowStart = now;
+          windowSamples = 0;
+          if (logFile !== undefined) {
+            await logFile.write(new TextEncoder().encode(JSON.stringify(rec) + "\n"));
+          }
+          args.onLog?.(rec);
+        }
+        if (o.checkpointEvery > 0 && opt.step % o.checkpointEvery === 0 && opt.step < o.steps) {
+          await save();
+        }
+      }
+      if (!stopped) await save();
+    } finally {
+      logFile?.close();
+    }
+    const elapsed = (performance.now() - t0) / 1000;
+    return {
+      steps: opt.step,
+      finalLoss: recent.length > 0 ? recent.reduce((a, b) => a + b, 0) / recent.length : NaN,
+      lastLoss,
+      resumedFrom,
+      samplesPerSec: samples / Math.max(1e-9, elapsed),
+      stopped,
+      scalars: await model.scalars(),
+    };
+  } finally {
+    opt.dispose();
+  }
+}
+
+function imageShapeOf(model: ClipModel): [number, number, number] {
+  const im = model.config.image;
+  return [im.height, im.widthPx, im.channels];
+}

@@ -1,0 +1,213 @@
+/** Heavy part of the pretrain stage: opens the dataset, builds the model, trains, saves. */
+import { join } from "node:path";
+import { type StageContext, StageInputError, type StageResult } from "../../pipeline/stage.ts";
+import { openDataset } from "../lib/dataset/read.ts";
+import { type BackendName, initBackend } from "../lib/tf/backend.ts";
+import { BatchSource } from "../lib/model/data.ts";
+import { saveModel } from "../lib/model/io.ts";
+import { ClipModel, type ModelConfig } from "../lib/model/model.ts";
+import { deriveSeed } from "../lib/model/prng.ts";
+import { infoNce } from "../lib/model/similarity.ts";
+import { type LogRecord, train, type TrainOptions } from "../lib/model/train.ts";
+import { Vocab } from "../lib/model/vocab.ts";
+import type { PretrainParams } from "./stage.ts";
+
+export const LOG_FILE = "train_log.jsonl";
+
+export function modelConfigFromParams(
+  p: PretrainParams,
+  image: { height: number; width: number; channels: number },
+  vocabSize: number,
+): ModelConfig {
+  return {
+    similarity: p.similarity,
+    embedDim: p.embed_dim,
+    image: {
+      height: image.height,
+      widthPx: image.width,
+      channels: image.channels,
+      patch: p.patch,
+      width: p.vision_width,
+      depth: p.vision_depth,
+      heads: p.vision_heads,
+      mlp: p.vision_mlp,
+    },
+    text: {
+      maxLen: p.max_len,
+      vocabSize,
+      width: p.text_width,
+      depth: p.text_depth,
+      heads: p.text_heads,
+      mlp: p.text_mlp,
+    },
+    points: p.points,
+    numQueries: p.num_queries,
+    initTemperature: p.temperature_init,
+    maxScale: p.max_logit_scale,
+    sigma2Init: p.sigma2_init,
+    sigma2Min: p.sigma2_min,
+    sigma2Max: p.sigma2_max,
+    learnSigma2: p.learn_sigma2,
+  };
+}
+
+export function trainOptionsFromParams(p: PretrainParams): TrainOptions {
+  return {
+    steps: p.steps,
+    lr: p.lr,
+    warmup: p.warmup,
+    minLrRatio: p.min_lr_ratio,
+    weightDecay: p.weight_decay,
+    beta1: p.beta1,
+    beta2: p.beta2,
+    eps: p.eps,
+    gradClip: p.grad_clip,
+    logEvery: p.log_every,
+    checkpointEvery: p.checkpoint_every,
+  };
+}
+
+export async function run(ctx: StageContext<PretrainParams>): Promise<StageResult> {
+  const p = ctx.params;
+  const data = ctx.inputs.data;
+  if (data === undefined) throw new StageInputError("pretrain needs the input `data`");
+  const ds = await openDataset(data.dir);
+  const trainSplit = ds.split("train");
+  const im = ds.meta.image;
+  if (im.height % p.patch !== 0 || im.width % p.patch !== 0) {
+    throw new StageInputError(
+      `images are ${im.height}x${im.width}, not divisible by patch ${p.patch}`,
+      join(data.dir, "dataset.json"),
+    );
+  }
+
+  const backendName = (ctx.facets.backend ?? p.backend) as BackendName;
+  const be = await initBackend(backendName);
+  const tf = be.tf;
+  ctx.log(
+    `backend ${be.backend} ${be.version}, threads ${be.threads}` +
+      (be.adapter ? `, adapter ${be.adapter}` : ""),
+  );
+
+  const vocab = Vocab.build(trainSplit.captions.map((c) => c.text), {
+    maxSize: p.vocab_size,
+    minCount: p.min_count,
+  });
+  const config = modelConfigFromParams(p, im, vocab.size);
+  const imageBytes = im.height * im.width * im.channels;
+  let source: BatchSource;
+  try {
+    source = new BatchSource(trainSplit, vocab, {
+      batchSize: p.batch_size,
+      maxLen: p.max_len,
+      seed: deriveSeed(ctx.seed, 2),
+      imageBytes,
+      cacheBytes: p.cache_mb * 2 ** 20,
+    });
+  } catch (e) {
+    throw new StageInputError(`train split: ${(e as Error).message}`, data.dir);
+  }
+  if (await source.preload()) {
+    ctx.log(`train split cached in memory (${trainSplit.numImages} images)`);
+  }
+
+  const model = ClipModel.create(config, deriveSeed(ctx.seed, 1));
+  ctx.log(
+    `${p.similarity} model: ${model.params.count()} parameters, vocabulary ${vocab.size}, ` +
+      `${source.usable.length} captioned images, ${source.batchesPerEpoch} batches/epoch`,
+  );
+  const ckptDir = join(ctx.scratch, "checkpoint");
+  const logPath = join(ctx.scratch, LOG_FILE);
+  const o = trainOptionsFromParams(p);
+  try {
+    ctx.progress.start(p.steps, "pretrain");
+    const result = await train({
+      model,
+      source,
+      options: o,
+      checkpointDir: ckptDir,
+      logPath,
+      signal: ctx.signal,
+      log: ctx.log,
+      onStep: (step, loss, sps) =>
+        ctx.progress.update(step, { loss: loss.toFixed(4), "samples/s": sps.toFixed(1) }),
+    });
+    ctx.progress.stop();
+
+    // Loss curve from the whole log (including steps run before a resume).
+    const logged = (await Deno.readTextFile(logPath)).split("\n").filter((l) => l.trim() !== "")
+      .map((l) => JSON.parse(l) as LogRecord);
+
+    const metrics: Record<string, number | number[]> = {
+      final_loss: result.finalLoss,
+      last_loss: result.lastLoss,
+      steps: result.steps,
+      samples_per_s: result.samplesPerSec,
+      loss_curve: logged.map((r) => r.loss),
+      ...result.scalars,
+    };
+    if (p.val_batches > 0) {
+      const val = await validationLoss(tf, model, ds.split("val"), vocab, p, imageBytes);
+      if (val !== undefined) metrics.val_loss = val;
+    }
+    await saveModel(ctx.outDir, model, vocab, {
+      steps: result.steps,
+      final_loss: result.finalLoss,
+      backend: be.backend,
+      backend_version: be.version,
+      seed: ctx.seed,
+    });
+    await Deno.copyFile(logPath, join(ctx.outDir, LOG_FILE));
+    return {
+      metrics,
+      info: {
+        backend: be.backend,
+        version: be.version,
+        threads: be.threads,
+        ...(be.adapter ? { adapter: be.adapter } : {}),
+        tfjs_core: tf.version_core,
+        parameters: model.params.count(),
+        vocab_size: vocab.size,
+        resumed_from: result.resumedFrom,
+      },
+    };
+  } finally {
+    model.dispose();
+  }
+}
+
+/** Mean InfoNCE loss over up to `val_batches` fixed batches of the val split. */
+async function validationLoss(
+  tf: typeof import("@tensorflow/tfjs-core"),
+  model: ClipModel,
+  split: import("../lib/model/data.ts").SplitLike,
+  vocab: Vocab,
+  p: PretrainParams,
+  imageBytes: number,
+): Promise<number | undefined> {
+  let src: BatchSource;
+  try {
+    src = new BatchSource(split, vocab, {
+      batchSize: p.batch_size,
+      maxLen: p.max_len,
+      seed: 0x7a1, // fixed: every model is scored on the same val batches
+      imageBytes,
+    });
+  } catch {
+    return undefined; // val split smaller than one batch
+  }
+  const im = model.config.image;
+  const n = Math.min(p.val_batches, src.batchesPerEpoch);
+  let sum = 0;
+  for (let i = 0; i < n; i++) {
+    const b = await src.batch(i);
+    const loss = tf.tidy(() => {
+      const x = tf.tensor4d(b.images, [b.size, im.height, im.widthPx, im.channels], "int32");
+      const ids = tf.tensor2d(b.ids, [b.size, p.max_len], "int32");
+      return infoNce(model.logits(model.encodeImages(x), model.encodeTexts(ids)));
+    });
+    sum += (await loss.data())[0];
+    loss.dispose();
+  }
+  return sum / n;
+}

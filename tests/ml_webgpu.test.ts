@@ -1,0 +1,78 @@
+/**
+ * webgpu backend (Deno's navigator.gpu): same loss curve as cpu within a tolerance.
+ * Skipped, with the reason printed, when no adapter is available.
+ */
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs-core";
+import { initBackend, webgpuAdapterDescription } from "../stages/lib/tf/backend.ts";
+import { BatchSource } from "../stages/lib/model/data.ts";
+import { ClipModel } from "../stages/lib/model/model.ts";
+import { tinyConfig, toySplit } from "../stages/lib/model/toy.ts";
+import { train, type TrainOptions } from "../stages/lib/model/train.ts";
+import { Vocab } from "../stages/lib/model/vocab.ts";
+
+const adapter = await webgpuAdapterDescription();
+if (adapter === undefined) {
+  console.log("ml_webgpu: skipped: navigator.gpu gives no adapter on this machine");
+} else {
+  console.log(`ml_webgpu: adapter ${adapter}`);
+}
+
+const OPTS: TrainOptions = {
+  steps: 6,
+  lr: 2e-3,
+  warmup: 2,
+  minLrRatio: 0.1,
+  weightDecay: 0.05,
+  beta1: 0.9,
+  beta2: 0.98,
+  eps: 1e-6,
+  gradClip: 1,
+  logEvery: 5,
+  checkpointEvery: 0,
+};
+
+Deno.test({
+  name: "ml/webgpu: cpu and webgpu give the same 6-step loss curve (|diff| < 1e-3)" +
+    (adapter === undefined ? " [skipped: no WebGPU adapter]" : ""),
+  ignore: adapter === undefined,
+  // The GPU device stays open for the process lifetime.
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const split = toySplit(64, 3);
+    const vocab = Vocab.build(split.captions.map((c) => c.text), { maxSize: 64, minCount: 1 });
+    const curves: Record<string, number[]> = {};
+    for (const be of ["cpu", "webgpu"] as const) {
+      const info = await initBackend(be);
+      assert.equal(tf.getBackend(), be);
+      if (be === "webgpu") assert.ok(info.adapter);
+      for (const sim of ["clip", "kme"] as const) {
+        const model = ClipModel.create(tinyConfig(sim, vocab.size), 5);
+        const losses: number[] = [];
+        await train({
+          model,
+          source: new BatchSource(split, vocab, {
+            batchSize: 8,
+            maxLen: 8,
+            seed: 2,
+            imageBytes: 768,
+          }),
+          options: OPTS,
+          onStep: (_s, l) => losses.push(l),
+        });
+        model.dispose();
+        curves[`${be}/${sim}`] = losses;
+      }
+    }
+    for (const sim of ["clip", "kme"]) {
+      const c = curves[`cpu/${sim}`];
+      const g = curves[`webgpu/${sim}`];
+      const maxDiff = Math.max(...c.map((l, i) => Math.abs(l - g[i])));
+      console.log(
+        `  ${sim}: max |loss_cpu - loss_webgpu| over 6 steps = ${maxDiff.toExponential(2)}`,
+      );
+      assert.ok(maxDiff < 1e-3, `${sim}: curves differ by ${maxDiff}`);
+    }
+  },
+});
