@@ -7,6 +7,7 @@ export const builtinStages: Record<string, string> = {
   "prepare/synthetic": "./prepare/synthetic/stage.ts",
   "prepare/fashion-mnist": "./prepare/fashion-mnist/stage.ts",
   "pretrain": "./pretrain/stage.ts",
+  "prepare/coco": "./prepare/coco/stage.ts",
 };
 
 /** Every built-in kind with its absolute module URL (the engine's stage catalog). */

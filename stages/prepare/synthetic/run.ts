@@ -138,10 +138,10 @@ export async function run(ctx: StageContext<SyntheticParams>): Promise<StageResu
       metrics: {
         images: total,
         captions: total * p.captions_per_image,
-        mutualInformation: mi,
-        pmiGridMean: mean,
-        pmiGridStd: Math.sqrt(Math.max(0, sumSq / count - mean * mean)),
-        pmiGridDiagonalMean: diag / Math.min(grid_images, grid_captions),
+        mutual_information: mi,
+        pmi_grid_mean: mean,
+        pmi_grid_std: Math.sqrt(Math.max(0, sumSq / count - mean * mean)),
+        pmi_grid_diagonal_mean: diag / Math.min(grid_images, grid_captions),
       },
       info: { seconds },
     };
