@@ -14,13 +14,13 @@ const stageEntrySchema = z.strictObject({
   kind: z.string().min(1).optional().describe(
     "Built-in stage kind (e.g. 'pretrain') or a path to a module that default-exports a Stage",
   ),
-  description: z.string().optional(),
-  params: z.record(z.string(), z.unknown()).optional().describe("Parameters of the stage kind"),
-  inputs: z.record(z.string(), z.string()).optional().describe(
+  description: z.string().nullish(),
+  params: z.record(z.string(), z.unknown()).nullish().describe("Parameters of the stage kind"),
+  inputs: z.record(z.string(), z.string()).nullish().describe(
     "Named inputs of the kind, each bound to the name of an upstream stage",
   ),
-  seed: z.int().min(0).optional().describe("Overrides the experiment's seed for this stage"),
-  matrix: z.record(z.string(), z.array(z.unknown()).min(1)).optional().describe(
+  seed: z.int().min(0).nullish().describe("Overrides the experiment's seed for this stage"),
+  matrix: z.record(z.string(), z.array(z.unknown()).min(1)).nullish().describe(
     "Sweep: param path (or 'seed') -> values; one instance per combination, downstream fans out",
   ),
 });
@@ -122,11 +122,11 @@ export async function loadExperiment(file: string): Promise<MergedExperiment> {
     }
     stages[sname] = {
       kind: entry.kind,
-      description: entry.description,
+      description: entry.description ?? undefined,
       params: (entry.params ?? {}) as Record<string, unknown>,
       inputs: entry.inputs ?? {},
-      seed: entry.seed,
-      matrix: entry.matrix,
+      seed: entry.seed ?? undefined,
+      matrix: entry.matrix ?? undefined,
     };
   }
   return new MergedExperiment(
@@ -195,7 +195,8 @@ async function loadRec(
 }
 
 /**
- * Deep merge of plain mappings: `over` wins, arrays and scalars replace, null deletes.
+ * Deep merge of plain mappings: `over` wins, arrays and scalars replace, null deletes (so a
+ * derived file can drop an inherited stage, matrix or param, which then takes its default).
  * Records `src` as the origin of every path `over` sets.
  */
 function mergeInto(
@@ -212,7 +213,7 @@ function mergeInto(
   }
   const out: Record<string, unknown> = { ...base };
   for (const [k, v] of Object.entries(over)) {
-    if (v === null && path.length <= 1 && path[0] === "stages") {
+    if (v === null) {
       delete out[k];
       if (src) origins.set(pathKey([...path, k]), src);
     } else out[k] = mergeInto(base[k], v, [...path, k], src, origins);
