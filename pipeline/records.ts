@@ -47,7 +47,8 @@ export interface RunRecord {
 }
 
 export function newRunId(now = new Date()): string {
-  const ts = now.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+  // Milliseconds included: ids sort by time, and `gc` and `diff` rely on that order.
+  const ts = now.toISOString().replace(/[-:]/g, "");
   return `${ts}-${crypto.randomUUID().slice(0, 6)}`;
 }
 

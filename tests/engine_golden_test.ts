@@ -28,7 +28,7 @@ stages:
 
 function normalise(text: string, dir: string): string {
   return text.replaceAll(dir, "<DIR>").replaceAll(ROOT, "<ROOT>")
-    .replace(/\d{8}T\d{6}Z-[0-9a-f]{6}/g, "<run-id>")
+    .replace(/\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{6}/g, "<run-id>")
     .replace(/\b[0-9a-f]{12}\b/g, "<key>");
 }
 
