@@ -1,9 +1,24 @@
-/** `diff A B`: A and B are experiment files (their latest run) or run ids. */
+/**
+ * `diff A B`: A and B are experiment files (their latest run) or run ids.
+ * `diff A --by AXIS[=V1,V2]`: within one run, the instances where AXIS = V1 against V2
+ * (e.g. `--by similarity` compares clip with kme), matched on their other labels.
+ * Seeds are aggregated (mean, sd, n); stage kinds with a `compare` hook add intervals.
+ */
 import { loadExperiment } from "../pipeline/experiment_file.ts";
 import { UsageError } from "../pipeline/errors.ts";
 import { findRecord, latestRecord, type RunRecord } from "../pipeline/records.ts";
-import { diffRecords, formatDiffMarkdown, formatDiffText } from "../pipeline/diff.ts";
+import {
+  type DiffRow,
+  type DiffSide,
+  diffSides,
+  formatDiffMarkdown,
+  formatDiffText,
+  groupsOf,
+  sideLabel,
+} from "../pipeline/diff.ts";
+import type { InputHandle, Stage } from "../pipeline/stage.ts";
 import type { Store } from "../pipeline/store.ts";
+import { builtinCatalog } from "../stages/registry.ts";
 
 async function recordFor(store: Store, ref: string): Promise<RunRecord> {
   if (/\.ya?ml$/i.test(ref)) {
@@ -17,25 +32,83 @@ async function recordFor(store: Store, ref: string): Promise<RunRecord> {
   return await findRecord(store, ref);
 }
 
+/** The two values of `axis` to compare: given (`axis=v1,v2`) or the two found in the run. */
+function axisValues(rec: RunRecord, by: string): { axis: string; values: [string, string] } {
+  const [axis, given] = by.split("=", 2);
+  const found: string[] = [];
+  for (const s of Object.values(rec.stages)) {
+    const v = s.labels?.[axis];
+    if (v !== undefined && !found.includes(String(v))) found.push(String(v));
+  }
+  const values = given ? given.split(",") : found;
+  if (values.length !== 2) {
+    throw new UsageError(
+      `--by ${axis}: need exactly two values to compare; the run has ${
+        found.length ? found.join(", ") : "no such axis"
+      }${given ? "" : ` (choose with --by ${axis}=A,B)`}`,
+    );
+  }
+  for (const v of values) {
+    if (!found.includes(v)) throw new UsageError(`--by ${axis}: no instance has ${axis}=${v}`);
+  }
+  return { axis, values: values as [string, string] };
+}
+
 export async function diffCommand(
   store: Store,
-  a: string,
-  b: string,
-  o: { all: boolean; json: boolean; md: boolean },
+  refs: string[],
+  o: { all: boolean; json: boolean; md: boolean; by?: string },
 ): Promise<number> {
-  const [ra, rb] = [await recordFor(store, a), await recordFor(store, b)];
-  const rows = diffRecords(ra, rb, o.all);
+  let sa: DiffSide, sb: DiffSide;
+  if (o.by) {
+    if (refs.length !== 1) throw new UsageError("diff --by takes one experiment file or run id");
+    const rec = await recordFor(store, refs[0]);
+    const { axis, values } = axisValues(rec, o.by);
+    sa = { record: rec, select: { axis, value: values[0] } };
+    sb = { record: rec, select: { axis, value: values[1] } };
+  } else {
+    if (refs.length !== 2) throw new UsageError("diff needs two experiment files or run ids");
+    sa = { record: await recordFor(store, refs[0]) };
+    sb = { record: await recordFor(store, refs[1]) };
+  }
+  const rows = diffSides(sa, sb, o.all);
+  await addIntervals(store, sa, sb, rows);
   if (o.json) {
-    console.log(JSON.stringify(
-      {
-        a: { experiment: ra.experiment.name, id: ra.id },
-        b: { experiment: rb.experiment.name, id: rb.id },
-        rows,
-      },
-      null,
-      2,
-    ));
-  } else if (o.md) console.log(formatDiffMarkdown(ra, rb, rows));
-  else console.log(formatDiffText(ra, rb, rows));
+    console.log(JSON.stringify({ a: sideLabel(sa), b: sideLabel(sb), rows }, null, 2));
+  } else if (o.md) console.log(formatDiffMarkdown(sa, sb, rows));
+  else console.log(formatDiffText(sa, sb, rows));
   return 0;
+}
+
+/** Asks each compared stage kind that has a `compare` hook for intervals of its metrics. */
+async function addIntervals(store: Store, sa: DiffSide, sb: DiffSide, rows: DiffRow[]) {
+  const catalog = builtinCatalog();
+  const ga = groupsOf(sa), gb = groupsOf(sb);
+  for (const [name, x] of ga) {
+    const y = gb.get(name);
+    const url = catalog[x.kind];
+    if (!y || !url) continue;
+    const def = (await import(url.href)).default as Stage<unknown>;
+    if (!def.compare) continue;
+    const pairs: { a: InputHandle; b: InputHandle }[] = [];
+    for (const m of x.members) {
+      const other = y.members.find((n) => n.seed === m.seed);
+      const [ha, hb] = [await handle(store, m.record.key), await handle(store, other?.record.key)];
+      if (ha && hb) pairs.push({ a: ha, b: hb });
+    }
+    if (!pairs.length) continue;
+    for (const [metric, iv] of Object.entries(await def.compare(pairs))) {
+      const row = rows.find((r) => r.section === "metrics" && r.name === `${name}.${metric}`);
+      if (!row) continue;
+      row.ci = [iv.lo, iv.hi];
+      row.significant = iv.lo > 0 || iv.hi < 0;
+    }
+  }
+}
+
+async function handle(store: Store, key: string | undefined): Promise<InputHandle | undefined> {
+  if (!key) return undefined;
+  const m = await store.readManifest(key);
+  return m &&
+    { dir: store.outDir(key), key, digest: m.digest, files: m.files, metrics: m.metrics };
 }

@@ -25,7 +25,10 @@ const USAGE = `usage: kme <command> [options]
       --force STAGE     rerun STAGE even if cached (repeatable)
       --dry-run         list what would run and why, run nothing
   status EXPERIMENT.yaml           per stage: cached, would run (and why), or waits
-  diff A B                         compare two runs (experiment files or run ids)
+  diff A B                         compare two runs (experiment files or run ids);
+                                   seeds are aggregated (mean ± sd, n)
+  diff A --by AXIS[=V1,V2]         within one run: instances with AXIS=V1 against AXIS=V2
+                                   (e.g. --by similarity: clip against kme)
       --all             show unchanged rows too
       --json | --md     machine-readable or Markdown output
   verify [EXPERIMENT.yaml]         re-hash entries; quarantine damaged ones (they rerun)
@@ -49,6 +52,7 @@ async function main(argv: string[]): Promise<number> {
       json: { type: "boolean", default: false },
       md: { type: "boolean", default: false },
       keep: { type: "string", default: "5" },
+      by: { type: "string" },
       quiet: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
@@ -80,13 +84,8 @@ async function main(argv: string[]): Promise<number> {
       });
     }
     case "diff": {
-      if (args.length !== 2) throw new UsageError("diff needs two experiment files or run ids");
       const { diffCommand } = await import("./diff_command.ts");
-      return await diffCommand(store, args[0], args[1], {
-        all: o.all,
-        json: o.json,
-        md: o.md,
-      });
+      return await diffCommand(store, args, { all: o.all, json: o.json, md: o.md, by: o.by });
     }
     case "verify": {
       const { verifyCommand } = await import("./maintenance.ts");

@@ -91,6 +91,19 @@ export interface Stage<P = unknown> {
    */
   facets?(params: P): Record<string, string> | Promise<Record<string, string>>;
   run(ctx: StageContext<P>): Promise<StageResult | void>;
+  /**
+   * Optional, for `diff`: compares outputs of this stage from two sides (A and B, paired by
+   * seed), e.g. with a paired bootstrap over queries. Returns, per metric name, the estimated
+   * difference B - A and its 95% interval. Keep it light: it runs in the CLI process.
+   */
+  compare?(pairs: { a: InputHandle; b: InputHandle }[]): Promise<Record<string, Interval>>;
+}
+
+/** An estimated difference with its 95% interval. */
+export interface Interval {
+  delta: number;
+  lo: number;
+  hi: number;
 }
 
 /** Identity helper that keeps `P` inferred from the zod schema. */

@@ -76,3 +76,31 @@ Deno.test("status and diff outputs match the golden files", async () => {
     rel: -0.5,
   });
 });
+
+Deno.test("diff --by compares two values of a swept axis, aggregating seeds", async () => {
+  await using sb = await sandbox();
+  const f = await sb.write(
+    "sweep.yaml",
+    `
+name: sweep
+stages:
+  data: {kind: $STAGES/text.ts, params: {text: d}}
+  train:
+    kind: $STAGES/score.ts
+    inputs: {data: data}
+    matrix: {similarity: [clip, kme], seed: [0, 1, 2]}
+`,
+  );
+  assert.equal((await sb.run("run", f)).code, 0);
+  const d = await sb.run("diff", f, "--by", "similarity");
+  assert.equal(d.code, 0, d.stderr);
+  await golden("diff_by.txt", normalise(d.stdout, sb.dir));
+  const json = JSON.parse((await sb.run("diff", f, "--by", "similarity=kme,clip", "--json")).stdout);
+  const row = json.rows.find((r: { name: string }) => r.name === "train.score");
+  assert.equal(row.aN, 3);
+  assert.ok(Math.abs(row.a - 0.61) < 1e-12 && Math.abs(row.b - 0.51) < 1e-12);
+  assert.ok(Math.abs(row.aSd - 0.01) < 1e-12);
+  const bad = await sb.run("diff", f, "--by", "colour");
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--by colour: need exactly two values/);
+});
