@@ -5,15 +5,15 @@
 import { parseArgs } from "node:util";
 import { dirname, join, resolve } from "node:path";
 import { ConfigError, UsageError } from "../pipeline/errors.ts";
-import { loadExperiment } from "../pipeline/experiment_file.ts";
-import { type ResolvedStage, resolveExperiment, withUpstream } from "../pipeline/resolve.ts";
+import type { PlannedStage } from "../pipeline/resolve.ts";
+import { withUpstream } from "../pipeline/select.ts";
+import { loadPlan, type PlanExperiment, savePlan } from "../pipeline/plan_cache.ts";
 import { Store } from "../pipeline/store.ts";
 import { ProjectResolver } from "../pipeline/fingerprint.ts";
 import { StatMemo } from "../pipeline/hash.ts";
-import { type KeyContext, planStages } from "../pipeline/plan.ts";
+import type { KeyContext } from "../pipeline/plan.ts";
 import { fromFileUrl } from "../pipeline/paths.ts";
 import { sha256Hex } from "../pipeline/canonical.ts";
-import { builtinCatalog } from "../stages/registry.ts";
 
 const ROOT = dirname(dirname(fromFileUrl(import.meta.url)));
 
@@ -111,40 +111,41 @@ async function main(argv: string[]): Promise<number> {
 
 export interface Prepared {
   store: Store;
-  stages: ResolvedStage[];
-  experiment: {
-    name: string;
-    file: string;
-    seed: number;
-    sha256: Record<string, string>;
-    /** This experiment's name, then those of the files it extends. */
-    lineage: string[];
-  };
+  stages: PlannedStage[];
+  experiment: PlanExperiment;
   kc: KeyContext;
   configPath: string;
 }
 
-/** Everything that must hold before anything is written: parse, validate, resolve. */
+/**
+ * Everything that must hold before anything is written: parse, validate, resolve. An
+ * unchanged experiment reuses its cached plan and never loads YAML, zod or stage modules.
+ */
 async function prepare(file: string, targets: string[], store: Store): Promise<Prepared> {
-  const exp = await loadExperiment(file);
-  const res = await resolveExperiment(exp, builtinCatalog());
-  const stages = targets.length ? withUpstream(res, targets) : res.stages;
-  const sha256: Record<string, string> = {};
-  for (const s of exp.sources) sha256[s.file] = sha256Hex(await Deno.readFile(s.file));
+  const resolver = await ProjectResolver.load(ROOT);
+  let planned = await loadPlan(store.root, ROOT, file, resolver);
+  if (!planned) {
+    const { loadExperiment } = await import("../pipeline/experiment_file.ts");
+    const { resolveExperiment } = await import("../pipeline/resolve.ts");
+    const { builtinCatalog } = await import("../stages/registry.ts");
+    const exp = await loadExperiment(file);
+    const res = await resolveExperiment(exp, builtinCatalog());
+    const sha256: Record<string, string> = {};
+    for (const s of exp.sources) sha256[s.file] = sha256Hex(await Deno.readFile(s.file));
+    const stages: PlannedStage[] = res.stages.map(({ def: _def, ...rest }) => rest);
+    for (const s of stages) s.code = await resolver.fingerprint(s.modulePath);
+    const experiment = { name: exp.name, file, seed: exp.seed, sha256, lineage: exp.lineage };
+    planned = { experiment, stages };
+    await savePlan(store.root, ROOT, experiment, stages);
+  }
   return {
     store,
-    stages,
-    experiment: { name: exp.name, file, seed: exp.seed, sha256, lineage: exp.lineage },
-    kc: {
-      store,
-      resolver: await ProjectResolver.load(ROOT),
-      memo: await StatMemo.load(store.memoPath),
-    },
+    stages: targets.length ? withUpstream(planned.stages, targets, file) : planned.stages,
+    experiment: planned.experiment,
+    kc: { store, resolver, memo: await StatMemo.load(store.memoPath) },
     configPath: join(ROOT, "deno.json"),
   };
 }
-
-export { planStages };
 
 if (import.meta.main) {
   let code: number;

@@ -1,6 +1,7 @@
 /**
  * Code fingerprints: the hashes of a stage module and every local module it imports,
- * transitively (static and literal dynamic imports; `import type` is skipped because it
+ * transitively (static imports, literal dynamic imports and worker modules named with
+ * `new URL("./w.ts", import.meta.url)`; `import type` is skipped because it
  * cannot change behaviour), plus the locked integrity of every npm package reached.
  *
  * Imports are found with a scanner rather than `deno info`: spawning Deno costs ~100 ms per
@@ -22,6 +23,9 @@ export interface CodeFingerprint {
 const STATIC_RE =
   /^[ \t]*(import|export)\s+(type\s+)?(?:[\w*${}\s,]*?\s*from\s*)?["']([^"'\n]+)["']/gm;
 const DYNAMIC_RE = /\bimport\(\s*["']([^"'\n]+)["']\s*\)/g;
+/** Modules loaded as workers: `new URL("./worker.ts", import.meta.url)`. */
+const WORKER_RE =
+  /\bnew URL\(\s*["']([^"'\n]+\.(?:ts|js|mts|mjs))["']\s*,\s*import\.meta\.url\s*\)/g;
 
 /** Every import specifier in `source`, except type-only imports and those in comments. */
 export function scanImports(source: string): string[] {
@@ -29,6 +33,7 @@ export function scanImports(source: string): string[] {
   const out = new Set<string>();
   for (const m of source.matchAll(STATIC_RE)) if (!m[2]) out.add(m[3]);
   for (const m of source.matchAll(DYNAMIC_RE)) out.add(m[1]);
+  for (const m of source.matchAll(WORKER_RE)) out.add(m[1]);
   return [...out];
 }
 

@@ -5,7 +5,7 @@
 import { explainChange, type KeyComponents, keyOf } from "./key.ts";
 import type { ProjectResolver } from "./fingerprint.ts";
 import type { StatMemo } from "./hash.ts";
-import type { ResolvedStage } from "./resolve.ts";
+import type { PlannedStage } from "./resolve.ts";
 import type { Manifest, Store } from "./store.ts";
 
 export interface KeyContext {
@@ -16,7 +16,7 @@ export interface KeyContext {
 
 /** Components of `stage`'s key, given the manifests of its upstream entries. */
 export async function componentsOf(
-  stage: ResolvedStage,
+  stage: PlannedStage,
   upstream: Map<string, Manifest>,
   kc: KeyContext,
   /** Digests to assume for inputs whose upstream has no entry yet. */
@@ -52,7 +52,7 @@ export type PlanRow =
  * run, to say which component changed.
  */
 export async function planStages(
-  stages: ResolvedStage[],
+  stages: PlannedStage[],
   kc: KeyContext,
   force: Set<string>,
   previous: (stage: string) => KeyComponents | undefined,

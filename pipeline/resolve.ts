@@ -12,6 +12,9 @@ import { fromFileUrl, toFileUrl } from "./paths.ts";
 import type { Stage } from "./stage.ts";
 import { didYouMean } from "./suggest.ts";
 
+/** A stage instance as the runner needs it: everything but the loaded definition. */
+export type PlannedStage = Omit<ResolvedStage, "def">;
+
 export interface ResolvedStage {
   /** Instance name: the YAML name, with `[axis=value,...]` when swept by a matrix. */
   name: string;
@@ -391,32 +394,6 @@ function topoOrder(exp: MergedExperiment, names: string[]): string[] {
   };
   for (const name of names) visit(name, []);
   return order;
-}
-
-/**
- * The stages needed for `targets` (each with its upstream), in order. A target is a stage
- * instance (`train[seed=1]`) or a YAML stage name (all its instances).
- */
-export function withUpstream(res: ResolvedExperiment, targets: string[]): ResolvedStage[] {
-  const need = new Set<string>();
-  const add = (n: string) => {
-    if (need.has(n)) return;
-    need.add(n);
-    for (const up of Object.values(res.byName.get(n)!.inputs)) add(up);
-  };
-  for (const t of targets) {
-    const group = res.instancesOf.get(t);
-    if (group) group.forEach((s) => add(s.name));
-    else if (res.byName.has(t)) add(t);
-    else {
-      throw new ConfigError(
-        `no stage named '${t}' in ${res.exp.file}${
-          didYouMean(t, [...res.instancesOf.keys(), ...res.byName.keys()])
-        }`,
-      );
-    }
-  }
-  return res.stages.filter((s) => need.has(s.name));
 }
 
 function deepMerge(

@@ -8,7 +8,7 @@ import { InterruptedError } from "./errors.ts";
 import type { Job, WorkerEvent } from "./job.ts";
 import { type KeyComponents, keyOf } from "./key.ts";
 import { componentsOf, type KeyContext } from "./plan.ts";
-import type { ResolvedStage } from "./resolve.ts";
+import type { PlannedStage } from "./resolve.ts";
 import type { Outcome, StageRecord } from "./records.ts";
 import type { Manifest } from "./store.ts";
 import type { ConsoleUI } from "./console_ui.ts";
@@ -32,7 +32,7 @@ export interface RunOutcome {
 const WORKER = fromFileUrl(new URL("../cli/worker.ts", import.meta.url));
 
 export async function runStages(
-  stages: ResolvedStage[],
+  stages: PlannedStage[],
   kc: KeyContext,
   opts: RunOptions,
 ): Promise<RunOutcome> {
@@ -46,7 +46,7 @@ export async function runStages(
   let failExit = 0;
   let interrupted = false;
 
-  const base = (s: ResolvedStage): StageRecord => ({
+  const base = (s: PlannedStage): StageRecord => ({
     kind: s.kind,
     base: s.base,
     labels: s.labels,
@@ -76,7 +76,7 @@ export async function runStages(
   Deno.addSignalListener("SIGTERM", onSignal);
 
   const finishCached = (
-    s: ResolvedStage,
+    s: PlannedStage,
     key: string,
     c: KeyComponents,
     m: Manifest,
@@ -133,7 +133,7 @@ export async function runStages(
     failure,
   };
 
-  function runWorker(s: ResolvedStage, key: string, c: KeyComponents, force: boolean) {
+  function runWorker(s: PlannedStage, key: string, c: KeyComponents, force: boolean) {
     const job: Job = {
       storeRoot: kc.store.root,
       key,

@@ -242,3 +242,17 @@ stages:
   assert.equal(only.code, 0, only.stderr);
   assert.equal(Object.keys(outcomes(only.stdout)).filter((n) => n.startsWith("eval")).length, 0);
 });
+
+Deno.test("the cached plan is dropped when the file, a base file or a stage's code changes", async () => {
+  await using sb = await sandbox();
+  await sb.write("base.yaml", `stages:\n  a: {kind: $STAGES/text.ts, params: {text: base}}\n`);
+  const f = await sb.write("exp.yaml", `name: p\nextends: base.yaml\n`);
+  assert.equal((await sb.run("run", f)).code, 0);
+  assert.equal([...Deno.readDirSync(join(sb.store, "plans"))].length, 1);
+  await sb.write("base.yaml", `stages:\n  a: {kind: $STAGES/text.ts, params: {text: changed}}\n`);
+  assert.match((await sb.run("run", f)).stdout, /a\s+ran/);
+  await sb.write("base.yaml", `stages:\n  a: {kind: $STAGES/text.ts, params: {txt: broken}}\n`);
+  const bad = await sb.run("run", f);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /base\.yaml:2:55: error: unknown param 'txt'/);
+});

@@ -95,7 +95,9 @@ stages:
   const d = await sb.run("diff", f, "--by", "similarity");
   assert.equal(d.code, 0, d.stderr);
   await golden("diff_by.txt", normalise(d.stdout, sb.dir));
-  const json = JSON.parse((await sb.run("diff", f, "--by", "similarity=kme,clip", "--json")).stdout);
+  const json = JSON.parse(
+    (await sb.run("diff", f, "--by", "similarity=kme,clip", "--json")).stdout,
+  );
   const row = json.rows.find((r: { name: string }) => r.name === "train.score");
   assert.equal(row.aN, 3);
   assert.ok(Math.abs(row.a - 0.61) < 1e-12 && Math.abs(row.b - 0.51) < 1e-12);

@@ -35,6 +35,8 @@ import {
 const h = () => import("./lazy.ts");
 const url = "http://example.com/x"; // not an import
 const notLiteral = import(name);
+const w = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
+const wasm = new URL("./data.wasm", import.meta.url);
 `;
   assert.deepEqual(scanImports(src).sort(), [
     "../b.ts",
@@ -43,6 +45,7 @@ const notLiteral = import(name);
     "./d.ts",
     "./lazy.ts",
     "./side.ts",
+    "./worker.ts",
     "npm:yaml",
   ]);
   assert.equal(stripComments('const s = "a // b"; // c').trimEnd(), 'const s = "a // b";');

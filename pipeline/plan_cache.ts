@@ -1,0 +1,120 @@
+/**
+ * The resolved plan of an experiment, cached so that a rerun of an unchanged experiment skips
+ * YAML parsing, zod validation and importing stage definitions (together most of a no-op
+ * rerun's time). The cache is used only when every input of resolution is unchanged:
+ * the experiment file and every file it extends (by content), each stage module's code
+ * fingerprint (which covers its params schema, defaults and facet code), the lockfile, the
+ * Deno version and the installed package folders (facets may depend on what is installed,
+ * e.g. which TensorFlow.js backend `auto` means). Facets must not depend on anything else.
+ */
+import { join, resolve } from "node:path";
+import { hashJson, sha256Hex } from "./canonical.ts";
+import type { CodeFingerprint, ProjectResolver } from "./fingerprint.ts";
+import type { PlannedStage } from "./resolve.ts";
+
+export interface PlanExperiment {
+  name: string;
+  file: string;
+  seed: number;
+  sha256: Record<string, string>;
+  lineage: string[];
+}
+
+interface CachedPlan {
+  format: "kme-plan/1";
+  env: string;
+  experiment: PlanExperiment;
+  stages: PlannedStage[];
+}
+
+function cachePath(storeRoot: string, file: string): string {
+  return join(storeRoot, "plans", `${sha256Hex(resolve(file)).slice(0, 32)}.json`);
+}
+
+/** Lockfile, Deno version and installed package folders, hashed. */
+async function environmentSignature(root: string): Promise<string> {
+  const names = async (dir: string) => {
+    const out: string[] = [];
+    try {
+      for await (const e of Deno.readDir(dir)) out.push(e.name);
+    } catch { /* absent */ }
+    return out.sort();
+  };
+  let lock = "";
+  try {
+    lock = sha256Hex(await Deno.readFile(join(root, "deno.lock")));
+  } catch { /* no lockfile */ }
+  return hashJson({
+    lock,
+    deno: Deno.version.deno,
+    modules: await names(join(root, "node_modules")),
+    scoped: await names(join(root, "node_modules", "@tensorflow")),
+  });
+}
+
+export async function savePlan(
+  storeRoot: string,
+  root: string,
+  experiment: PlanExperiment,
+  stages: PlannedStage[],
+): Promise<void> {
+  const plan: CachedPlan = {
+    format: "kme-plan/1",
+    env: await environmentSignature(root),
+    experiment,
+    stages: stages.map((s) => ({ ...s, def: undefined })),
+  };
+  const path = cachePath(storeRoot, experiment.file);
+  await Deno.mkdir(join(storeRoot, "plans"), { recursive: true });
+  const tmp = `${path}.${Deno.pid}.tmp`;
+  await Deno.writeTextFile(tmp, JSON.stringify(plan));
+  await Deno.rename(tmp, path);
+}
+
+/** The cached plan of `file`, if everything it was resolved from is unchanged. */
+export async function loadPlan(
+  storeRoot: string,
+  root: string,
+  file: string,
+  resolver: ProjectResolver,
+): Promise<{ experiment: PlanExperiment; stages: PlannedStage[] } | undefined> {
+  let plan: CachedPlan;
+  try {
+    plan = JSON.parse(await Deno.readTextFile(cachePath(storeRoot, file)));
+  } catch {
+    return undefined;
+  }
+  if (plan.format !== "kme-plan/1" || plan.experiment.file !== file) return undefined;
+  for (const [path, sha] of Object.entries(plan.experiment.sha256)) {
+    try {
+      if (sha256Hex(await Deno.readFile(path)) !== sha) return undefined;
+    } catch {
+      return undefined;
+    }
+  }
+  if (plan.env !== (await environmentSignature(root))) return undefined;
+  const fresh = new Map<string, CodeFingerprint>();
+  for (const s of plan.stages) {
+    let fp = fresh.get(s.modulePath);
+    if (!fp) {
+      try {
+        fp = await resolver.fingerprint(s.modulePath);
+      } catch {
+        return undefined;
+      }
+      fresh.set(s.modulePath, fp);
+    }
+    if (!s.code || hashJson(fp) !== hashJson(s.code)) return undefined;
+    s.code = fp;
+  }
+  for (const s of plan.stages) {
+    for (const path of Object.values(s.externals)) {
+      try {
+        await Deno.stat(path);
+      } catch {
+        return undefined; // let full resolution report it properly
+      }
+    }
+  }
+  return { experiment: plan.experiment, stages: plan.stages };
+}
