@@ -1,0 +1,111 @@
+/**
+ * Benchmark of chunked KME scoring + COCO retrieval ranks (5k and 1k in one pass) on random
+ * data of the COCO 5k-test shape. Not a test; prints one JSON line.
+ *
+ *   deno run --allow-all stages/lib/eval/bench_kme.ts \
+ *     [--images 5000] [--captions-per-image 5] [--points 16] [--dim 64] [--sigma2 0.05] \
+ *     [--workers 2] [--backend wasm|js] [--clip]
+ */
+import { parseArgs } from "node:util";
+import process from "node:process";
+import { Prng } from "../stages/lib/eval/prng.ts";
+import {
+  createParallelScorer,
+  type PointSets,
+  type ScorerSpec,
+} from "../stages/lib/eval/scoring.ts";
+import { cocoRetrieval } from "../stages/lib/eval/retrieval.ts";
+
+function randomSets(n: number, P: number, d: number, rng: Prng): PointSets {
+  const data = new Float32Array(n * P * d);
+  for (let q = 0; q < n * P; q++) {
+    let s = 0;
+    for (let k = 0; k < d; k++) s += (data[q * d + k] = rng.nextFloat() * 2 - 1) ** 2;
+    const inv = 1 / Math.sqrt(s);
+    for (let k = 0; k < d; k++) data[q * d + k] *= inv;
+  }
+  const logits = new Float32Array(n * P).map(() => rng.nextFloat() * 2 - 1);
+  return { n, points: P, dim: d, data, logits };
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    options: {
+      images: { type: "string", default: "5000" },
+      "captions-per-image": { type: "string", default: "5" },
+      points: { type: "string", default: "16" },
+      dim: { type: "string", default: "64" },
+      sigma2: { type: "string", default: "0.05" },
+      workers: { type: "string", default: String(navigator.hardwareConcurrency ?? 2) },
+      backend: { type: "string", default: "wasm" },
+      clip: { type: "boolean", default: false },
+    },
+  });
+  const nI = Number(values.images), cpi = Number(values["captions-per-image"]);
+  const P = Number(values.points), d = Number(values.dim), workers = Number(values.workers);
+  const nC = nI * cpi;
+  const rng = new Prng(1);
+  const images = randomSets(nI, P, d, rng);
+  const captions = randomSets(nC, P, d, rng);
+  const captionImage = new Int32Array(nC).map((_, c) => Math.floor(c / cpi));
+  const spec: ScorerSpec = values.clip
+    ? { kind: "clip", images: images.data, captions: captions.data, dim: d, scale: 20 }
+    : {
+      kind: "kme",
+      images,
+      captions,
+      sigma2: Number(values.sigma2),
+      backend: values.backend as "wasm" | "js",
+    };
+  if (values.clip) {
+    // one point per input for CLIP: reuse the first point of each set
+    const pick = (s: PointSets) => {
+      const out = new Float32Array(s.n * d);
+      for (let i = 0; i < s.n; i++) out.set(s.data.subarray(i * P * d, i * P * d + d), i * d);
+      return out;
+    };
+    Object.assign(spec, { images: pick(images), captions: pick(captions) });
+  }
+  const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
+  const scorer = await createParallelScorer(spec, { workers });
+  const tReady = performance.now();
+  let peakRss = Deno.memoryUsage().rss;
+  let lastLog = 0;
+  const res = await cocoRetrieval(scorer, captionImage, {
+    concurrency: 2 * workers,
+    onProgress(done, total) {
+      peakRss = Math.max(peakRss, Deno.memoryUsage().rss);
+      const now = performance.now();
+      if (now - lastLog > 10000) {
+        lastLog = now;
+        console.error(`${done}/${total} blocks, ${((now - tReady) / 1000).toFixed(1)} s`);
+      }
+    },
+  });
+  const t1 = performance.now();
+  const cpu = process.cpuUsage(cpu0);
+  scorer.close();
+  const pairs = nI * nC;
+  console.log(JSON.stringify({
+    scorer: scorer.description,
+    images: nI,
+    captions: nC,
+    points: P,
+    dim: d,
+    workers,
+    setupSeconds: +((tReady - t0) / 1000).toFixed(2),
+    scoringAndRankingSeconds: +((t1 - tReady) / 1000).toFixed(2),
+    pairsPerSecond: Math.round(pairs / ((t1 - tReady) / 1000)),
+    // Process CPU time (all threads, setup included): less sensitive to other load on the
+    // machine than wall time; cpuSeconds / workers estimates the wall time on idle cores.
+    cpuSeconds: +((cpu.user + cpu.system) / 1e6).toFixed(2),
+    peakRssMiB: Math.round(peakRss / 2 ** 20),
+    rsum5k: +res["5k"].rsum.toFixed(3),
+    rsum1k: res["1k"] ? +res["1k"].rsum.toFixed(3) : null,
+    cpus: navigator.hardwareConcurrency,
+    loadAverage: Deno.loadavg(),
+    deno: Deno.version.deno,
+    v8: Deno.version.v8,
+  }));
+}

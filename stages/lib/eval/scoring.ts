@@ -1,0 +1,410 @@
+/**
+ * Similarity scores for evaluation, in plain TypeScript / WebAssembly (no TensorFlow.js):
+ * exact up to f32 rounding, deterministic, and pair-deterministic (a score does not depend on
+ * the block it is computed in), so chunked retrieval equals unchunked retrieval exactly.
+ *
+ * - CLIP: s(x, y) = scale * <u, v>.
+ * - KME:  s(x, y) = LSE_ij(<u_i, v_j> / sigma2 + log alpha_i + log beta_j) - 1 / sigma2,
+ *   alpha = softmax(image weight logits), beta = softmax(caption weight logits), padding
+ *   points have logit -Infinity. Points are used as given (the encoders L2-normalise them).
+ *
+ * Backends for KME: "wasm" (SIMD kernel, wasm_kme.ts; f32 dot products and sums) and "js"
+ * (f64 throughout; slower; a second reference). `createParallelScorer` runs either scorer in
+ * Web Workers (one per core) behind the same BlockScorer interface.
+ */
+import type { BlockScorer } from "./retrieval.ts";
+import { paddedShape, WasmKmeKernel } from "./wasm_kme.ts";
+
+/** n weighted point sets of `points` points in R^dim. */
+export interface PointSets {
+  n: number;
+  points: number;
+  dim: number;
+  /** [n, points, dim] row-major. */
+  data: Float32Array;
+  /** [n, points] weight logits; -Infinity marks padding. Each set needs one finite logit. */
+  logits: Float32Array;
+}
+
+export function validatePointSets(s: PointSets, what: string): void {
+  if (s.data.length !== s.n * s.points * s.dim) {
+    throw new RangeError(
+      `${what}: data has ${s.data.length} values, expected ${s.n}x${s.points}x${s.dim}`,
+    );
+  }
+  if (s.logits.length !== s.n * s.points) {
+    throw new RangeError(
+      `${what}: logits has ${s.logits.length} values, expected ${s.n}x${s.points}`,
+    );
+  }
+}
+
+/** Per-set log-softmax of the weight logits (f64 internally), padding stays -Infinity. */
+export function logSoftmaxSets(s: PointSets, what = "point sets"): Float32Array {
+  const out = new Float32Array(s.n * s.points);
+  for (let i = 0; i < s.n; i++) {
+    const o = i * s.points;
+    let mx = -Infinity;
+    for (let m = 0; m < s.points; m++) mx = Math.max(mx, s.logits[o + m]);
+    if (!Number.isFinite(mx)) {
+      throw new Error(`${what}: set ${i} has no finite weight logit (max ${mx})`);
+    }
+    let sum = 0;
+    for (let m = 0; m < s.points; m++) sum += Math.exp(s.logits[o + m] - mx);
+    const lse = mx + Math.log(sum);
+    for (let m = 0; m < s.points; m++) out[o + m] = s.logits[o + m] - lse;
+  }
+  return out;
+}
+
+/**
+ * Naive reference in f64, the direct double sum:
+ * log( sum_ij alpha_i beta_j exp((<u_i, v_j> - 1) / sigma2) ). Underflows for tiny sigma2;
+ * for tests only.
+ */
+export function kmeScoreReference(
+  images: PointSets,
+  i: number,
+  captions: PointSets,
+  c: number,
+  sigma2: number,
+): number {
+  const d = images.dim;
+  const softmax = (logits: Float32Array, o: number, n: number) => {
+    let mx = -Infinity;
+    for (let k = 0; k < n; k++) mx = Math.max(mx, logits[o + k]);
+    const w = new Float64Array(n);
+    let s = 0;
+    for (let k = 0; k < n; k++) s += w[k] = Math.exp(logits[o + k] - mx);
+    return w.map((x) => x / s);
+  };
+  const alpha = softmax(images.logits, i * images.points, images.points);
+  const beta = softmax(captions.logits, c * captions.points, captions.points);
+  let total = 0;
+  for (let m = 0; m < images.points; m++) {
+    for (let n = 0; n < captions.points; n++) {
+      let dot = 0;
+      for (let k = 0; k < d; k++) {
+        dot += images.data[(i * images.points + m) * d + k] *
+          captions.data[(c * captions.points + n) * d + k];
+      }
+      total += alpha[m] * beta[n] * Math.exp((dot - 1) / sigma2);
+    }
+  }
+  return Math.log(total);
+}
+
+export type KmeBackend = "wasm" | "js";
+
+export interface KmeSpec {
+  /**
+   * "kme": the LSE score above. "wpse": scale * exp(KME score) = scale * sum_ij alpha_i
+   * beta_j k(u_i, v_j), the kernel mean embedding inner product linearly scaled (the
+   * model's third similarity); same kernel, different finishing step.
+   */
+  kind: "kme" | "wpse";
+  images: PointSets;
+  captions: PointSets;
+  sigma2: number;
+  /** Default "wasm". */
+  backend?: KmeBackend;
+  /** WPSE only: the logit scale exp(t) (default 1). */
+  scale?: number;
+}
+
+export interface ClipSpec {
+  kind: "clip";
+  /** [nImages, dim] embeddings (normally L2-normalised). */
+  images: Float32Array;
+  /** [nCaptions, dim]. */
+  captions: Float32Array;
+  dim: number;
+  /** Logit scale exp(t); default 1 (plain dot product). */
+  scale?: number;
+}
+
+export type ScorerSpec = KmeSpec | ClipSpec;
+
+/** A synchronous in-thread scorer. */
+export interface SyncScorer extends BlockScorer {
+  scoreBlock(i0: number, ni: number, c0: number, nc: number): Float32Array;
+  scorePairs(images: Int32Array, captions: Int32Array): Float32Array;
+  readonly description: string;
+}
+
+export function createScorer(spec: ScorerSpec): SyncScorer {
+  return spec.kind === "clip" ? new ClipScorer(spec) : new KmeScorer(spec);
+}
+
+function checkBlock(s: BlockScorer, i0: number, ni: number, c0: number, nc: number): void {
+  if (
+    !(Number.isInteger(i0) && Number.isInteger(ni) && Number.isInteger(c0) &&
+      Number.isInteger(nc)) ||
+    i0 < 0 || c0 < 0 || ni < 0 || nc < 0 ||
+    i0 + ni > s.nImages || c0 + nc > s.nCaptions
+  ) {
+    throw new RangeError(`block (${i0}+${ni}, ${c0}+${nc}) outside ${s.nImages}x${s.nCaptions}`);
+  }
+}
+
+export class KmeScorer implements SyncScorer {
+  readonly nImages: number;
+  readonly nCaptions: number;
+  readonly description: string;
+  private readonly invS2: number;
+  private readonly la: Float32Array;
+  private readonly lb: Float32Array;
+  private readonly kernel?: WasmKmeKernel;
+  private readonly wpseScale?: number;
+
+  /** The raw sets, kept only by the "js" backend (the wasm kernel holds a packed copy). */
+  private readonly sets?: { images: PointSets; captions: PointSets };
+
+  constructor(spec: KmeSpec) {
+    const { images, captions, sigma2 } = spec;
+    validatePointSets(images, "images");
+    validatePointSets(captions, "captions");
+    if (images.dim !== captions.dim) {
+      throw new RangeError(`dims differ: images ${images.dim}, captions ${captions.dim}`);
+    }
+    if (!(sigma2 > 0 && Number.isFinite(sigma2))) {
+      throw new RangeError(`sigma2 must be > 0, got ${sigma2}`);
+    }
+    this.nImages = images.n;
+    this.nCaptions = captions.n;
+    this.invS2 = 1 / sigma2;
+    this.la = logSoftmaxSets(images, "images");
+    this.lb = logSoftmaxSets(captions, "captions");
+    const backend = spec.backend ?? "wasm";
+    this.wpseScale = spec.kind === "wpse" ? spec.scale ?? 1 : undefined;
+    this.description = spec.kind === "wpse"
+      ? `wpse sigma2=${sigma2} scale=${this.wpseScale} backend=${backend}`
+      : `kme sigma2=${sigma2} backend=${backend}`;
+    if (backend === "wasm") {
+      this.kernel = new WasmKmeKernel(paddedShape(images.points, captions.points, images.dim));
+      this.kernel.load(
+        {
+          n: images.n,
+          M: images.points,
+          dim: images.dim,
+          points: images.data,
+          logWeights: this.la,
+        },
+        {
+          n: captions.n,
+          N: captions.points,
+          dim: captions.dim,
+          points: captions.data,
+          logWeights: this.lb,
+        },
+      );
+    } else if (backend === "js") {
+      this.sets = { images, captions };
+    } else {
+      throw new RangeError(`unknown KME backend "${backend}" (wasm or js)`);
+    }
+  }
+
+  scoreBlock(i0: number, ni: number, c0: number, nc: number): Float32Array {
+    checkBlock(this, i0, ni, c0, nc);
+    if (this.kernel) {
+      const out = new Float32Array(ni * nc);
+      return this.kernel.scoreBlock(i0, ni, c0, nc, this.invS2, out, this.wpseScale);
+    }
+    const out = new Float32Array(ni * nc);
+    for (let r = 0; r < ni; r++) {
+      for (let c = 0; c < nc; c++) out[r * nc + c] = this.finish(this.pairJs(i0 + r, c0 + c));
+    }
+    return out;
+  }
+
+  scorePairs(images: Int32Array, captions: Int32Array): Float32Array {
+    if (this.kernel) return this.kernel.scorePairs(images, captions, this.invS2, this.wpseScale);
+    const out = new Float32Array(images.length);
+    for (let p = 0; p < images.length; p++) {
+      out[p] = this.finish(this.pairJs(images[p], captions[p]));
+    }
+    return out;
+  }
+
+  private finish(kme: number): number {
+    return this.wpseScale === undefined ? kme : this.wpseScale * Math.exp(kme);
+  }
+
+  /** f64 LSE form; padding points (log-weight -Infinity) are skipped. */
+  private pairJs(i: number, c: number): number {
+    const { images: A, captions: B } = this.sets!;
+    const d = A.dim, M = A.points, N = B.points, inv = this.invS2;
+    const la = this.la, lb = this.lb, a = A.data, b = B.data;
+    let mx = -Infinity;
+    const xs = new Float64Array(M * N);
+    for (let m = 0; m < M; m++) {
+      const wa = la[i * M + m];
+      for (let n = 0; n < N; n++) {
+        const wb = lb[c * N + n];
+        if (wa === -Infinity || wb === -Infinity) {
+          xs[m * N + n] = -Infinity;
+          continue;
+        }
+        const pa = (i * M + m) * d, pb = (c * N + n) * d;
+        let dot = 0;
+        for (let k = 0; k < d; k++) dot += a[pa + k] * b[pb + k];
+        const x = dot * inv + wa + wb;
+        xs[m * N + n] = x;
+        if (x > mx) mx = x;
+      }
+    }
+    let sum = 0;
+    for (let k = 0; k < M * N; k++) sum += Math.exp(xs[k] - mx);
+    return mx + Math.log(sum) - inv;
+  }
+}
+
+export class ClipScorer implements SyncScorer {
+  readonly nImages: number;
+  readonly nCaptions: number;
+  readonly description: string;
+  private readonly scale: number;
+
+  constructor(private readonly spec: ClipSpec) {
+    const { images, captions, dim } = spec;
+    if (images.length % dim !== 0 || captions.length % dim !== 0) {
+      throw new RangeError(`embedding lengths are not multiples of dim ${dim}`);
+    }
+    this.nImages = images.length / dim;
+    this.nCaptions = captions.length / dim;
+    this.scale = spec.scale ?? 1;
+    this.description = `clip scale=${this.scale}`;
+  }
+
+  scoreBlock(i0: number, ni: number, c0: number, nc: number): Float32Array {
+    checkBlock(this, i0, ni, c0, nc);
+    const { images: u, captions: v, dim: d } = this.spec;
+    const out = new Float32Array(ni * nc);
+    const s = this.scale;
+    for (let r = 0; r < ni; r++) {
+      const pa = (i0 + r) * d;
+      for (let c = 0; c < nc; c++) {
+        const pb = (c0 + c) * d;
+        let dot = 0;
+        for (let k = 0; k < d; k++) dot += u[pa + k] * v[pb + k];
+        out[r * nc + c] = s * dot;
+      }
+    }
+    return out;
+  }
+
+  scorePairs(images: Int32Array, captions: Int32Array): Float32Array {
+    const out = new Float32Array(images.length);
+    for (let p = 0; p < images.length; p++) {
+      out[p] = this.scoreBlock(images[p], 1, captions[p], 1)[0];
+    }
+    return out;
+  }
+}
+
+// ---- Web Worker pool ----------------------------------------------------------------------
+
+export interface ParallelScorer extends BlockScorer {
+  scoreBlock(i0: number, ni: number, c0: number, nc: number): Promise<Float32Array>;
+  scorePairs(images: Int32Array, captions: Int32Array): Promise<Float32Array>;
+  readonly workers: number;
+  readonly description: string;
+  /** Terminates the workers. */
+  close(): void;
+}
+
+interface Pending {
+  resolve: (x: Float32Array) => void;
+  reject: (e: Error) => void;
+  worker: number;
+}
+
+/**
+ * Runs `createScorer(spec)` in `workers` Web Workers (default: navigator.hardwareConcurrency)
+ * and spreads blocks over them. Each worker holds its own copy of the data. Results are
+ * identical to the in-thread scorer's (same code, pair-deterministic).
+ */
+export async function createParallelScorer(
+  spec: ScorerSpec,
+  opts: { workers?: number } = {},
+): Promise<ParallelScorer> {
+  const n = Math.max(1, opts.workers ?? navigator.hardwareConcurrency ?? 1);
+  const url = new URL("./score_worker.ts", import.meta.url).href;
+  const workers: Worker[] = [];
+  const load = new Int32Array(n);
+  const pending = new Map<number, Pending>();
+  let nextId = 0;
+  let failed: Error | undefined;
+  const ready: Promise<{ nImages: number; nCaptions: number; description: string }>[] = [];
+  for (let w = 0; w < n; w++) {
+    const worker = new Worker(url, { type: "module" });
+    workers.push(worker);
+    ready.push(
+      new Promise((resolve, reject) => {
+        worker.onmessage = (e: MessageEvent) => {
+          const m = e.data;
+          if (m.type === "ready") {
+            worker.onmessage = (ev: MessageEvent) => onResult(w, ev.data);
+            resolve(m);
+          } else reject(new Error(m.message));
+        };
+        worker.onerror = (e) => {
+          e.preventDefault();
+          const err = new Error(`score worker ${w}: ${e.message}`);
+          failed = err;
+          reject(err);
+          for (const [id, p] of pending) {
+            if (p.worker === w) {
+              pending.delete(id);
+              p.reject(err);
+            }
+          }
+        };
+      }),
+    );
+    worker.postMessage({ type: "init", spec });
+  }
+  function onResult(
+    w: number,
+    m: { type: string; id: number; out?: Float32Array; message?: string },
+  ) {
+    const p = pending.get(m.id);
+    if (!p) return;
+    pending.delete(m.id);
+    load[w]--;
+    if (m.type === "result") p.resolve(m.out!);
+    else p.reject(new Error(`score worker ${w}: ${m.message}`));
+  }
+  let info;
+  try {
+    info = await Promise.all(ready);
+  } catch (e) {
+    for (const w of workers) w.terminate();
+    throw e;
+  }
+  const request = (msg: Record<string, unknown>, transfer: Transferable[] = []) => {
+    if (failed) return Promise.reject(failed);
+    let w = 0;
+    for (let k = 1; k < n; k++) if (load[k] < load[w]) w = k;
+    const id = nextId++;
+    load[w]++;
+    return new Promise<Float32Array>((resolve, reject) => {
+      pending.set(id, { resolve, reject, worker: w });
+      workers[w].postMessage({ ...msg, id }, transfer);
+    });
+  };
+  return {
+    nImages: info[0].nImages,
+    nCaptions: info[0].nCaptions,
+    workers: n,
+    description: `${info[0].description} workers=${n}`,
+    scoreBlock: (i0, ni, c0, nc) => request({ type: "block", i0, ni, c0, nc }),
+    scorePairs: (images, captions) => request({ type: "pairs", images, captions }),
+    close() {
+      for (const w of workers) w.terminate();
+      for (const p of pending.values()) p.reject(new Error("scorer closed"));
+      pending.clear();
+    },
+  };
+}

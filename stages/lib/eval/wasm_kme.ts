@@ -1,0 +1,586 @@
+/**
+ * A WebAssembly SIMD kernel for KME scores, generated at run time from this file (no build
+ * step, no binary blobs): a tiny assembler emits a module specialised to one shape
+ * (padded points Mp, Np and dimension d).
+ *
+ * For one image i and one caption c it computes, in f32 with IEEE mul/add (no fused
+ * multiply-add, no relaxed SIMD, so results are the same on every machine), in log2 units:
+ *   x[m, n] = <u_m, v_n> * (log2(e) / sigma2) + log2 alpha_m + log2 beta_n   (Mp x Np tile)
+ *   max = max_{m,n} x[m, n],   sum = sum_{m,n} 2^(x[m, n] - max)
+ * and stores max and sum; the caller finishes, in f64,
+ *   s = ln(2) * max + ln(sum) - 1 / sigma2.
+ * 2^t uses t = n + f (n = round(t), |f| <= 1/2), 2^f by its degree-7 Taylor polynomial
+ * (truncation error < 6e-9) and 2^n built in the exponent bits. Arguments are clamped at
+ * -125 to stay in the normal range: a clamped term adds 2^-125 ~ 2.4e-38 instead of less,
+ * which cannot change an f32 sum that contains the term 2^0 = 1. Padding points carry
+ * log-weight -Infinity and are clamped the same way.
+ *
+ * Layouts (f32, little endian), prepared by `WasmKmeKernel.load`:
+ *   images   A[img][Mp][d]      (point-major)    log2-weights LA[img][Mp]
+ *   captions B[cap][d][Np]     (transposed)     log2-weights LB[cap][Np]
+ * The dot products are a register-blocked micro-kernel: 4 image points x 8 caption points
+ * per step (8 v128 accumulators), broadcasting one image coordinate against two vectors of
+ * caption coordinates (d padded to a multiple of 4 with zeros). Images are processed in small
+ * groups that stay in L1 while the captions stream past.
+ * Every score depends only on its own (image, caption) data, in a fixed operation order,
+ * so a score is bit-identical whatever block it is computed in.
+ */
+
+// ---- a minimal assembler ------------------------------------------------------------------
+
+const I32 = 0x7f, F32 = 0x7d, V128 = 0x7b;
+
+function uleb(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let b = n & 0x7f;
+    n >>>= 7;
+    if (n !== 0) b |= 0x80;
+    out.push(b);
+  } while (n !== 0);
+  return out;
+}
+
+function sleb(n: number): number[] {
+  const out: number[] = [];
+  for (;;) {
+    const b = n & 0x7f;
+    n >>= 7;
+    if ((n === 0 && (b & 0x40) === 0) || (n === -1 && (b & 0x40) !== 0)) {
+      out.push(b);
+      return out;
+    }
+    out.push(b | 0x80);
+  }
+}
+
+function f32bytes(x: number): number[] {
+  return [...new Uint8Array(new Float32Array([x]).buffer)];
+}
+
+class Code {
+  readonly b: number[] = [];
+  private op(...bytes: number[]): this {
+    for (const x of bytes) this.b.push(x);
+    return this;
+  }
+  private simd(code: number, ...imm: number[]): this {
+    return this.op(0xfd, ...uleb(code), ...imm);
+  }
+  get(l: number) {
+    return this.op(0x20, ...uleb(l));
+  }
+  set(l: number) {
+    return this.op(0x21, ...uleb(l));
+  }
+  tee(l: number) {
+    return this.op(0x22, ...uleb(l));
+  }
+  i32(v: number) {
+    return this.op(0x41, ...sleb(v | 0));
+  }
+  f32(v: number) {
+    return this.op(0x43, ...f32bytes(v));
+  }
+  add() {
+    return this.op(0x6a);
+  }
+  sub() {
+    return this.op(0x6b);
+  }
+  mul() {
+    return this.op(0x6c);
+  }
+  ltU() {
+    return this.op(0x49);
+  }
+  ltS() {
+    return this.op(0x48);
+  }
+  select() {
+    return this.op(0x1b);
+  }
+  loop() {
+    return this.op(0x03, 0x40);
+  }
+  call(fn: number) {
+    return this.op(0x10, ...uleb(fn));
+  }
+  end() {
+    return this.op(0x0b);
+  }
+  brIf(depth: number) {
+    return this.op(0x0d, ...uleb(depth));
+  }
+  f32add() {
+    return this.op(0x92);
+  }
+  f32store(offset = 0) {
+    return this.op(0x38, 2, ...uleb(offset));
+  }
+  // SIMD
+  vload(offset = 0) {
+    return this.simd(0x00, 4, ...uleb(offset));
+  }
+  vsplat32(offset = 0) {
+    return this.simd(0x09, 2, ...uleb(offset));
+  }
+  vstore(offset = 0) {
+    return this.simd(0x0b, 4, ...uleb(offset));
+  }
+  vconstF32(x: number) {
+    const bytes = f32bytes(x);
+    return this.simd(0x0c, ...bytes, ...bytes, ...bytes, ...bytes);
+  }
+  shuffle(lanes: number[]) {
+    return this.simd(0x0d, ...lanes);
+  }
+  extract(lane: number) {
+    return this.simd(0x1f, lane);
+  }
+  fadd() {
+    return this.simd(0xe4);
+  }
+  fsub() {
+    return this.simd(0xe5);
+  }
+  fmul() {
+    return this.simd(0xe6);
+  }
+  fpmax() {
+    return this.simd(0xeb);
+  }
+  fnearest() {
+    return this.simd(0x6a);
+  }
+  ishl() {
+    return this.simd(0xab);
+  }
+}
+
+function section(id: number, body: number[]): number[] {
+  return [id, ...uleb(body.length), ...body];
+}
+
+function str(s: string): number[] {
+  const b = [...new TextEncoder().encode(s)];
+  return [...uleb(b.length), ...b];
+}
+
+// ---- the kernel -----------------------------------------------------------------------------
+
+export interface KmeKernelShape {
+  /** Image points, padded to a multiple of 4. */
+  Mp: number;
+  /** Caption points, padded to a multiple of 8. */
+  Np: number;
+  dim: number;
+}
+
+/** Builds the module bytes: exports `memory` and `kme(aPtr, laPtr, nImg, bPtr, lbPtr, nCap,
+ * outMax, outSum, invSigma2, scratch)`. */
+export function buildKmeModule({ Mp, Np, dim }: KmeKernelShape): Uint8Array {
+  if (Mp % 4 !== 0 || Np % 8 !== 0 || dim % 4 !== 0 || Mp < 4 || Np < 8 || dim < 4) {
+    throw new RangeError(`bad kernel shape Mp=${Mp} Np=${Np} dim=${dim}`);
+  }
+  const U = 4;
+  const imgStride = Mp * dim * 4, capStride = dim * Np * 4;
+  // Images per group: keep the group's points in L1 while captions stream past.
+  const G = Math.max(1, Math.min(16, Math.floor(24576 / imgStride)));
+
+  // locals: params 0..9
+  const P_A = 0, P_LA = 1, P_NIMG = 2, P_B = 3, P_LB = 4, P_NCAP = 5, P_OMAX = 6, P_OSUM = 7;
+  const P_INV = 8, P_SCR = 9;
+  let next = 10;
+  const li = () => next++;
+  const IG = li(), IGEND = li(), C = li(), I = li(), AI = li(), BC = li(), LAI = li(), LBC = li();
+  const PS = li(), PEND = li(), OUT = li();
+  const nI32 = next - 10;
+  const vBase = next;
+  const MX = next++, SUM = next++, INV = next++, T = next++, FX = next++, R = next++, Y = next++;
+  // Constants kept in locals (hoisted out of the loops).
+  const EXP_CONSTS = [
+    -125,
+    1.5252733804059838e-05,
+    0.00015403530393381606,
+    0.0013333558146428441,
+    0.009618129107628477,
+    0.055504108664821576,
+    0.2402265069591007,
+    0.6931471805599453,
+    1,
+    8388608 + 127,
+  ];
+  const K = new Map<number, number>(EXP_CONSTS.map((v) => [v, next++]));
+  const nV128 = next - vBase;
+  const k = (v: number) => K.get(v)!;
+
+  const c = new Code();
+  // inv = splat(invSigma2)
+  c.get(P_INV).b.push(0xfd, ...uleb(0x13)); // f32x4.splat
+  c.set(INV);
+  for (const [v, l] of K) c.vconstF32(v).set(l);
+  // ig = 0
+  c.i32(0).set(IG);
+  c.loop(); // ---- image groups
+  // igEnd = min(ig + G, nImg)
+  c.get(IG).i32(G).add().get(P_NIMG).get(IG).i32(G).add().get(P_NIMG).ltS().select().set(IGEND);
+  c.i32(0).set(C);
+  c.get(P_B).set(BC);
+  c.get(P_LB).set(LBC);
+  c.loop(); // ---- captions
+  c.get(IG).set(I);
+  c.get(P_A).get(IG).i32(imgStride).mul().add().set(AI);
+  c.get(P_LA).get(IG).i32(Mp * 4).mul().add().set(LAI);
+  c.loop(); // ---- images of the group
+  emitPair(c);
+  c.get(I).i32(1).add().set(I);
+  c.get(AI).i32(imgStride).add().set(AI);
+  c.get(LAI).i32(Mp * 4).add().set(LAI);
+  c.get(I).get(IGEND).ltS().brIf(0);
+  c.end();
+  c.get(C).i32(1).add().set(C);
+  c.get(BC).i32(capStride).add().set(BC);
+  c.get(LBC).i32(Np * 4).add().set(LBC);
+  c.get(C).get(P_NCAP).ltS().brIf(0);
+  c.end();
+  c.get(IGEND).set(IG);
+  c.get(IG).get(P_NIMG).ltS().brIf(0);
+  c.end();
+  c.end(); // function body
+
+  function emitPair(c: Code) {
+    // 1. Function 1 writes x = dot * inv + la + lb into the scratch tile [Mp][Np] and returns
+    //    the lane-wise max; then the horizontal max into every lane.
+    c.get(AI).get(BC).get(P_SCR).get(LAI).get(LBC).get(INV).call(1).set(MX);
+    c.get(MX).get(MX).get(MX).shuffle([8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7])
+      .fpmax()
+      .set(MX);
+    c.get(MX).get(MX).get(MX).shuffle([4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11])
+      .fpmax()
+      .set(MX);
+    // 2. sum of 2^(x - max)
+    c.vconstF32(0).set(SUM);
+    c.get(P_SCR).set(PS);
+    c.get(P_SCR).i32(Mp * Np * 4).add().set(PEND);
+    c.loop();
+    for (let q = 0; q < Np / 4; q++) {
+      c.get(PS).vload(q * 16).get(MX).fsub().get(k(-125)).fpmax().set(T);
+      emitExp(c); // exp(T) -> Y
+      c.get(SUM).get(Y).fadd().set(SUM);
+    }
+    c.get(PS).i32(Np * 4).add().set(PS);
+    c.get(PS).get(PEND).ltU().brIf(0);
+    c.end();
+    // out[i * nCap + c] (byte offset)
+    c.get(I).get(P_NCAP).mul().get(C).add().i32(4).mul().set(OUT);
+    c.get(P_OMAX).get(OUT).add().get(MX).extract(0).f32store();
+    c.get(P_OSUM).get(OUT).add();
+    c.get(SUM).extract(0).get(SUM).extract(1).f32add();
+    c.get(SUM).extract(2).get(SUM).extract(3).f32add();
+    c.f32add().f32store();
+  }
+
+  function emitExp(c: Code) {
+    // 2^T for T in [-125, 0] (x is in log2 units): T = n + f, f in [-1/2, 1/2],
+    // 2^f by its degree-7 Taylor polynomial (truncation error < 6e-9), times 2^n.
+    c.get(T).fnearest().set(FX);
+    c.get(T).get(FX).fsub().set(R);
+    c.get(k(1.5252733804059838e-05)).get(R).fmul();
+    c.get(k(0.00015403530393381606)).fadd().get(R).fmul();
+    c.get(k(0.0013333558146428441)).fadd().get(R).fmul();
+    c.get(k(0.009618129107628477)).fadd().get(R).fmul();
+    c.get(k(0.055504108664821576)).fadd().get(R).fmul();
+    c.get(k(0.2402265069591007)).fadd().get(R).fmul();
+    c.get(k(0.6931471805599453)).fadd().get(R).fmul();
+    c.get(k(1)).fadd().set(Y);
+    // 2^n: the bits of (n + 127 + 2^23) hold n + 127 in the low mantissa bits; shift into
+    // the exponent field (the magic number's own exponent bits fall off the top).
+    c.get(Y).get(FX).get(k(8388608 + 127)).fadd().i32(23).ishl().fmul().set(Y);
+  }
+
+  const body = [...uleb(2), ...uleb(nI32), I32, ...uleb(nV128), V128, ...c.b];
+
+  // Function 1: tile(aI, bC, scratch, laI, lbC, inv) -> lane-wise max. Writes the Mp x Np
+  // tile x = <u_m, v_n> * inv + la[m] + lb[n]. A separate function keeps the register
+  // allocator's view of the hot loop small. Micro-kernel: 4 image points x 8 caption points,
+  // 8 accumulators; per k the image coordinates are broadcast, rows 0-1 by load-splat and
+  // rows 2-3 by a lane shuffle of a 4-coordinate vector load (balances load and shuffle
+  // ports: measured fastest of the variants tried).
+  const d = new Code();
+  {
+    const AIp = 0, BCp = 1, SCR = 2, LAp = 3, LBp = 4, INVp = 5, PA = 6, PB = 7, KEND = 8;
+    const ACC = [9, 10, 11, 12, 13, 14, 15, 16], B0 = 17, B1 = 18, A = 19, AV = [20, 21, 22, 23];
+    const MXd = 24;
+    d.vconstF32(-Infinity).set(MXd);
+    for (let rg = 0; rg < Mp / 4; rg++) {
+      for (let cg = 0; cg < Np / 8; cg++) {
+        for (const acc of ACC) d.vconstF32(0).set(acc);
+        d.get(AIp).set(PA);
+        d.get(BCp).set(PB);
+        d.get(AIp).i32(dim * 4).add().set(KEND);
+        d.loop();
+        for (let k4 = 0; k4 < U; k4 += 4) {
+          for (let r = 2; r < 4; r++) d.get(PA).vload(((rg * 4 + r) * dim + k4) * 4).set(AV[r]);
+          for (let kk = k4; kk < k4 + 4; kk++) {
+            d.get(PB).vload(kk * Np * 4 + cg * 32).set(B0);
+            d.get(PB).vload(kk * Np * 4 + cg * 32 + 16).set(B1);
+            const l = (kk - k4) * 4;
+            const lanes = [0, 1, 2, 3].flatMap(() => [l, l + 1, l + 2, l + 3]);
+            for (let r = 0; r < 4; r++) {
+              if (r < 2) d.get(PA).vsplat32(((rg * 4 + r) * dim + kk) * 4).set(A);
+              else d.get(AV[r]).get(AV[r]).shuffle(lanes).set(A);
+              d.get(ACC[2 * r]).get(A).get(B0).fmul().fadd().set(ACC[2 * r]);
+              d.get(ACC[2 * r + 1]).get(A).get(B1).fmul().fadd().set(ACC[2 * r + 1]);
+            }
+          }
+        }
+        d.get(PA).i32(U * 4).add().set(PA);
+        d.get(PB).i32(U * Np * 4).add().set(PB);
+        d.get(PA).get(KEND).ltU().brIf(0);
+        d.end();
+        // x = dot * inv + la[m] + lb[n] (log2 units), stored; running max.
+        d.get(LBp).vload(cg * 32).set(B0);
+        d.get(LBp).vload(cg * 32 + 16).set(B1);
+        for (let r = 0; r < 4; r++) {
+          const off = ((rg * 4 + r) * Np + cg * 8) * 4;
+          d.get(LAp).vsplat32((rg * 4 + r) * 4).set(A);
+          d.get(SCR).get(ACC[2 * r]).get(INVp).fmul().get(A).fadd().get(B0).fadd().tee(ACC[2 * r])
+            .vstore(off);
+          d.get(SCR).get(ACC[2 * r + 1]).get(INVp).fmul().get(A).fadd().get(B1).fadd()
+            .tee(ACC[2 * r + 1]).vstore(off + 16);
+          d.get(MXd).get(ACC[2 * r]).fpmax().get(ACC[2 * r + 1]).fpmax().set(MXd);
+        }
+      }
+    }
+    d.get(MXd);
+    d.end();
+  }
+  const body1 = [...uleb(2), ...uleb(3), I32, ...uleb(16), V128, ...d.b];
+  const typeSec = [
+    2,
+    0x60,
+    10,
+    I32,
+    I32,
+    I32,
+    I32,
+    I32,
+    I32,
+    I32,
+    I32,
+    F32,
+    I32,
+    0,
+    0x60,
+    6,
+    I32,
+    I32,
+    I32,
+    I32,
+    I32,
+    V128,
+    1,
+    V128,
+  ];
+  const mod = [
+    0x00,
+    0x61,
+    0x73,
+    0x6d,
+    0x01,
+    0x00,
+    0x00,
+    0x00,
+    ...section(1, typeSec),
+    ...section(3, [2, 0, 1]),
+    ...section(5, [1, 0x00, ...uleb(1)]),
+    ...section(7, [2, ...str("memory"), 0x02, 0, ...str("kme"), 0x00, 0]),
+    ...section(10, [
+      2,
+      ...uleb(body.length),
+      ...body,
+      ...uleb(body1.length),
+      ...body1,
+    ]),
+  ];
+  return new Uint8Array(mod);
+}
+
+type KmeFn = (
+  aPtr: number,
+  laPtr: number,
+  nImg: number,
+  bPtr: number,
+  lbPtr: number,
+  nCap: number,
+  outMax: number,
+  outSum: number,
+  invSigma2: number,
+  scratch: number,
+) => void;
+
+/** Padded shape for M image points and N caption points. */
+export function paddedShape(M: number, N: number, dim: number): KmeKernelShape {
+  return { Mp: Math.ceil(M / 4) * 4, Np: Math.ceil(N / 8) * 8, dim: Math.ceil(dim / 4) * 4 };
+}
+
+/**
+ * One instance of the kernel with its own memory holding packed images and captions.
+ * Not thread-safe; workers each own one.
+ */
+export class WasmKmeKernel {
+  private readonly kme: KmeFn;
+  private readonly memory: WebAssembly.Memory;
+  private readonly shape: KmeKernelShape;
+  private aPtr = 0;
+  private laPtr = 0;
+  private bPtr = 0;
+  private lbPtr = 0;
+  private scratch = 0;
+  private outPtr = 0;
+  private outCap = 0;
+  private top = 0;
+  nImages = 0;
+  nCaptions = 0;
+
+  constructor(shape: KmeKernelShape) {
+    this.shape = shape;
+    const mod = new WebAssembly.Module(buildKmeModule(shape) as Uint8Array<ArrayBuffer>);
+    const inst = new WebAssembly.Instance(mod, {});
+    this.kme = inst.exports.kme as KmeFn;
+    this.memory = inst.exports.memory as WebAssembly.Memory;
+  }
+
+  private alloc(bytes: number): number {
+    const p = this.top;
+    this.top += Math.ceil(bytes / 64) * 64;
+    const need = this.top - this.memory.buffer.byteLength;
+    if (need > 0) this.memory.grow(Math.ceil(need / 65536));
+    return p;
+  }
+
+  /**
+   * Copies the sets in (packed, padded, log-weights scaled to log2 units): points
+   * [n, M, dim] with log-weights [n, M] (already log-softmax normalised, padding -Infinity).
+   */
+  load(
+    images: { n: number; M: number; dim: number; points: Float32Array; logWeights: Float32Array },
+    captions: { n: number; N: number; dim: number; points: Float32Array; logWeights: Float32Array },
+  ): void {
+    const { Mp, Np, dim: dp } = this.shape;
+    const d = images.dim;
+    if (captions.dim !== d || Math.ceil(d / 4) * 4 !== dp) {
+      throw new RangeError(`data dims ${d}/${captions.dim} do not fit the kernel's ${dp}`);
+    }
+    this.top = 0;
+    this.scratch = this.alloc(Mp * Np * 4);
+    this.aPtr = this.alloc(images.n * Mp * dp * 4);
+    this.laPtr = this.alloc(images.n * Mp * 4);
+    this.bPtr = this.alloc(captions.n * dp * Np * 4);
+    this.lbPtr = this.alloc(captions.n * Np * 4);
+    const buf = this.memory.buffer;
+    // Padding coordinates and padding points are zeros (they add exact zeros to the dots).
+    const A = new Float32Array(buf, this.aPtr, images.n * Mp * dp).fill(0);
+    const LA = new Float32Array(buf, this.laPtr, images.n * Mp).fill(-Infinity);
+    const { M } = images;
+    for (let i = 0; i < images.n; i++) {
+      for (let m = 0; m < M; m++) {
+        const s = (i * M + m) * d;
+        A.set(images.points.subarray(s, s + d), (i * Mp + m) * dp);
+        LA[i * Mp + m] = images.logWeights[i * M + m] * Math.LOG2E;
+      }
+    }
+    const B = new Float32Array(buf, this.bPtr, captions.n * dp * Np).fill(0);
+    const LB = new Float32Array(buf, this.lbPtr, captions.n * Np).fill(-Infinity);
+    const { N } = captions;
+    const src = captions.points;
+    for (let c = 0; c < captions.n; c++) {
+      const base = c * dp * Np;
+      for (let n = 0; n < N; n++) {
+        const s = (c * N + n) * d;
+        for (let k = 0; k < d; k++) B[base + k * Np + n] = src[s + k];
+        LB[c * Np + n] = captions.logWeights[c * N + n] * Math.LOG2E;
+      }
+    }
+    this.nImages = images.n;
+    this.nCaptions = captions.n;
+    this.outPtr = 0;
+    this.outCap = 0;
+  }
+
+  private ensureOut(pairs: number): void {
+    if (pairs <= this.outCap) return;
+    this.outPtr = this.alloc(pairs * 8);
+    this.outCap = pairs;
+  }
+
+  /**
+   * Scores of images [i0, i0+ni) x captions [c0, c0+nc), row-major, as f32: the KME score,
+   * or with `wpseScale` the WPSE score wpseScale * exp(KME score) (finished in f64).
+   */
+  scoreBlock(
+    i0: number,
+    ni: number,
+    c0: number,
+    nc: number,
+    invSigma2: number,
+    out = new Float32Array(ni * nc),
+    wpseScale?: number,
+  ): Float32Array {
+    if (ni === 0 || nc === 0) return out;
+    if (i0 < 0 || c0 < 0 || i0 + ni > this.nImages || c0 + nc > this.nCaptions) {
+      throw new RangeError(`block (${i0}+${ni}, ${c0}+${nc}) outside the loaded sets`);
+    }
+    const { Mp, Np, dim } = this.shape;
+    // Row bands of ~16K pairs per kernel call: bounds the output buffer, and lets V8 switch
+    // from its baseline (Liftoff) code to the optimised (TurboFan) code after the first few
+    // calls; wasm has no on-stack replacement, so one huge first call would run 5x slower.
+    const rowsPerCall = Math.max(1, Math.min(ni, Math.floor(16384 / nc)));
+    this.ensureOut(rowsPerCall * nc);
+    for (let r0 = 0; r0 < ni; r0 += rowsPerCall) {
+      const rn = Math.min(rowsPerCall, ni - r0);
+      this.kme(
+        this.aPtr + (i0 + r0) * Mp * dim * 4,
+        this.laPtr + (i0 + r0) * Mp * 4,
+        rn,
+        this.bPtr + c0 * dim * Np * 4,
+        this.lbPtr + c0 * Np * 4,
+        nc,
+        this.outPtr,
+        this.outPtr + rowsPerCall * nc * 4,
+        invSigma2 * Math.LOG2E,
+        this.scratch,
+      );
+      const buf = this.memory.buffer;
+      const mx = new Float32Array(buf, this.outPtr, rn * nc);
+      const sm = new Float32Array(buf, this.outPtr + rowsPerCall * nc * 4, rn * nc);
+      const base = r0 * nc;
+      if (wpseScale === undefined) {
+        for (let k = 0; k < rn * nc; k++) {
+          out[base + k] = mx[k] * Math.LN2 + Math.log(sm[k]) - invSigma2;
+        }
+      } else {
+        for (let k = 0; k < rn * nc; k++) {
+          out[base + k] = wpseScale * Math.exp(mx[k] * Math.LN2 + Math.log(sm[k]) - invSigma2);
+        }
+      }
+    }
+    return out;
+  }
+
+  /** Scores of scattered pairs. */
+  scorePairs(
+    images: Int32Array,
+    captions: Int32Array,
+    invSigma2: number,
+    wpseScale?: number,
+  ): Float32Array {
+    const out = new Float32Array(images.length);
+    const one = new Float32Array(1);
+    for (let p = 0; p < images.length; p++) {
+      out[p] = this.scoreBlock(images[p], 1, captions[p], 1, invSigma2, one, wpseScale)[0];
+    }
+    return out;
+  }
+}
