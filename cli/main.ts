@@ -1,5 +1,5 @@
 /**
- * kme-clip command line: run | status | diff | verify | gc | schema.
+ * kme-clip command line: run | status | diff | report | verify | gc | schema.
  * Exit codes: 0 ok, 1 a stage failed (or verify found damage), 2 bad input, 130 interrupted.
  */
 import { parseArgs } from "node:util";
@@ -12,6 +12,7 @@ import { Store } from "../pipeline/store.ts";
 import { ProjectResolver } from "../pipeline/fingerprint.ts";
 import { StatMemo } from "../pipeline/hash.ts";
 import type { KeyContext } from "../pipeline/plan.ts";
+import { type Executor, LocalExecutor } from "../pipeline/executor.ts";
 import { fromFileUrl } from "../pipeline/paths.ts";
 import { sha256Hex } from "../pipeline/canonical.ts";
 
@@ -24,6 +25,7 @@ const USAGE = `usage: kme <command> [options]
       --jobs N          stages to run at once (default 1)
       --force STAGE     rerun STAGE even if cached (repeatable)
       --dry-run         list what would run and why, run nothing
+      --executor E      local (default) or slurm: each stage an sbatch job
   status EXPERIMENT.yaml           per stage: cached, would run (and why), or waits
   diff A B                         compare two runs (experiment files or run ids);
                                    seeds are aggregated (mean ± sd, n)
@@ -31,6 +33,9 @@ const USAGE = `usage: kme <command> [options]
                                    (e.g. --by similarity: clip against kme)
       --all             show unchanged rows too
       --json | --md     machine-readable or Markdown output
+  report RUN|EXPERIMENT.yaml [B]   self-contained HTML report of a run (two: side by side)
+      --out FILE        default <store>/reports/<experiment>/<run id>.html
+      --png DIR         also every figure as DIR/<figure id>.png
   verify [EXPERIMENT.yaml]         re-hash entries; quarantine damaged ones (they rerun)
   gc [--keep N] [--dry-run]        delete entries not referenced by the N latest runs of
                                    each experiment (default 5)
@@ -53,6 +58,9 @@ async function main(argv: string[]): Promise<number> {
       md: { type: "boolean", default: false },
       keep: { type: "string", default: "5" },
       by: { type: "string" },
+      executor: { type: "string", default: "local" },
+      out: { type: "string" },
+      png: { type: "string" },
       quiet: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
@@ -74,7 +82,22 @@ async function main(argv: string[]): Promise<number> {
       const { runCommand, statusCommand } = await import("./run_status.ts");
       const ctx = await prepare(args[0], [...args.slice(1), ...o.only], store);
       if (cmd === "status") return await statusCommand(ctx, new Set(o.force));
+      let executor: Executor = new LocalExecutor(ctx.configPath);
+      if (o.executor === "slurm") {
+        const { SlurmExecutor, slurmUnavailable } = await import("../pipeline/slurm.ts");
+        const why = await slurmUnavailable();
+        if (why) throw new UsageError(why);
+        const byName = new Map(ctx.stages.map((s) => [s.name, s.resources ?? {}]));
+        executor = new SlurmExecutor(
+          ctx.configPath,
+          store.root,
+          (job) => byName.get(job.stage) ?? {},
+        );
+      } else if (o.executor !== "local") {
+        throw new UsageError(`--executor must be 'local' or 'slurm', not '${o.executor}'`);
+      }
       return await runCommand(ctx, {
+        executor,
         jobs,
         force: new Set(o.force),
         dryRun: o["dry-run"],
@@ -86,6 +109,10 @@ async function main(argv: string[]): Promise<number> {
     case "diff": {
       const { diffCommand } = await import("./diff_command.ts");
       return await diffCommand(store, args, { all: o.all, json: o.json, md: o.md, by: o.by });
+    }
+    case "report": {
+      const { reportCommand } = await import("./report_command.ts");
+      return await reportCommand(store, args, { out: o.out, png: o.png, quiet: o.quiet });
     }
     case "verify": {
       const { verifyCommand } = await import("./maintenance.ts");

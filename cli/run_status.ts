@@ -10,6 +10,7 @@ import {
   writeRecord,
 } from "../pipeline/records.ts";
 import { runStages } from "../pipeline/runner.ts";
+import type { Executor } from "../pipeline/executor.ts";
 import type { KeyComponents } from "../pipeline/key.ts";
 import { fmtNum } from "../pipeline/diff.ts";
 import type { Prepared } from "./main.ts";
@@ -60,6 +61,7 @@ export async function statusCommand(p: Prepared, force: Set<string>): Promise<nu
 }
 
 export interface RunFlags {
+  executor: Executor;
   jobs: number;
   force: Set<string>;
   dryRun: boolean;
@@ -80,7 +82,7 @@ export async function runCommand(p: Prepared, f: RunFlags): Promise<number> {
     jobs: f.jobs,
     force: f.force,
     ui,
-    configPath: p.configPath,
+    executor: f.executor,
   });
   const finished = new Date();
   const rec: RunRecord = {

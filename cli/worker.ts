@@ -1,7 +1,8 @@
 /**
- * Worker entry point: runs a single stage by key. The runner starts one per stage that must
- * run, writes the job as the first line of stdin and keeps stdin open; end of stdin means the
- * runner died (even by SIGKILL), so the worker stops too instead of running on orphaned.
+ * Worker entry point: runs a single stage by key. The local executor starts one per stage
+ * that must run, writes the job as the first line of stdin and keeps stdin open; end of stdin
+ * means the runner died (even by SIGKILL), so the worker stops too instead of running on
+ * orphaned. Cluster jobs pass `--job-file PATH` instead (and are cancelled by the scheduler).
  * Events go to stdout as JSON lines. Exit codes: 0 ok, 1 stage failed, 2 bad input,
  * 130 interrupted.
  */
@@ -21,19 +22,25 @@ const stopSoon = (why: string) => {
 };
 for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(sig, () => stopSoon(sig));
 
-const reader = Deno.stdin.readable.getReader();
-let buffered = "";
-const dec = new TextDecoder();
-while (!buffered.includes("\n")) {
-  const { value, done } = await reader.read();
-  if (done) Deno.exit(130);
-  buffered += dec.decode(value, { stream: true });
+/** The job: from `--job-file PATH` (cluster jobs), else the first line of stdin. */
+async function readJob(): Promise<Job> {
+  const i = Deno.args.indexOf("--job-file");
+  if (i >= 0) return JSON.parse(await Deno.readTextFile(Deno.args[i + 1]));
+  const reader = Deno.stdin.readable.getReader();
+  let buffered = "";
+  const dec = new TextDecoder();
+  while (!buffered.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) Deno.exit(130);
+    buffered += dec.decode(value, { stream: true });
+  }
+  (async () => {
+    while (!(await reader.read()).done) { /* the runner never writes more */ }
+    stopSoon("the runner exited");
+  })();
+  return JSON.parse(buffered.slice(0, buffered.indexOf("\n")));
 }
-const job: Job = JSON.parse(buffered.slice(0, buffered.indexOf("\n")));
-(async () => {
-  while (!(await reader.read()).done) { /* the runner never writes more */ }
-  stopSoon("the runner exited");
-})();
+const job = await readJob();
 
 try {
   const r = await executeJob(job, emit, abort.signal);

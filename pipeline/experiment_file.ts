@@ -10,6 +10,15 @@ import { type PathSeg, YamlSource } from "./yaml_source.ts";
 
 export const NAME_RE = /^[A-Za-z][A-Za-z0-9_.-]*$/;
 
+const resourcesSchema = z.strictObject({
+  cpus: z.int().min(1).optional(),
+  mem: z.string().regex(/^\d+[KMGT]?$/, "like 4G or 16000M").optional(),
+  gpus: z.int().min(0).optional(),
+  time: z.string().optional().describe("Slurm time limit, e.g. 02:00:00 or 1-00:00:00"),
+  partition: z.string().optional(),
+  sbatch: z.array(z.string()).optional().describe("further sbatch options, verbatim"),
+}).describe("What a stage needs from a cluster executor (not part of the cache key)");
+
 const stageEntrySchema = z.strictObject({
   kind: z.string().min(1).optional().describe(
     "Built-in stage kind (e.g. 'pretrain') or a path to a module that default-exports a Stage",
@@ -20,6 +29,7 @@ const stageEntrySchema = z.strictObject({
     "Named inputs of the kind, each bound to the name of an upstream stage",
   ),
   seed: z.int().min(0).nullish().describe("Overrides the experiment's seed for this stage"),
+  resources: resourcesSchema.nullish(),
   matrix: z.record(z.string(), z.array(z.unknown()).min(1)).nullish().describe(
     "Sweep: param path (or 'seed') -> values; one instance per combination, downstream fans out",
   ),
@@ -34,6 +44,7 @@ export const experimentFileSchema = z.strictObject({
     "Experiment file(s) this one builds on, relative to this file; later files override",
   ),
   seed: z.int().min(0).optional().describe("Seed of every stage unless a stage sets its own"),
+  resources: resourcesSchema.optional(),
   defaults: z.record(z.string(), z.record(z.string(), z.unknown())).optional().describe(
     "Param defaults: 'all' applies to every stage that has the param, '<kind>' to that kind",
   ),
@@ -53,7 +64,10 @@ export interface MergedStage {
   inputs: Record<string, string>;
   seed?: number;
   matrix?: Record<string, unknown[]>;
+  resources: Resources;
 }
+
+export type Resources = z.infer<typeof resourcesSchema>;
 
 /** An experiment after `extends:` merging; `locate` maps any value path back to its file. */
 export class MergedExperiment {
@@ -127,6 +141,7 @@ export async function loadExperiment(file: string): Promise<MergedExperiment> {
       inputs: entry.inputs ?? {},
       seed: entry.seed ?? undefined,
       matrix: entry.matrix ?? undefined,
+      resources: { ...(merged.resources ?? {}), ...(entry.resources ?? {}) },
     };
   }
   return new MergedExperiment(

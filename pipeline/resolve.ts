@@ -6,7 +6,7 @@
 import { dirname, resolve as resolvePath } from "node:path";
 import { z } from "zod";
 import { ConfigError } from "./errors.ts";
-import { type MergedExperiment, zodToConfigError } from "./experiment_file.ts";
+import { type MergedExperiment, type Resources, zodToConfigError } from "./experiment_file.ts";
 import type { CodeFingerprint } from "./fingerprint.ts";
 import { fromFileUrl, toFileUrl } from "./paths.ts";
 import type { Stage } from "./stage.ts";
@@ -32,6 +32,8 @@ export interface ResolvedStage {
   seed: number;
   externals: Record<string, string>;
   facets: Record<string, string>;
+  /** For cluster executors; not part of the cache key. */
+  resources: Resources;
   code?: CodeFingerprint;
 }
 
@@ -370,6 +372,7 @@ async function resolveInstance(
     seed: matrixSeed ?? entry.seed ?? exp.seed,
     externals,
     facets,
+    resources: entry.resources,
   };
 }
 

@@ -3,7 +3,7 @@
  * the store, and starts a worker process for each stage that must run (up to `jobs` at once).
  * The runner itself never imports a stage's heavy code: cache hits cost a key computation.
  */
-import { fromFileUrl } from "./paths.ts";
+import type { Execution, Executor } from "./executor.ts";
 import { InterruptedError } from "./errors.ts";
 import type { Job, WorkerEvent } from "./job.ts";
 import { type KeyComponents, keyOf } from "./key.ts";
@@ -17,8 +17,7 @@ export interface RunOptions {
   jobs: number;
   force: Set<string>;
   ui: ConsoleUI;
-  /** Deno config for workers (the project's deno.json). */
-  configPath: string;
+  executor: Executor;
 }
 
 export interface RunOutcome {
@@ -28,8 +27,6 @@ export interface RunOutcome {
   exitCode: number;
   failure?: { stage: string; message: string; log?: string };
 }
-
-const WORKER = fromFileUrl(new URL("../cli/worker.ts", import.meta.url));
 
 export async function runStages(
   stages: PlannedStage[],
@@ -41,7 +38,7 @@ export async function runStages(
   const manifests = new Map<string, Manifest>();
   const done = new Set<string>();
   const running = new Map<string, Promise<void>>();
-  const children = new Map<string, Deno.ChildProcess>();
+  const children = new Map<string, Execution>();
   let failure: RunOutcome["failure"];
   let failExit = 0;
   let interrupted = false;
@@ -61,16 +58,12 @@ export async function runStages(
 
   const onSignal = () => {
     if (interrupted) {
-      for (const c of children.values()) c.kill("SIGKILL");
+      for (const c of children.values()) c.kill();
       return;
     }
     interrupted = true;
     ui.error("interrupt: stopping running stages (their checkpoints are kept); again to kill");
-    for (const c of children.values()) {
-      try {
-        c.kill("SIGTERM");
-      } catch { /* already gone */ }
-    }
+    for (const c of children.values()) c.terminate();
   };
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
@@ -152,16 +145,6 @@ export async function runStages(
     };
     const started = performance.now();
     ui.line(`▶ ${s.name}: running (${s.kind}, key ${key.slice(0, 12)})`);
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "--allow-all", "--quiet", `--config=${opts.configPath}`, WORKER],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    children.set(s.name, child);
-    const writer = child.stdin.getWriter();
-    writer.write(new TextEncoder().encode(JSON.stringify(job) + "\n"));
-    // stdin stays open: its end tells the worker that this runner died.
 
     let last: WorkerEvent | undefined;
     let logPath: string | undefined;
@@ -186,30 +169,27 @@ export async function runStages(
           last = e;
       }
     };
-    const pumps = Promise.all([
-      forEachLine(child.stdout, async (line) => {
+    const exec = opts.executor.start(job, async (line, stream) => {
+      if (stream === "out") {
         let e: WorkerEvent | undefined;
         try {
           e = JSON.parse(line);
         } catch { /* a stage printed directly */ }
-        if (e && typeof e === "object" && "t" in e) await onEvent(e);
-        else ui.log(s.name, line);
-      }),
-      forEachLine(child.stderr, (line) => {
+        if (e && typeof e === "object" && "t" in e) return await onEvent(e);
+      } else {
         stderrTail.push(line);
         if (stderrTail.length > 20) stderrTail.shift();
-        ui.log(s.name, line);
-      }),
-    ]);
+      }
+      ui.log(s.name, line);
+    });
+    children.set(s.name, exec);
     return (async () => {
-      const st = await child.status;
-      await pumps;
-      writer.close().catch(() => {});
+      const st = await exec.done;
       children.delete(s.name);
       ui.progressStop(s.name);
       const rec = records[s.name];
       rec.seconds = (performance.now() - started) / 1000;
-      if (st.success && last?.t === "done") {
+      if (st.code === 0 && last?.t === "done") {
         const m = JSON.parse(await Deno.readTextFile(last.manifestPath)) as Manifest;
         finishCached(s, key, c, m, last.reused ? "reused" : "ran");
         rec.seconds = (performance.now() - started) / 1000;
@@ -222,6 +202,7 @@ export async function runStages(
         const err = last?.t === "error" ? last : undefined;
         const code = err?.exit ?? (st.signal ? 130 : st.code || 1);
         rec.log = err?.logPath ?? logPath;
+        if (st.node) rec.host = st.node;
         if (code === 130 || interrupted) {
           rec.outcome = "interrupted";
           interrupted = true;
@@ -229,7 +210,8 @@ export async function runStages(
         } else {
           rec.outcome = "failed";
           const msg = err?.message ??
-            `worker exited with ${st.signal ? `signal ${st.signal}` : `code ${st.code}`}` +
+            (st.detail ??
+                `worker exited with ${st.signal ? `signal ${st.signal}` : `code ${st.code}`}`) +
               (stderrTail.length ? `: ${stderrTail.slice(-3).join(" / ")}` : "");
           rec.error = msg;
           if (!failure) {
@@ -242,22 +224,6 @@ export async function runStages(
       running.delete(s.name);
     })();
   }
-}
-
-async function forEachLine(
-  stream: ReadableStream<Uint8Array>,
-  fn: (line: string) => void | Promise<void>,
-): Promise<void> {
-  let buf = "";
-  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-    buf += chunk;
-    let i;
-    while ((i = buf.indexOf("\n")) >= 0) {
-      await fn(buf.slice(0, i));
-      buf = buf.slice(i + 1);
-    }
-  }
-  if (buf) await fn(buf);
 }
 
 export { InterruptedError };

@@ -31,7 +31,7 @@ Deno.test("tiny clip and kme models learn the synthetic world: loss well below l
 });
 
 Deno.test("pretrain killed with SIGKILL mid-run resumes to bit-identical weights", async () => {
-  const variant = (dir: string) => `
+  const variant = () => `
 name: kill
 extends: ${TINY}
 stages:
@@ -40,7 +40,7 @@ stages:
     params: {similarity: clip, steps: 120}
 `;
   await using ref = await sandbox();
-  const refFile = await ref.write("kill.yaml", variant(ref.dir));
+  const refFile = await ref.write("kill.yaml", variant());
   assert.equal((await ref.run("run", refFile)).code, 0);
   const refRec = await record(ref.store, "kill");
   const refModel = await Deno.readFile(
@@ -48,7 +48,7 @@ stages:
   );
 
   await using sb = await sandbox();
-  const f = await sb.write("kill.yaml", variant(sb.dir));
+  const f = await sb.write("kill.yaml", variant());
   const child = spawnKme(["run", f, "--store", sb.store], sb.dir);
   // Wait for a checkpoint of the training stage to appear in scratch, then kill the run.
   const scratch = join(sb.store, "scratch");

@@ -28,8 +28,12 @@ export async function kme(args: string[], cwd: string, env?: Record<string, stri
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
-export function spawnKme(args: string[], cwd: string): Deno.ChildProcess {
-  return command(args, cwd).spawn();
+export function spawnKme(
+  args: string[],
+  cwd: string,
+  env?: Record<string, string>,
+): Deno.ChildProcess {
+  return command(args, cwd, env).spawn();
 }
 
 export interface Sandbox {
@@ -37,6 +41,8 @@ export interface Sandbox {
   store: string;
   write(name: string, text: string): Promise<string>;
   run(...args: string[]): Promise<CliResult>;
+  /** Like run, with extra environment variables. */
+  runEnv(env: Record<string, string>, ...args: string[]): Promise<CliResult>;
   trace(name: string): Promise<string[]>;
   [Symbol.asyncDispose](): Promise<void>;
 }
@@ -55,6 +61,7 @@ export async function sandbox(): Promise<Sandbox> {
       return p;
     },
     run: (...args) => kme([...args, "--store", store], dir),
+    runEnv: (env, ...args) => kme([...args, "--store", store], dir, env),
     async trace(name) {
       try {
         return (await Deno.readTextFile(join(dir, name))).split("\n").filter(Boolean);
