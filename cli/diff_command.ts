@@ -4,9 +4,9 @@
  * (e.g. `--by similarity` compares clip with kme), matched on their other labels.
  * Seeds are aggregated (mean, sd, n); stage kinds with a `compare` hook add intervals.
  */
-import { loadExperiment } from "../pipeline/experiment_file.ts";
+import { recordFor } from "./record_ref.ts";
 import { UsageError } from "../pipeline/errors.ts";
-import { findRecord, latestRecord, type RunRecord } from "../pipeline/records.ts";
+import type { RunRecord } from "../pipeline/records.ts";
 import {
   type DiffRow,
   type DiffSide,
@@ -19,18 +19,6 @@ import {
 import type { InputHandle, Stage } from "../pipeline/stage.ts";
 import type { Store } from "../pipeline/store.ts";
 import { builtinCatalog } from "../stages/registry.ts";
-
-async function recordFor(store: Store, ref: string): Promise<RunRecord> {
-  if (/\.ya?ml$/i.test(ref)) {
-    const exp = await loadExperiment(ref);
-    const rec = await latestRecord(store, exp.name);
-    if (!rec) {
-      throw new UsageError(`experiment '${exp.name}' (${ref}) has no run yet: run it first`);
-    }
-    return rec;
-  }
-  return await findRecord(store, ref);
-}
 
 /** The two values of `axis` to compare: given (`axis=v1,v2`) or the two found in the run. */
 function axisValues(rec: RunRecord, by: string): { axis: string; values: [string, string] } {

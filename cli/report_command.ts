@@ -6,22 +6,10 @@
  */
 import { parseArgs } from "node:util";
 import { resolve } from "node:path";
-import { loadExperiment } from "../pipeline/experiment_file.ts";
+import { recordFor } from "./record_ref.ts";
 import { ConfigError, UsageError } from "../pipeline/errors.ts";
-import { findRecord, latestRecord, type RunRecord } from "../pipeline/records.ts";
+import type { RunRecord } from "../pipeline/records.ts";
 import { Store } from "../pipeline/store.ts";
-
-async function recordFor(store: Store, ref: string): Promise<RunRecord> {
-  if (/\.ya?ml$/i.test(ref)) {
-    const exp = await loadExperiment(ref);
-    const rec = await latestRecord(store, exp.name);
-    if (!rec) {
-      throw new UsageError(`experiment '${exp.name}' (${ref}) has no run yet: run it first`);
-    }
-    return rec;
-  }
-  return await findRecord(store, ref);
-}
 
 export async function reportCommand(
   store: Store,
