@@ -74,6 +74,7 @@ async function noopRerun(dir: string, log: (s: string) => void): Promise<Figure>
     peer,
     target: "<= 0.2 s",
     met: value <= 0.2,
+    note: peer.value ? `${(peer.value / value).toFixed(1)}x faster than snakemake` : undefined,
   };
 }
 
