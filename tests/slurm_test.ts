@@ -122,6 +122,42 @@ stages:
 });
 
 Deno.test({
+  name: `Ctrl-C on the runner cancels its Slurm jobs${missing ? " (skipped)" : ""}`,
+  ignore: !!missing,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const c = await withCluster();
+    await using sb = await sandbox();
+    const f = await sb.write(
+      "int.yaml",
+      `name: int\nstages:\n  chain: {kind: $STAGES/counter.ts, params: {steps: 50, step_ms: 100, trace: $DIR/rounds}}\n`,
+    );
+    const child = spawnKme(["run", f, "--store", sb.store, "--executor", "slurm"], sb.dir, c.env);
+    for (let i = 0; i < 300 && (await sb.trace("rounds")).length < 3; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    child.kill("SIGINT");
+    const [status] = await Promise.all([
+      child.status,
+      child.stdout.cancel(),
+      child.stderr.cancel(),
+    ]);
+    assert.equal(status.code, 130);
+    const q = await new Deno.Command("squeue", {
+      args: ["-h", "-o", "%j"],
+      env: c.env,
+      stdout: "piped",
+    })
+      .output();
+    assert.doesNotMatch(new TextDecoder().decode(q.stdout), /kme-chain/);
+    const n = (await sb.trace("rounds")).length;
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal((await sb.trace("rounds")).length, n, "the job no longer runs");
+  },
+});
+
+Deno.test({
   name: "cluster teardown",
   ignore: !!missing,
   sanitizeResources: false,
