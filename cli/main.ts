@@ -26,6 +26,7 @@ const USAGE = `usage: kme <command> [options]
       --force STAGE     rerun STAGE even if cached (repeatable)
       --dry-run         list what would run and why, run nothing
       --executor E      local (default) or slurm: each stage an sbatch job
+      --no-report       skip the HTML report written after a run that computed something
   status EXPERIMENT.yaml           per stage: cached, would run (and why), or waits
   diff A B                         compare two runs (experiment files or run ids);
                                    seeds are aggregated (mean ± sd, n)
@@ -59,6 +60,7 @@ async function main(argv: string[]): Promise<number> {
       keep: { type: "string", default: "5" },
       by: { type: "string" },
       executor: { type: "string", default: "local" },
+      "no-report": { type: "boolean", default: false },
       out: { type: "string" },
       png: { type: "string" },
       quiet: { type: "boolean", default: false },
@@ -98,6 +100,7 @@ async function main(argv: string[]): Promise<number> {
       }
       return await runCommand(ctx, {
         executor,
+        report: !o["no-report"],
         jobs,
         force: new Set(o.force),
         dryRun: o["dry-run"],

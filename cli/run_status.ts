@@ -12,7 +12,7 @@ import {
 import { runStages } from "../pipeline/runner.ts";
 import type { Executor } from "../pipeline/executor.ts";
 import type { KeyComponents } from "../pipeline/key.ts";
-import { fmtNum } from "../pipeline/diff.ts";
+import { fmtNum, groupsOf } from "../pipeline/diff.ts";
 import type { Prepared } from "./main.ts";
 
 /**
@@ -61,6 +61,8 @@ export async function statusCommand(p: Prepared, force: Set<string>): Promise<nu
 }
 
 export interface RunFlags {
+  /** Write the HTML report after a run that computed something. */
+  report: boolean;
   executor: Executor;
   jobs: number;
   force: Set<string>;
@@ -104,6 +106,17 @@ export async function runCommand(p: Prepared, f: RunFlags): Promise<number> {
   const path = await writeRecord(p.store, rec);
   if (!f.quiet) console.log(summary(rec));
   const shown = relative(Deno.cwd(), path);
+  const ran = Object.values(rec.stages).some((s) => s.outcome === "ran");
+  if (out.status === "ok" && ran && f.report) {
+    // Only after real work: a cached rerun must not pay for loading Vega.
+    try {
+      const { writeReport } = await import("../report/mod.ts");
+      const rep = await writeReport(p.store, [rec]);
+      console.log(`report: ${relative(Deno.cwd(), rep.path)}`);
+    } catch (e) {
+      console.error(`warning: the report could not be written: ${(e as Error).message}`);
+    }
+  }
   if (out.failure) {
     console.error(
       `error: stage '${out.failure.stage}' failed: ${out.failure.message}` +
@@ -120,20 +133,40 @@ export async function runCommand(p: Prepared, f: RunFlags): Promise<number> {
 
 /** The end-of-run table: stage, outcome, time, a few metrics. */
 export function summary(rec: RunRecord): string {
+  const numeric = (m: Record<string, unknown> | undefined) =>
+    Object.entries(m ?? {}).filter(([, v]) => typeof v === "number").slice(0, 6) as [
+      string,
+      number,
+    ][];
   const rows = Object.entries(rec.stages).map(([name, s]) => {
-    const metrics = Object.entries(s.metrics ?? {})
-      .filter(([, v]) => typeof v === "number")
-      .slice(0, 6)
-      .map(([k, v]) => `${k}=${fmtNum(v as number)}`)
-      .join(" ");
+    const metrics = numeric(s.metrics).map(([k, v]) => `${k}=${fmtNum(v)}`).join(" ");
     const time = s.outcome === "ran" ? `${s.seconds.toFixed(1)}s` : "";
     return [name, s.outcome, time, metrics];
   });
   const w = [0, 1, 2].map((i) => Math.max(...rows.map((r) => r[i].length)));
   const ran = Object.values(rec.stages).filter((s) => s.outcome === "ran").length;
-  return [
-    ...rows.map((r) => "  " + r.map((c, i) => (i < 3 ? c.padEnd(w[i]) : c)).join("  ").trimEnd()),
+  const lines = rows.map((r) =>
+    "  " + r.map((c, i) => (i < 3 ? c.padEnd(w[i]) : c)).join("  ").trimEnd()
+  );
+  // Sweeps over seeds: one line per group with mean ± sd.
+  const groups = [...groupsOf({ record: rec }).values()].filter((g) => g.members.length > 1);
+  if (groups.length) {
+    lines.push("over seeds (mean ± sd):");
+    const gw = Math.max(...groups.map((g) => g.name.length));
+    for (const g of groups) {
+      const ms = [...g.metrics.entries()].slice(0, 6).map(([k, xs]) => {
+        const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+        const sd = Math.sqrt(
+          xs.reduce((a, b) => a + (b - mean) ** 2, 0) / Math.max(1, xs.length - 1),
+        );
+        return `${k}=${fmtNum(mean)}±${fmtNum(sd)}`;
+      });
+      lines.push(`  ${g.name.padEnd(gw)}  n=${g.members.length}  ${ms.join(" ")}`);
+    }
+  }
+  lines.push(
     `${rec.status}: ${ran} ran, ${Object.keys(rec.stages).length - ran} not run or cached, ` +
-    `${rec.seconds.toFixed(2)} s`,
-  ].join("\n");
+      `${rec.seconds.toFixed(2)} s`,
+  );
+  return lines.join("\n");
 }
