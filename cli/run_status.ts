@@ -1,5 +1,5 @@
 /** `run` and `status`: the commands that work on one experiment. */
-import { relative } from "node:path";
+import { dirname, relative, resolve } from "node:path";
 import { ConsoleUI } from "../pipeline/console_ui.ts";
 import { planStages } from "../pipeline/plan.ts";
 import {
@@ -85,6 +85,7 @@ export async function runCommand(p: Prepared, f: RunFlags): Promise<number> {
     force: f.force,
     ui,
     executor: f.executor,
+    experimentDir: dirname(resolve(p.experiment.file)),
   });
   const finished = new Date();
   const rec: RunRecord = {

@@ -63,6 +63,7 @@ export async function executeJob(
       params: job.params,
       inputs,
       externals: job.externals,
+      experimentDir: job.experimentDir,
       outDir: join(staging, "out"),
       scratch,
       log,

@@ -11,6 +11,7 @@ export interface Job {
   /** Input name -> key of the upstream entry. */
   inputs: Record<string, string>;
   externals: Record<string, string>;
+  experimentDir: string;
   facets: Record<string, string>;
   seed: number;
   components: KeyComponents;

@@ -18,6 +18,8 @@ export interface RunOptions {
   force: Set<string>;
   ui: ConsoleUI;
   executor: Executor;
+  /** Folder of the experiment file, for stages that resolve relative paths themselves. */
+  experimentDir: string;
 }
 
 export interface RunOutcome {
@@ -138,6 +140,7 @@ export async function runStages(
         Object.entries(s.inputs).map(([n, up]) => [n, manifests.get(up)!.key]),
       ),
       externals: s.externals,
+      experimentDir: opts.experimentDir,
       facets: s.facets,
       seed: s.seed,
       components: c,

@@ -47,6 +47,8 @@ export interface StageContext<P> {
   /** Validated params with defaults applied. */
   params: P;
   inputs: Record<string, InputHandle>;
+  /** Absolute folder of the experiment file: relative paths in params resolve against it. */
+  experimentDir: string;
   /** Absolute path of external files/folders declared by `externals`, by name. */
   externals: Record<string, string>;
   /** Empty staging directory: everything written here is published atomically on success. */

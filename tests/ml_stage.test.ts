@@ -71,6 +71,7 @@ function context(
       params,
       inputs: { data: { dir: dataDir, key: "k", digest: "d", files: [], metrics: {} } },
       externals: {},
+      experimentDir: Deno.cwd(),
       outDir,
       scratch,
       log: (m) => logs.push(m),

@@ -1,5 +1,5 @@
 /** Heavy part of prepare/coco: optional download, annotations, splits, decode, pack. */
-import { basename, join } from "node:path";
+import { basename, join, resolve } from "node:path";
 import type { StageContext, StageResult } from "../../../pipeline/stage.ts";
 import { DataError } from "../../lib/dataset/errors.ts";
 import { type SplitName, SPLITS } from "../../lib/dataset/format.ts";
@@ -20,7 +20,7 @@ import { extractZip, listZip } from "./zip.ts";
 
 export async function run(ctx: StageContext<CocoParams>): Promise<StageResult> {
   const p = ctx.params;
-  const defaults = inputPaths(p.root, p.release);
+  const defaults = inputPaths(resolve(ctx.experimentDir, p.root), p.release);
   const path = (name: InputName) => ctx.externals[name] ?? defaults[name];
   let downloaded: Record<string, unknown> | undefined;
   if (p.download) downloaded = await ensureDownloaded(ctx);
@@ -170,7 +170,7 @@ function extractedOutputs(root: string): Record<ArchiveRole, string[]> {
  */
 async function ensureDownloaded(ctx: StageContext<CocoParams>): Promise<Record<string, unknown>> {
   const p = ctx.params;
-  const root = p.root;
+  const root = resolve(ctx.experimentDir, p.root);
   const dl = join(root, "downloads");
   await Deno.mkdir(dl, { recursive: true });
   const mirror = p.mirror.replace(/\/+$/, "");

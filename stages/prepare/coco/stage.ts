@@ -77,7 +77,7 @@ export const CocoParams = z.strictObject({
    * warnings; `warning` is stricter; `none` decodes whatever it can.
    */
   fail_on: z.enum(["none", "truncated", "error", "warning"]).default("truncated"),
-  /** Fetch the official 2017 archives from `mirror` into `root` (needs an absolute root). */
+  /** Fetch the official 2017 archives from `mirror` into `root` (relative: to the experiment file). */
   download: z.boolean().default(false),
   mirror: z.url().default(DEFAULT_MIRROR),
   /** Expected checksums of the archives (`md5:`, `sha1:` or `sha256:` + lowercase hex). */
@@ -105,14 +105,6 @@ export const CocoParams = z.strictObject({
       code: "custom",
       path: ["release"],
       message: "download fetches the 2017 archives: use release '2017'",
-    });
-  }
-  if (p.download && !p.root.startsWith("/")) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["root"],
-      message: "download: true needs an absolute root (the data does not exist before the run, " +
-        "so it cannot be resolved against the experiment file)",
     });
   }
 });
@@ -151,7 +143,7 @@ export function missingHint(p: CocoParams): string {
   return `put MS-COCO ${p.release} under ${p.root}: ${i.annotations_train}, ${i.annotations_val} ` +
     `(from ${DEFAULT_MIRROR}/annotations/annotations_trainval${p.release}.zip) and the image ` +
     `folders ${i.images_train}/, ${i.images_val}/ (from ${DEFAULT_MIRROR}/zips/train${p.release}` +
-    `.zip and val${p.release}.zip), or set \`download: true\` (with an absolute root) to fetch ` +
+    `.zip and val${p.release}.zip), or set \`download: true\` to fetch ` +
     `the 2017 archives`;
 }
 
