@@ -77,7 +77,9 @@ export async function planStages(
     }
     const c = await componentsOf(s, manifests, kc);
     const key = keyOf(c);
-    const m = force.has(s.name) ? undefined : await kc.store.readManifest(key);
+    const m = (force.has(s.name) || force.has(s.base))
+      ? undefined
+      : await kc.store.readManifest(key);
     if (m) {
       manifests.set(s.name, m);
       rows.push({ stage: s.name, state: "cached", key, manifest: m });
@@ -86,7 +88,7 @@ export async function planStages(
     pending.add(s.name);
     const prev = previous(s.name);
     let reasons: string[];
-    if (force.has(s.name)) reasons = ["forced (--force)"];
+    if (force.has(s.name) || force.has(s.base)) reasons = ["forced (--force)"];
     else if (!prev) reasons = ["never run"];
     else if (keyOf(prev) === key) reasons = ["its entry is missing from the store (gc, verify)"];
     else reasons = explainChange(prev, c);

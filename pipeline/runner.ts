@@ -98,7 +98,7 @@ export async function runStages(
           if (!Object.values(s.inputs).every((u) => done.has(u))) continue;
           const c = await componentsOf(s, manifests, kc);
           const key = keyOf(c);
-          const force = opts.force.has(s.name);
+          const force = opts.force.has(s.name) || opts.force.has(s.base);
           const m = force ? undefined : await kc.store.readManifest(key);
           if (m) {
             finishCached(s, key, c, m, "cached");

@@ -25,7 +25,9 @@ stages:
 function outcomes(stdout: string): Record<string, string> {
   const table: Record<string, string> = {};
   for (
-    const m of stdout.matchAll(/^ {2}(\w+)\s+(ran|cached|reused|failed|not-run|interrupted)\b/gm)
+    const m of stdout.matchAll(
+      /^ {2}([\w[\]=,.-]+)\s+(ran|cached|reused|failed|not-run|interrupted)\b/gm,
+    )
   ) {
     table[m[1]] = m[2];
   }
@@ -237,10 +239,17 @@ stages:
   assert.deepEqual(e.labels, { text: "kme", seed: 1 });
   assert.equal(rec.stages["train[text=kme,seed=1]"].seed, 1);
   assert.equal(e.metrics.length, "Dkme-e".length);
-  // Targets may name a swept stage as a whole.
-  const only = await sb.run("run", f, "train", "--force", "data");
+  // Targets and --force may name a swept stage as a whole.
+  const only = await sb.run("run", f, "train", "--force", "train");
   assert.equal(only.code, 0, only.stderr);
-  assert.equal(Object.keys(outcomes(only.stdout)).filter((n) => n.startsWith("eval")).length, 0);
+  const o = outcomes(only.stdout);
+  assert.equal(Object.keys(o).filter((n) => n.startsWith("eval")).length, 0);
+  assert.deepEqual(Object.entries(o).filter(([, v]) => v === "ran").map(([n]) => n).sort(), [
+    "train[text=clip,seed=0]",
+    "train[text=clip,seed=1]",
+    "train[text=kme,seed=0]",
+    "train[text=kme,seed=1]",
+  ]);
 });
 
 Deno.test("the cached plan is dropped when the file, a base file or a stage's code changes", async () => {
