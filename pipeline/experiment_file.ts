@@ -30,7 +30,7 @@ const stageEntrySchema = z.strictObject({
   ),
   seed: z.int().min(0).nullish().describe("Overrides the experiment's seed for this stage"),
   resources: resourcesSchema.nullish(),
-  matrix: z.record(z.string(), z.array(z.unknown()).min(1)).nullish().describe(
+  matrix: z.record(z.string(), z.array(z.unknown()).min(1).nullable()).nullish().describe(
     "Sweep: param path (or 'seed') -> values; one instance per combination, downstream fans out",
   ),
 });
@@ -140,7 +140,11 @@ export async function loadExperiment(file: string): Promise<MergedExperiment> {
       params: (entry.params ?? {}) as Record<string, unknown>,
       inputs: entry.inputs ?? {},
       seed: entry.seed ?? undefined,
-      matrix: entry.matrix ?? undefined,
+      matrix: entry.matrix
+        ? Object.fromEntries(
+          Object.entries(entry.matrix).filter((e): e is [string, unknown[]] => e[1] !== null),
+        )
+        : undefined,
       resources: { ...(merged.resources ?? {}), ...(entry.resources ?? {}) },
     };
   }

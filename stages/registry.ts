@@ -8,6 +8,11 @@ export const builtinStages: Record<string, string> = {
   "prepare/fashion-mnist": "./prepare/fashion-mnist/stage.ts",
   "pretrain": "./pretrain/stage.ts",
   "prepare/coco": "./prepare/coco/stage.ts",
+  "embed": "./embed/stage.ts",
+  "retrieval": "./retrieval/stage.ts",
+  "linear-probe": "./linear-probe/stage.ts",
+  "zero-shot": "./zero-shot/stage.ts",
+  "pmi": "./pmi/stage.ts",
 };
 
 /** Every built-in kind with its absolute module URL (the engine's stage catalog). */

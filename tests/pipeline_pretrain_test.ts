@@ -17,7 +17,7 @@ async function record(store: string, experiment: string) {
 
 Deno.test("tiny clip and kme models learn the synthetic world: loss well below log(batch)", async () => {
   await using sb = await sandbox();
-  const r = await sb.run("run", TINY);
+  const r = await sb.run("run", TINY, "train");
   assert.equal(r.code, 0, r.stderr);
   const rec = await record(sb.store, "tiny");
   for (const sim of ["clip", "kme"]) {
