@@ -163,8 +163,9 @@ export function fmtNum(v: number): string {
 }
 
 const fmtDelta = (r: DiffRow) =>
-  r.delta === undefined ? "" : `${r.delta > 0 ? "+" : ""}${fmtNum(r.delta)}` +
-    (r.rel === undefined ? "" : ` (${r.rel > 0 ? "+" : ""}${(100 * r.rel).toFixed(1)}%)`);
+  (r.delta === undefined ? "" : `${r.delta > 0 ? "+" : ""}${fmtNum(r.delta)}` +
+    (r.rel === undefined ? "" : ` (${r.rel > 0 ? "+" : ""}${(100 * r.rel).toFixed(1)}%)`)) +
+  (r.ci ? ` 95% CI [${fmtNum(r.ci[0])}, ${fmtNum(r.ci[1])}]${r.significant ? " *" : ""}` : "");
 
 export function sideLabel(s: DiffSide): string {
   const sel = s.select ? ` [${s.select.axis}=${s.select.value}]` : "";

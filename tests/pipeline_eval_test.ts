@@ -99,7 +99,7 @@ Deno.test("tiny.yaml: evaluation stages run for clip and kme; metrics in range; 
   assert.ok(!rows.find((x) => x.name === "pmi.pearson")?.ci, "no interval without a hook");
   const dt = await sb.run("diff", TINY, "--by", "similarity");
   assert.equal(dt.code, 0, dt.stderr);
-  assert.match(dt.stdout, /retrieval\.i2t_R@1 /);
+  assert.match(dt.stdout, /retrieval\.i2t_R@1 .* 95% CI \[-?[\d.]+, -?[\d.]+\]/);
 
   // A rerun is all cache hits.
   const again = await sb.run("run", TINY);
