@@ -2,7 +2,7 @@
  * Benchmark of chunked KME scoring + COCO retrieval ranks (5k and 1k in one pass) on random
  * data of the COCO 5k-test shape. Not a test; prints one JSON line.
  *
- *   deno run --allow-all stages/lib/eval/bench_kme.ts \
+ *   deno run --allow-all bench/kme_scoring_standalone.ts \
  *     [--images 5000] [--captions-per-image 5] [--points 16] [--dim 64] [--sigma2 0.05] \
  *     [--workers 2] [--backend wasm|js] [--clip]
  */
