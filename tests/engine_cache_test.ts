@@ -1,7 +1,7 @@
 /** Done-when 1 of the engine: what reruns and what does not. */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ROOT, sandbox } from "./helpers/cli.ts";
+import { lastRecord, sandbox } from "./helpers/cli.ts";
 
 const EXP = `
 name: cache
@@ -45,7 +45,7 @@ Deno.test("second run of an unchanged experiment executes nothing", async () => 
   assert.deepEqual(outcomes(second.stdout), { a: "cached", b: "cached", c: "cached", d: "cached" });
   assert.equal((await sb.trace("trace")).length, 4);
   const d = await Deno.readTextFile(
-    join(sb.store, "entries", JSON.parse(await lastRecord(sb.store)).stages.d.key, "out/text.txt"),
+    join(sb.store, "entries", (await lastRecord(sb.store, "cache")).stages.d.key, "out/text.txt"),
   );
   assert.equal(d, "ACBD");
 });
@@ -193,14 +193,6 @@ Deno.test("a stage's bad input exits 2 with the stage's message", async () => {
   assert.match(r.stderr, /data file corrupt: \/nowhere\/x\.idx/);
 });
 
-async function lastRecord(store: string, experiment = "cache"): Promise<string> {
-  const dir = join(store, "runs", experiment);
-  const ids = [];
-  for await (const e of Deno.readDir(dir)) ids.push(e.name);
-  return await Deno.readTextFile(join(dir, ids.sort().at(-1)!));
-}
-
-export { ROOT };
 
 Deno.test("a matrix sweeps a stage and fans out downstream; shared upstream runs once", async () => {
   await using sb = await sandbox();
@@ -222,7 +214,7 @@ stages:
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(await sb.trace("data"), ["D"]);
   assert.deepEqual((await sb.trace("train")).sort(), ["clip", "clip", "kme", "kme"]);
-  const rec = JSON.parse(await lastRecord(sb.store, "sweep"));
+  const rec = await lastRecord(sb.store, "sweep");
   assert.deepEqual(Object.keys(rec.stages), [
     "data",
     "train[text=clip,seed=0]",

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ROOT, sandbox } from "./helpers/cli.ts";
+import { lastRecord, ROOT, sandbox } from "./helpers/cli.ts";
 import { makeCocoRoot } from "./fixtures/coco/make.ts";
 
 Deno.test("coco.yaml runs end to end on the tiny COCO fixture", async () => {
@@ -45,9 +45,7 @@ stages:
     );
     const r = await sb.run("run", f);
     assert.equal(r.code, 0, r.stdout + r.stderr);
-    const dir = join(sb.store, "runs", "coco-tiny");
-    const id = [...Deno.readDirSync(dir)].map((e) => e.name).sort().at(-1)!;
-    const rec = JSON.parse(await Deno.readTextFile(join(dir, id)));
+    const rec = await lastRecord(sb.store, "coco-tiny");
     const names = Object.keys(rec.stages);
     assert.deepEqual(names.map((n) => rec.stages[n].base), [
       "data",

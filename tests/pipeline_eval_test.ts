@@ -7,15 +7,9 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ROOT, sandbox } from "./helpers/cli.ts";
+import { lastRecord, ROOT, sandbox } from "./helpers/cli.ts";
 
 const TINY = join(ROOT, "experiments", "tiny.yaml");
-
-async function record(store: string, experiment: string) {
-  const dir = join(store, "runs", experiment);
-  const ids = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
-  return JSON.parse(await Deno.readTextFile(join(dir, ids.at(-1)!)));
-}
 
 const inRange = (x: unknown, lo: number, hi: number) =>
   typeof x === "number" && Number.isFinite(x) && x >= lo && x <= hi;
@@ -24,7 +18,7 @@ Deno.test("tiny.yaml: evaluation stages run for clip and kme; metrics in range; 
   await using sb = await sandbox();
   const r = await sb.run("run", TINY);
   assert.equal(r.code, 0, r.stderr);
-  const rec = await record(sb.store, "tiny");
+  const rec = await lastRecord(sb.store, "tiny");
   const out = (stage: string) => join(sb.store, "entries", rec.stages[stage].key, "out");
   for (const sim of ["clip", "kme"]) {
     const at = (base: string) => `${base}[similarity=${sim}]`;

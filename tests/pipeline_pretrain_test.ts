@@ -5,21 +5,15 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ROOT, sandbox, spawnKme } from "./helpers/cli.ts";
+import { lastRecord, ROOT, sandbox, spawnKme } from "./helpers/cli.ts";
 
 const TINY = join(ROOT, "experiments", "tiny.yaml");
-
-async function record(store: string, experiment: string) {
-  const dir = join(store, "runs", experiment);
-  const ids = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
-  return JSON.parse(await Deno.readTextFile(join(dir, ids.at(-1)!)));
-}
 
 Deno.test("tiny clip and kme models learn the synthetic world: loss well below log(batch)", async () => {
   await using sb = await sandbox();
   const r = await sb.run("run", TINY, "train");
   assert.equal(r.code, 0, r.stderr);
-  const rec = await record(sb.store, "tiny");
+  const rec = await lastRecord(sb.store, "tiny");
   for (const sim of ["clip", "kme"]) {
     const s = rec.stages[`train[similarity=${sim}]`];
     assert.equal(s.outcome, "ran");
@@ -42,7 +36,7 @@ stages:
   await using ref = await sandbox();
   const refFile = await ref.write("kill.yaml", variant());
   assert.equal((await ref.run("run", refFile)).code, 0);
-  const refRec = await record(ref.store, "kill");
+  const refRec = await lastRecord(ref.store, "kill");
   const refModel = await Deno.readFile(
     join(ref.store, "entries", refRec.stages.train.key, "out", "model.bin"),
   );
@@ -74,7 +68,7 @@ stages:
   const r = await sb.run("run", f);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /resum/i);
-  const rec = await record(sb.store, "kill");
+  const rec = await lastRecord(sb.store, "kill");
   const model = await Deno.readFile(
     join(sb.store, "entries", rec.stages.train.key, "out", "model.bin"),
   );

@@ -89,3 +89,11 @@ export async function readTree(dir: string): Promise<Map<string, Uint8Array>> {
   await walk(dir, "");
   return out;
 }
+
+/** The latest run record of `experiment` in `store` (parsed). */
+// deno-lint-ignore no-explicit-any
+export async function lastRecord(store: string, experiment: string): Promise<any> {
+  const dir = join(store, "runs", experiment);
+  const ids = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+  return JSON.parse(await Deno.readTextFile(join(dir, ids.at(-1)!)));
+}
