@@ -5,10 +5,14 @@
  */
 import { arch, cpus, hostname, totalmem } from "node:os";
 import { benchEngine } from "./engine.ts";
+import { benchTraining } from "./training.ts";
+import { benchEvaluation } from "./evaluation.ts";
 import type { Figure } from "./util.ts";
 
 const sections: Record<string, (log: (s: string) => void) => Promise<Figure[]>> = {
   engine: benchEngine,
+  training: benchTraining,
+  evaluation: benchEvaluation,
 };
 
 const wanted = Deno.args.length ? Deno.args : Object.keys(sections);

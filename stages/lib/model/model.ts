@@ -12,6 +12,7 @@
  * All activations inside the towers are kept as 2D [B*T, width] so matmuls are plain 2D.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { dense, gelu, layerNorm as fusedLayerNorm } from "./ops.ts";
 import { ParamStore } from "./params.ts";
 import {
   infoNce,
@@ -166,21 +167,23 @@ export function declareParams(c: ModelConfig): ParamStore {
 // ---------------------------------------------------------------- building blocks
 
 function linear(p: ParamStore, name: string, x: tf.Tensor2D, bias = true): tf.Tensor2D {
-  const y = tf.matMul(x, p.get(`${name}.w`) as tf.Tensor2D) as tf.Tensor2D;
-  return bias ? tf.add(y, p.get(`${name}.b`)) as tf.Tensor2D : y;
+  const w = p.get(`${name}.w`) as tf.Tensor2D;
+  return dense(x, w, bias ? p.get(`${name}.b`) as tf.Tensor1D : undefined);
 }
 
-function layerNorm(p: ParamStore, name: string, x: tf.Tensor2D, eps = 1e-5): tf.Tensor2D {
-  const { mean, variance } = tf.moments(x, -1, true);
-  const xn = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps)));
-  return tf.add(tf.mul(xn, p.get(`${name}.g`)), p.get(`${name}.b`));
+/** LayerNorm (eps 1e-5) with a fused gradient (ops.ts). */
+function layerNorm(p: ParamStore, name: string, x: tf.Tensor2D): tf.Tensor2D {
+  return fusedLayerNorm(x, p.get(`${name}.g`) as tf.Tensor1D, p.get(`${name}.b`) as tf.Tensor1D);
 }
 
-/** GELU, tanh approximation. */
-export function gelu(x: tf.Tensor): tf.Tensor {
-  const c = Math.sqrt(2 / Math.PI);
-  const inner = tf.mul(tf.add(x, tf.mul(tf.mul(tf.square(x), x), 0.044715)), c);
-  return tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(inner), 1));
+/**
+ * x [B*T, W] + pos [T, W] for every one of the B inputs, as a broadcast add on [B, T*W]
+ * (not `tile`: tile's gradient is B slices and B adds).
+ */
+function addPositions(x: tf.Tensor2D, pos: tf.Tensor, b: number, t: number): tf.Tensor2D {
+  const w = x.shape[1];
+  const y = tf.add(tf.reshape(x, [b, t * w]), tf.reshape(pos, [t * w]));
+  return tf.reshape(y, [b * t, w]);
 }
 
 /** [B*T, H*dh] -> [B, H, T, dh] */
@@ -292,8 +295,8 @@ export class ClipModel {
       const np = numPatches(c);
       const patches = patchify(images, c.patch);
       const x0 = linear(this.params, "img.patch", tf.reshape(patches, [b * np, -1]) as tf.Tensor2D);
-      const pos = tf.tile(this.params.get("img.pos"), [b, 1]);
-      const x = tower(this.params, "img", c, tf.add(x0, pos), b, np);
+      const x1 = addPositions(x0, this.params.get("img.pos"), b, np);
+      const x = tower(this.params, "img", c, x1, b, np);
       const ps = this.head("img", x, b, np, undefined);
       return ps;
     });
@@ -307,12 +310,14 @@ export class ClipModel {
       if (l > c.maxLen) throw new Error(`text length ${l} exceeds maxLen ${c.maxLen}`);
       const flat = tf.reshape(ids, [b * l]);
       const x0 = tf.gather(this.params.get("txt.tok"), flat) as tf.Tensor2D;
-      const pos = tf.tile(tf.slice(this.params.get("txt.pos"), [0, 0], [l, c.width]), [b, 1]);
+      const pos = l === c.maxLen
+        ? this.params.get("txt.pos")
+        : tf.slice(this.params.get("txt.pos"), [0, 0], [l, c.width]);
       // [B, L], 1 for real tokens. Not cast(notEqual(ids, 0)): on tfjs-webgpu 4.22 a bool ->
       // float32 cast keeps the bool (uint8) storage and corrupts later ops. ids are >= 0.
       const mask = tf.cast(tf.minimum(ids, 1), "float32") as tf.Tensor2D;
       const bias = tf.reshape(tf.mul(tf.sub(1, mask), MASK_BIAS), [b, 1, 1, l]);
-      const x = tower(this.params, "txt", c, tf.add(x0, pos), b, l, bias);
+      const x = tower(this.params, "txt", c, addPositions(x0, pos, b, l), b, l, bias);
       return this.head("txt", x, b, l, mask);
     });
   }

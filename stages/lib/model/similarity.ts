@@ -114,22 +114,74 @@ export function logWeights(weights: tf.Tensor2D): tf.Tensor2D {
 
 /**
  * log sum_ij alpha_i beta_j exp(<u_i, v_j> / sigma^2) for all pairs, as [B1, B2]
- * (the KME logit without the -1/sigma^2 shift). One matmul [B1*M, d] x [d, B2*N].
+ * (the KME logit without the -1/sigma^2 shift). One matmul [B1*M, d+2] x [d+2, B2*N]: the
+ * scale and both log-weights ride along as extra columns, u' = [u / sigma^2, log alpha, 1] and
+ * v' = [v, 1, log beta], so that u'_i . v'_j = <u_i, v_j> / sigma^2 + log alpha_i + log beta_j
+ * and the matmul's gradient also yields the row and column sums of dX that the log-weights
+ * need (no pass over the B1*M*B2*N entries for them).
  */
 function kmeLogKernelSum(x: PointSet, y: PointSet, invSigma2: tf.Scalar): tf.Tensor2D {
   return tf.tidy(() => {
     const [b1, m, d] = x.points.shape;
     const [b2, n, d2] = y.points.shape;
     if (d !== d2) throw new Error(`point dimensions differ: ${d} vs ${d2}`);
-    const u = tf.reshape(x.points, [b1 * m, d]);
+    const u = tf.mul(tf.reshape(x.points, [b1 * m, d]), invSigma2);
     const v = tf.reshape(y.points, [b2 * n, d]);
     const la = tf.reshape(logWeights(x.weights), [b1 * m, 1]);
-    const lb = tf.reshape(logWeights(y.weights), [1, b2 * n]);
-    const g = tf.add(tf.add(tf.mul(tf.matMul(u, v, false, true), invSigma2), la), lb);
-    // [B1, M, B2, N] -> [B1, B2, M*N]
-    const g4 = tf.transpose(tf.reshape(g, [b1, m, b2, n]), [0, 2, 1, 3]);
-    return lseLastAxis(tf.reshape(g4, [b1, b2, m * n])) as tf.Tensor2D;
+    const lb = tf.reshape(logWeights(y.weights), [b2 * n, 1]);
+    const uAug = tf.concat([u, la, tf.ones([b1 * m, 1])], 1) as tf.Tensor2D;
+    const vAug = tf.concat([v, tf.ones([b2 * n, 1]), lb], 1) as tf.Tensor2D;
+    return kmeBlockLse(uAug, vAug, [b1, m, b2, n]);
   });
+}
+
+/**
+ * The fused KME block log-sum-exp: with X = u v^T [B1*M, B2*N], returns for every pair (i, j)
+ * the LSE of X over block (i, j) ([M, N]) as [B1, B2]. Hand-written gradient: with P the
+ * blockwise softmax of X (kept from the forward pass, so no second exp over the B1*M*B2*N
+ * entries), dX = dy[i, j] * P, du = dX v, dv = dX^T u. Padded points (log weight -inf) get
+ * exactly zero gradient. (Columns of du/dv that belong to the constant columns of u', v' may
+ * hold NaN = 0 * -inf; they are discarded by the slices of the concat's gradient.)
+ */
+function kmeBlockLse(
+  u: tf.Tensor2D,
+  v: tf.Tensor2D,
+  dims: [number, number, number, number],
+): tf.Tensor2D {
+  const [b1, m, b2, n] = dims;
+  const f = tf.customGrad(
+    // deno-lint-ignore no-explicit-any
+    (u: any, v: any, save: any) => {
+      const xx = tf.matMul(u, v, false, true);
+      // [B1, M, B2, N] -> [B1, B2, M*N]
+      const x3 = tf.reshape(tf.transpose(tf.reshape(xx, [b1, m, b2, n]), [0, 2, 1, 3]), [
+        b1,
+        b2,
+        m * n,
+      ]);
+      const mx = tf.max(x3, -1, true);
+      const mSafe = tf.where(tf.isFinite(mx), mx, tf.zerosLike(mx)); // all -inf -> -inf
+      const e = tf.exp(tf.sub(x3, mSafe));
+      const sum = tf.sum(e, -1, true);
+      const p = tf.div(e, sum);
+      save([p, u, v]);
+      return {
+        value: tf.reshape(tf.add(tf.log(sum), mSafe), [b1, b2]),
+        // deno-lint-ignore no-explicit-any
+        gradFunc: (dy: any, saved: any) => {
+          const [ps, us, vs] = saved as tf.Tensor[];
+          const dx3 = tf.mul(ps, tf.reshape(dy, [b1, b2, 1]));
+          const dx = tf.reshape(
+            tf.transpose(tf.reshape(dx3, [b1, b2, m, n]), [0, 2, 1, 3]),
+            [b1 * m, b2 * n],
+          );
+          return [tf.matMul(dx, vs), tf.matMul(dx, us, true, false)];
+        },
+      };
+    },
+  );
+  // deno-lint-ignore no-explicit-any
+  return (f as any)(u, v) as tf.Tensor2D;
 }
 
 /** KME-CLIP logits [B1, B2] (log of the Gaussian-kernel mean embedding inner product). */

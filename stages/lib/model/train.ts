@@ -110,19 +110,9 @@ export async function saveCheckpoint(
       values: (await v.data()) as Float32Array,
     });
   }
-  for (const name of opt.names()) {
-    const m = opt.m.get(name)!;
-    const v = opt.v.get(name)!;
-    tensors.push({
-      name: `adam.m/${name}`,
-      shape: m.shape,
-      values: (await m.data()) as Float32Array,
-    });
-    tensors.push({
-      name: `adam.v/${name}`,
-      shape: v.shape,
-      values: (await v.data()) as Float32Array,
-    });
+  for (const [name, { shape, m, v }] of await opt.readMoments()) {
+    tensors.push({ name: `adam.m/${name}`, shape, values: m });
+    tensors.push({ name: `adam.v/${name}`, shape, values: v });
   }
   const step = opt.step;
   const binFile = `checkpoint-${String(step).padStart(8, "0")}.bin`;
@@ -168,14 +158,7 @@ export async function loadCheckpoint(
     return t.values;
   };
   for (const spec of model.params.specs) model.params.set(spec.name, take(`param/${spec.name}`));
-  for (const name of opt.names()) {
-    tf.tidy(() => {
-      const m = opt.m.get(name)!;
-      const v = opt.v.get(name)!;
-      m.assign(tf.tensor(take(`adam.m/${name}`), m.shape, "float32"));
-      v.assign(tf.tensor(take(`adam.v/${name}`), v.shape, "float32"));
-    });
-  }
+  opt.loadMoments((name) => ({ m: take(`adam.m/${name}`), v: take(`adam.v/${name}`) }));
   opt.step = header.optimizer.step;
   return header;
 }
@@ -191,7 +174,12 @@ export function createOptimizer(model: ClipModel, o: TrainOptions): AdamW {
   );
 }
 
-/** One optimisation step; returns (loss, gradient norm before clipping). */
+/**
+ * One optimisation step; returns (loss, gradient norm before clipping). The gradients are
+ * flattened into one vector, clipped and applied by the flat AdamW (optim.ts). The two
+ * scalars are read once at the end: on wasm and cpu every kernel has run by then anyway; on
+ * webgpu it is the step's only synchronisation.
+ */
 export async function trainStep(
   model: ClipModel,
   opt: AdamW,
@@ -206,13 +194,23 @@ export async function trainStep(
   const { value, grads } = tf.variableGrads(() => model.loss(images, ids), vars);
   const named: Record<string, tf.Tensor> = {};
   for (const [vn, g] of Object.entries(grads)) named[byVarName.get(vn)!] = g;
-  const norm = clipGlobalNorm(named, gradClip);
-  opt.apply(model.params.vars, named, lr);
+  let flat: tf.Tensor1D;
+  try {
+    flat = opt.flatten(named);
+  } finally {
+    tf.dispose(Object.values(named));
+  }
+  const { grad, norm } = clipGlobalNorm(flat, gradClip);
+  flat.dispose();
+  try {
+    opt.applyFlat(grad, lr);
+  } finally {
+    grad.dispose();
+  }
   model.clampScalars();
   const [loss, gradNorm] = [(await value.data())[0], (await norm.data())[0]];
   value.dispose();
   norm.dispose();
-  tf.dispose(Object.values(named));
   return { loss, gradNorm };
 }
 

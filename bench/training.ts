@@ -1,0 +1,382 @@
+/**
+ * Training throughput of the reference model R1 (bench/r1.ts) on each available TF.js backend,
+ * against the PyTorch peer (bench/peers/r1_torch.py: same architecture, batch, AdamW, clipping,
+ * 2 threads) run in the same invocation; plus embedding extraction (inference) throughput.
+ *
+ * Every measurement runs in its own process (a backend, its thread count and the wasm module are
+ * per process), ours and the peer's alternating, in `ROUNDS` rounds, so that both see the same
+ * load. A run does `WARMUP` steps, then `WINDOWS` timed windows of `STEPS` steps each; a figure
+ * is the median over all windows of all rounds (samples/s = batch * steps / window seconds).
+ * A step is what `train()` does per batch: tensors from the batch's arrays, forward, backward,
+ * global-norm clipping, AdamW, clamping, reading the loss and gradient norm.
+ *
+ * `deno task bench training`; environment: KME_BENCH_ROUNDS (2), KME_BENCH_WINDOWS (4),
+ * KME_BENCH_STEPS (3), KME_BENCH_CPU (1 = also the cpu backend, a 2-step run; 0 = skip),
+ * KME_BENCH_WEBGPU (1 = also webgpu when navigator.gpu gives an adapter, a 2-step run).
+ * Run one measurement directly: `deno run -A bench/training.ts run wasm clip [threads]`.
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import { fileURLToPath } from "node:url";
+import { cpuCount, initBackend, webgpuAdapterDescription } from "../stages/lib/tf/backend.ts";
+import { ClipModel } from "../stages/lib/model/model.ts";
+import type { SimilarityKind } from "../stages/lib/model/similarity.ts";
+import { createOptimizer, trainStep } from "../stages/lib/model/train.ts";
+import { R1_BATCH, R1_LEN, R1_TRAIN, r1Batches, r1Config } from "./r1.ts";
+import { type Figure, median, which } from "./util.ts";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const SELF = fileURLToPath(import.meta.url);
+const PEER = fileURLToPath(new URL("./peers/r1_torch.py", import.meta.url));
+const PYTHON = "/usr/bin/python3"; // Debian's python3 with PyTorch 1.13 (not a pyenv shim)
+
+const envInt = (name: string, dflt: number) => {
+  const v = Deno.env.get(name);
+  return v === undefined || v === "" ? dflt : Number(v);
+};
+
+interface RunResult {
+  backend: string;
+  threads: number;
+  similarity: SimilarityKind;
+  /** Samples/s of each timed window. */
+  windows: number[];
+  losses: number[];
+  images_per_s?: number[];
+  captions_per_s?: number[];
+  version?: string;
+  error?: string;
+}
+
+interface RunOptions {
+  warmup: number;
+  windows: number;
+  steps: number;
+  embed: boolean;
+}
+
+// ---------------------------------------------------------------- one measurement (child)
+
+async function measure(
+  backend: "wasm" | "cpu" | "webgpu",
+  similarity: SimilarityKind,
+  threads: number | undefined,
+  o: RunOptions,
+): Promise<RunResult> {
+  const be = await initBackend(backend, threads === undefined ? {} : { threads });
+  const model = ClipModel.create(r1Config(similarity), 1);
+  const opt = createOptimizer(model, R1_TRAIN);
+  const batches = r1Batches(4);
+  const losses: number[] = [];
+  let k = 0;
+  const step = async () => {
+    const b = batches[k++ % batches.length];
+    const images = tf.tensor4d(b.images, [R1_BATCH, 32, 32, 3], "int32");
+    const ids = tf.tensor2d(b.ids, [R1_BATCH, R1_LEN], "int32");
+    try {
+      losses.push((await trainStep(model, opt, images, ids, R1_TRAIN.lr, R1_TRAIN.gradClip)).loss);
+    } finally {
+      images.dispose();
+      ids.dispose();
+    }
+  };
+  for (let i = 0; i < o.warmup; i++) await step();
+  const windows: number[] = [];
+  for (let w = 0; w < o.windows; w++) {
+    const t0 = performance.now();
+    for (let i = 0; i < o.steps; i++) await step();
+    windows.push((R1_BATCH * o.steps) / ((performance.now() - t0) / 1000));
+  }
+  const out: RunResult = {
+    backend: be.backend,
+    threads: be.threads,
+    similarity,
+    windows,
+    losses,
+    version: be.version,
+  };
+  if (o.embed) {
+    const b = batches[0];
+    const images = tf.tensor4d(b.images, [R1_BATCH, 32, 32, 3], "int32");
+    const ids = tf.tensor2d(b.ids, [R1_BATCH, R1_LEN], "int32");
+    const run = async (f: () => tf.Tensor[]) => {
+      const ts = f();
+      await Promise.all(ts.map((t) => t.data()));
+      tf.dispose(ts);
+    };
+    const img = () => {
+      const ps = model.encodeImages(images);
+      return [ps.points, ps.weights];
+    };
+    const txt = () => {
+      const ps = model.encodeTexts(ids);
+      return [ps.points, ps.weights];
+    };
+    for (let i = 0; i < 2; i++) {
+      await run(img);
+      await run(txt);
+    }
+    out.images_per_s = [];
+    out.captions_per_s = [];
+    for (let w = 0; w < o.windows; w++) {
+      let t0 = performance.now();
+      for (let i = 0; i < o.steps; i++) await run(img);
+      out.images_per_s.push((R1_BATCH * o.steps) / ((performance.now() - t0) / 1000));
+      t0 = performance.now();
+      for (let i = 0; i < o.steps; i++) await run(txt);
+      out.captions_per_s.push((R1_BATCH * o.steps) / ((performance.now() - t0) / 1000));
+    }
+    images.dispose();
+    ids.dispose();
+  }
+  model.dispose();
+  opt.dispose();
+  return out;
+}
+
+// ---------------------------------------------------------------- the section (parent)
+
+async function runChild(
+  cmd: string,
+  args: string[],
+  timeoutMs: number,
+): Promise<RunResult | { error: string }> {
+  const child = new Deno.Command(cmd, {
+    args,
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+    env: { PYTHONDONTWRITEBYTECODE: "1" },
+  }).spawn();
+  const timer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already gone */ }
+  }, timeoutMs);
+  const out = await child.output();
+  clearTimeout(timer);
+  const stdout = new TextDecoder().decode(out.stdout).trim();
+  if (!out.success) {
+    const err = new TextDecoder().decode(out.stderr).trim().split("\n").slice(-3).join(" | ");
+    return { error: out.signal === "SIGKILL" ? `timed out after ${timeoutMs / 1000} s` : err };
+  }
+  try {
+    return JSON.parse(stdout.split("\n").at(-1)!) as RunResult;
+  } catch {
+    return { error: `unparsable output: ${stdout.slice(0, 200)}` };
+  }
+}
+
+function ours(
+  backend: string,
+  sim: SimilarityKind,
+  o: RunOptions,
+  threads?: number,
+  timeoutMs = 600_000,
+) {
+  const args = [
+    "run",
+    "--allow-all",
+    "--quiet",
+    `--config=${ROOT}deno.json`,
+    SELF,
+    "run",
+    backend,
+    sim,
+    String(threads ?? 0),
+    String(o.warmup),
+    String(o.windows),
+    String(o.steps),
+    o.embed ? "embed" : "",
+  ];
+  return runChild(Deno.execPath(), args, timeoutMs);
+}
+
+function peer(sim: SimilarityKind, o: RunOptions) {
+  const args = [
+    PEER,
+    "--similarity",
+    sim,
+    "--threads",
+    "2",
+    "--warmup",
+    String(o.warmup),
+    "--windows",
+    String(o.windows),
+    "--steps-per-window",
+    String(o.steps),
+    ...(o.embed ? ["--embed"] : []),
+  ];
+  return runChild(PYTHON, args, 600_000);
+}
+
+async function havePeer(): Promise<string | undefined> {
+  if (!(await which(PYTHON))) return `${PYTHON} not found`;
+  const out = await new Deno.Command(PYTHON, {
+    args: ["-c", "import torch; print(torch.__version__)"],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return out.success ? undefined : "PyTorch not importable by /usr/bin/python3";
+}
+
+const fmt = (x: number) => x.toFixed(1);
+
+export async function benchTraining(log: (s: string) => void): Promise<Figure[]> {
+  const rounds = envInt("KME_BENCH_ROUNDS", 2);
+  const o: RunOptions = {
+    warmup: 2,
+    windows: envInt("KME_BENCH_WINDOWS", 4),
+    steps: envInt("KME_BENCH_STEPS", 3),
+    embed: false,
+  };
+  const short: RunOptions = { warmup: 1, windows: 1, steps: 1, embed: false };
+  const sims: SimilarityKind[] = ["clip", "kme"];
+  const peerMissing = await havePeer();
+  const threads = Math.min(cpuCount(), 8);
+  log(
+    `R1: batch ${R1_BATCH}, ${rounds} rounds x ${o.windows} windows x ${o.steps} steps after ` +
+      `${o.warmup} warm-up; wasm with ${threads} threads; peer: ${peerMissing ?? "PyTorch"}`,
+  );
+
+  type Key = string;
+  const acc = new Map<Key, { windows: number[]; img: number[]; txt: number[]; meta?: RunResult }>();
+  const errors = new Map<Key, string>();
+  const add = (key: Key, r: RunResult | { error: string }) => {
+    if ("error" in r && r.error !== undefined) {
+      errors.set(key, r.error);
+      log(`${key}: ${r.error}`);
+      return;
+    }
+    const rr = r as RunResult;
+    const a = acc.get(key) ?? { windows: [], img: [], txt: [] };
+    a.windows.push(...rr.windows);
+    a.img.push(...(rr.images_per_s ?? []));
+    a.txt.push(...(rr.captions_per_s ?? []));
+    a.meta = rr;
+    acc.set(key, a);
+    log(
+      `${key}: ${rr.windows.map(fmt).join(" ")} samples/s` +
+        (rr.images_per_s
+          ? `; embed ${rr.images_per_s.map(fmt).join(" ")} img/s, ` +
+            `${rr.captions_per_s!.map(fmt).join(" ")} captions/s`
+          : ""),
+    );
+  };
+
+  for (let r = 0; r < rounds; r++) {
+    for (const sim of sims) {
+      const embed = sim === "clip"; // inference throughput, measured alongside the clip runs
+      add(`wasm/${sim}`, await ours("wasm", sim, { ...o, embed }, threads));
+      if (!peerMissing) add(`torch/${sim}`, await peer(sim, { ...o, embed }));
+      add(`wasm1/${sim}`, await ours("wasm", sim, o, 1));
+    }
+  }
+  if (envInt("KME_BENCH_CPU", 1) === 1) {
+    for (const sim of sims) add(`cpu/${sim}`, await ours("cpu", sim, short, undefined, 900_000));
+  }
+  const adapter = envInt("KME_BENCH_WEBGPU", 1) === 1
+    ? await webgpuAdapterDescription()
+    : undefined;
+  if (adapter !== undefined) {
+    for (const sim of sims) {
+      add(`webgpu/${sim}`, await ours("webgpu", sim, short, undefined, 900_000));
+    }
+  }
+
+  const rate = (key: Key) => {
+    const a = acc.get(key);
+    return a && a.windows.length ? median(a.windows) : null;
+  };
+  const torchNote = peerMissing ?? undefined;
+  const figures: Figure[] = [];
+  for (const sim of sims) {
+    const peerRate = rate(`torch/${sim}`);
+    const peerFig = {
+      name: "PyTorch 1.13, 2 threads",
+      value: peerRate,
+      note: peerRate === null ? (torchNote ?? errors.get(`torch/${sim}`) ?? "missing") : undefined,
+    };
+    for (
+      const [key, label, target] of [
+        [`wasm/${sim}`, `wasm, ${acc.get(`wasm/${sim}`)?.meta?.threads ?? threads} threads`, true],
+        [`wasm1/${sim}`, "wasm, 1 thread", false],
+        [`cpu/${sim}`, "cpu (a 1-step run)", false],
+        [`webgpu/${sim}`, `webgpu (${adapter ?? "-"}; a 1-step run)`, false],
+      ] as const
+    ) {
+      if (!acc.has(key) && !errors.has(key)) continue;
+      const v = rate(key);
+      const ratio = v !== null && peerRate ? v / peerRate : null;
+      figures.push({
+        name: `R1 training ${sim}, ${label} (samples/s, median)`,
+        value: v,
+        unit: "samples/s",
+        peer: peerFig,
+        ...(target
+          ? { target: ">= 1.0x PyTorch", met: ratio === null ? undefined : ratio >= 1 }
+          : {}),
+        note: v === null
+          ? errors.get(key)
+          : ratio === null
+          ? undefined
+          : `ratio ${ratio.toFixed(2)}`,
+      });
+    }
+  }
+  for (const be of ["wasm", "wasm1", "cpu", "webgpu"]) {
+    const c = rate(`${be}/clip`);
+    const k = rate(`${be}/kme`);
+    if (c === null || k === null) continue;
+    const tc = rate("torch/clip");
+    const tk = rate("torch/kme");
+    const ratio = c / k; // step time kme / step time clip
+    figures.push({
+      name: `R1 KME step time / CLIP step time, ${be === "wasm1" ? "wasm 1 thread" : be}`,
+      value: ratio,
+      unit: "x",
+      peer: {
+        name: "PyTorch",
+        value: tc !== null && tk !== null ? tc / tk : null,
+      },
+      ...(be === "wasm" ? { target: "<= 1.3x", met: ratio <= 1.3 } : {}),
+    });
+  }
+  const w = acc.get("wasm/clip");
+  const t = acc.get("torch/clip");
+  for (
+    const [what, unit, pick] of [
+      ["images", "images/s", (a: typeof w) => a?.img],
+      ["captions", "captions/s", (a: typeof w) => a?.txt],
+    ] as const
+  ) {
+    const v = pick(w)?.length ? median(pick(w)!) : null;
+    const pv = pick(t)?.length ? median(pick(t)!) : null;
+    figures.push({
+      name: `R1 embedding extraction, ${what} (inference, batch 128, wasm ${threads} threads)`,
+      value: v,
+      unit,
+      peer: {
+        name: "PyTorch 1.13 inference_mode, 2 threads",
+        value: pv,
+        note: pv === null ? (torchNote ?? "missing") : undefined,
+      },
+      note: v !== null && pv ? `ratio ${(v / pv).toFixed(2)}` : undefined,
+    });
+  }
+  return figures;
+}
+
+// ---------------------------------------------------------------- child entry point
+
+if (import.meta.main && Deno.args[0] === "run") {
+  const [, backend, sim, threads, warmup, windows, steps, embed] = Deno.args;
+  const t = Number(threads);
+  const r = await measure(backend as "wasm", sim as SimilarityKind, t > 0 ? t : undefined, {
+    warmup: Number(warmup ?? 2),
+    windows: Number(windows ?? 4),
+    steps: Number(steps ?? 3),
+    embed: embed === "embed",
+  });
+  console.log(JSON.stringify(r));
+  Deno.exit(0);
+}
