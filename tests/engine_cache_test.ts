@@ -193,7 +193,6 @@ Deno.test("a stage's bad input exits 2 with the stage's message", async () => {
   assert.match(r.stderr, /data file corrupt: \/nowhere\/x\.idx/);
 });
 
-
 Deno.test("a matrix sweeps a stage and fans out downstream; shared upstream runs once", async () => {
   await using sb = await sandbox();
   const f = await sb.write(
