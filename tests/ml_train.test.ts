@@ -11,26 +11,14 @@ import { encodeImages, encodeTexts, loadModel, saveModel } from "../stages/lib/m
 import { ClipModel } from "../stages/lib/model/model.ts";
 import { learningRate } from "../stages/lib/model/optim.ts";
 import { deriveSeed, permutation, Rng } from "../stages/lib/model/prng.ts";
-import { tinyConfig, toySplit } from "../stages/lib/model/toy.ts";
+import { tinyConfig, toySplit, toyTrainOptions } from "../stages/lib/model/toy.ts";
 import { train, type TrainOptions } from "../stages/lib/model/train.ts";
 import { OOV, PAD, Vocab, words } from "../stages/lib/model/vocab.ts";
 import type { SimilarityKind } from "../stages/lib/model/similarity.ts";
 
 await initBackend("cpu");
 
-const OPTS: TrainOptions = {
-  steps: 6,
-  lr: 2e-3,
-  warmup: 2,
-  minLrRatio: 0.1,
-  weightDecay: 0.05,
-  beta1: 0.9,
-  beta2: 0.98,
-  eps: 1e-6,
-  gradClip: 1,
-  logEvery: 1,
-  checkpointEvery: 0,
-};
+const OPTS: TrainOptions = toyTrainOptions({});
 
 const split = toySplit(64, 11);
 const vocab = Vocab.build(split.captions.map((c) => c.text), { maxSize: 64, minCount: 1 });

@@ -10,24 +10,12 @@ import { initBackend, resolveBackendName } from "../stages/lib/tf/backend.ts";
 import { BatchSource } from "../stages/lib/model/data.ts";
 import { ClipModel } from "../stages/lib/model/model.ts";
 import { Rng } from "../stages/lib/model/prng.ts";
-import { tinyConfig, toySplit } from "../stages/lib/model/toy.ts";
+import { tinyConfig, toySplit, toyTrainOptions } from "../stages/lib/model/toy.ts";
 import { train, type TrainOptions } from "../stages/lib/model/train.ts";
 import { Vocab } from "../stages/lib/model/vocab.ts";
 import type { SimilarityKind } from "../stages/lib/model/similarity.ts";
 
-const OPTS: TrainOptions = {
-  steps: 20,
-  lr: 2e-3,
-  warmup: 5,
-  minLrRatio: 0.1,
-  weightDecay: 0.05,
-  beta1: 0.9,
-  beta2: 0.98,
-  eps: 1e-6,
-  gradClip: 1,
-  logEvery: 10,
-  checkpointEvery: 0,
-};
+const OPTS: TrainOptions = toyTrainOptions({ steps: 20, warmup: 5, logEvery: 10 });
 
 const split = toySplit(512, 21);
 const vocab = Vocab.build(split.captions.map((c) => c.text), { maxSize: 64, minCount: 1 });

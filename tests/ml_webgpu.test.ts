@@ -7,7 +7,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { initBackend, webgpuAdapterDescription } from "../stages/lib/tf/backend.ts";
 import { BatchSource } from "../stages/lib/model/data.ts";
 import { ClipModel } from "../stages/lib/model/model.ts";
-import { tinyConfig, toySplit } from "../stages/lib/model/toy.ts";
+import { tinyConfig, toySplit, toyTrainOptions } from "../stages/lib/model/toy.ts";
 import { train, type TrainOptions } from "../stages/lib/model/train.ts";
 import { Vocab } from "../stages/lib/model/vocab.ts";
 
@@ -18,19 +18,7 @@ if (adapter === undefined) {
   console.log(`ml_webgpu: adapter ${adapter}`);
 }
 
-const OPTS: TrainOptions = {
-  steps: 6,
-  lr: 2e-3,
-  warmup: 2,
-  minLrRatio: 0.1,
-  weightDecay: 0.05,
-  beta1: 0.9,
-  beta2: 0.98,
-  eps: 1e-6,
-  gradClip: 1,
-  logEvery: 5,
-  checkpointEvery: 0,
-};
+const OPTS: TrainOptions = toyTrainOptions({ logEvery: 5 });
 
 Deno.test({
   name: "ml/webgpu: cpu and webgpu give the same 6-step loss curve (|diff| < 1e-3)" +

@@ -7,6 +7,7 @@ import type { SplitLike } from "./data.ts";
 import type { ModelConfig } from "./model.ts";
 import { Rng } from "./prng.ts";
 import type { SimilarityKind } from "./similarity.ts";
+import type { TrainOptions } from "./train.ts";
 
 export const TOY_COLOURS: [string, [number, number, number]][] = [
   ["red", [220, 30, 30]],
@@ -85,5 +86,23 @@ export function tinyConfig(
     sigma2Max: 10,
     learnSigma2: true,
     ...over,
+  };
+}
+
+/** Training options for toy runs in tests: small, logged every `logEvery` steps, no checkpoints. */
+export function toyTrainOptions(o: Partial<TrainOptions> = {}): TrainOptions {
+  return {
+    steps: 6,
+    lr: 2e-3,
+    warmup: 2,
+    minLrRatio: 0.1,
+    weightDecay: 0.05,
+    beta1: 0.9,
+    beta2: 0.98,
+    eps: 1e-6,
+    gradClip: 1,
+    logEvery: 1,
+    checkpointEvery: 0,
+    ...o,
   };
 }
