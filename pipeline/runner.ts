@@ -70,6 +70,25 @@ export async function runStages(
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
 
+  // A stage that prints nothing for long may be stuck (or legitimately quiet): say so once,
+  // with what to do, rather than leaving the user to guess.
+  const stallMs = 1000 * Number(Deno.env.get("KME_STALL_WARN_SECONDS") ?? 600);
+  const lastOutput = new Map<string, number>();
+  const warned = new Set<string>();
+  const watchdog = setInterval(() => {
+    const now = Date.now();
+    for (const name of children.keys()) {
+      const quiet = now - (lastOutput.get(name) ?? now);
+      if (quiet < stallMs || warned.has(name)) continue;
+      warned.add(name);
+      ui.error(
+        `! ${name}: no output for ${Math.round(quiet / 1000)} s (log: ${
+          records[name].log ?? "its scratch folder"
+        }); if it is stuck, Ctrl-C keeps its checkpoint and a rerun resumes`,
+      );
+    }
+  }, Math.max(100, Math.min(30_000, stallMs / 2)));
+
   const finishCached = (
     s: PlannedStage,
     key: string,
@@ -115,6 +134,7 @@ export async function runStages(
       await Promise.race(running.values());
     }
   } finally {
+    clearInterval(watchdog);
     Deno.removeSignalListener("SIGINT", onSignal);
     Deno.removeSignalListener("SIGTERM", onSignal);
     ui.close();
@@ -162,6 +182,7 @@ export async function runStages(
           break;
         case "start":
           logPath = e.logPath;
+          records[s.name].log = e.logPath;
           break;
         case "progress":
           if (e.op === "start") await ui.progressStart(s.name, e.total, e.label);
@@ -172,7 +193,9 @@ export async function runStages(
           last = e;
       }
     };
+    lastOutput.set(s.name, Date.now());
     const exec = opts.executor.start(job, async (line, stream) => {
+      lastOutput.set(s.name, Date.now());
       if (stream === "out") {
         let e: WorkerEvent | undefined;
         try {

@@ -260,3 +260,16 @@ Deno.test("the cached plan is dropped when the file, a base file or a stage's co
     bad.stderr,
   );
 });
+
+Deno.test("a stage that stays silent gets one warning naming its log", async () => {
+  await using sb = await sandbox();
+  const f = await sb.write(
+    "exp.yaml",
+    `stages:\n  quiet: {kind: $STAGES/text.ts, params: {sleep_ms: 2500}}\n`,
+  );
+  const r = await sb.runEnv({ KME_STALL_WARN_SECONDS: "1" }, "run", f);
+  assert.equal(r.code, 0, r.stderr);
+  const warnings = r.stderr.split("\n").filter((l) => l.includes("quiet: no output for"));
+  assert.equal(warnings.length, 1, r.stderr);
+  assert.match(warnings[0], /log: .*scratch\/[0-9a-f]+\/log\.txt/);
+});
