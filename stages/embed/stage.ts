@@ -5,7 +5,7 @@
  */
 import { z } from "zod";
 import { defineStage } from "../../pipeline/stage.ts";
-import { resolveBackendName } from "../lib/tf/backend.ts";
+import { backendFacets, backendParam } from "../lib/tf/backend_param.ts";
 
 export const EmbedParams = z.strictObject({
   /** Which split of the dataset to encode. */
@@ -14,8 +14,7 @@ export const EmbedParams = z.strictObject({
   batch_size: z.int().min(1).default(256),
   /** Encode only the first `max_images` images of the split and their captions (0 = all). */
   max_images: z.int().min(0).default(0),
-  /** TensorFlow.js backend; `auto` = tensorflow (tfjs-node) if installed, else wasm. */
-  backend: z.enum(["auto", "tensorflow", "wasm", "cpu", "webgpu"]).default("auto"),
+  backend: backendParam,
 });
 export type EmbedParams = z.output<typeof EmbedParams>;
 
@@ -28,6 +27,6 @@ export default defineStage({
     model: { description: "a trained model (pretrain)" },
     data: { description: "packed dataset (prepare/*)" },
   },
-  facets: (p) => ({ backend: resolveBackendName(p.backend) }),
+  facets: backendFacets,
   run: async (ctx) => (await import("./run.ts")).run(ctx),
 });

@@ -6,15 +6,14 @@
  */
 import { z } from "zod";
 import { defineStage } from "../../pipeline/stage.ts";
-import { resolveBackendName } from "../lib/tf/backend.ts";
+import { backendFacets, backendParam } from "../lib/tf/backend_param.ts";
 
 export const PmiParams = z.strictObject({
   /** Images / texts per forward pass. */
   batch_size: z.int().min(1).default(256),
   /** Pairs written to scatter.json (seeded subsample when the grid is larger). */
   scatter_points: z.int().min(1).max(5000).default(5000),
-  /** TensorFlow.js backend; `auto` = tensorflow (tfjs-node) if installed, else wasm. */
-  backend: z.enum(["auto", "tensorflow", "wasm", "cpu", "webgpu"]).default("auto"),
+  backend: backendParam,
 });
 export type PmiParams = z.output<typeof PmiParams>;
 
@@ -27,6 +26,6 @@ export default defineStage({
     model: { description: "a trained model (pretrain)" },
     data: { description: "a dataset with pmi.json + pmi.f32 (prepare/synthetic)" },
   },
-  facets: (p) => ({ backend: resolveBackendName(p.backend) }),
+  facets: backendFacets,
   run: async (ctx) => (await import("./run.ts")).run(ctx),
 });

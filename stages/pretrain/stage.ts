@@ -4,7 +4,7 @@
  */
 import { z } from "zod";
 import { defineStage } from "../../pipeline/stage.ts";
-import { resolveBackendName } from "../lib/tf/backend.ts";
+import { backendFacets, backendParam } from "../lib/tf/backend_param.ts";
 
 const pos = z.int().min(1);
 
@@ -59,8 +59,7 @@ export const PretrainParams = z.strictObject({
   val_batches: z.int().min(0).default(8),
   /** Keep the training split in memory when it is at most this many MiB. */
   cache_mb: z.int().min(0).default(1024),
-  /** TensorFlow.js backend; `auto` = tensorflow (tfjs-node) if installed, else wasm. */
-  backend: z.enum(["auto", "tensorflow", "wasm", "cpu", "webgpu"]).default("auto"),
+  backend: backendParam,
 }).refine((p) => p.sigma2_min <= p.sigma2_init && p.sigma2_init <= p.sigma2_max, {
   message: "need sigma2_min <= sigma2_init <= sigma2_max",
   path: ["sigma2_init"],
@@ -81,6 +80,6 @@ export default defineStage({
   inputs: {
     data: { description: "packed dataset (prepare/*): the train split, and val for val_loss" },
   },
-  facets: (p) => ({ backend: resolveBackendName(p.backend) }),
+  facets: backendFacets,
   run: async (ctx) => (await import("./run.ts")).run(ctx),
 });

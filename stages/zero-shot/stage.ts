@@ -6,7 +6,7 @@
  */
 import { z } from "zod";
 import { defineStage } from "../../pipeline/stage.ts";
-import { resolveBackendName } from "../lib/tf/backend.ts";
+import { backendFacets, backendParam } from "../lib/tf/backend_param.ts";
 
 /** Defaults that read like the captions of prepare/synthetic and prepare/fashion-mnist. */
 export const DEFAULT_TEMPLATES = [
@@ -22,8 +22,7 @@ export const ZeroShotParams = z.strictObject({
   templates: z.array(z.string().includes("{class}")).min(1).default(DEFAULT_TEMPLATES),
   /** Prompts per forward pass. */
   batch_size: z.int().min(1).default(256),
-  /** TensorFlow.js backend; `auto` = tensorflow (tfjs-node) if installed, else wasm. */
-  backend: z.enum(["auto", "tensorflow", "wasm", "cpu", "webgpu"]).default("auto"),
+  backend: backendParam,
 });
 export type ZeroShotParams = z.output<typeof ZeroShotParams>;
 
@@ -37,6 +36,6 @@ export default defineStage({
     embeddings: { description: "embeddings of a labelled split (embed)" },
     data: { description: "the packed dataset, for its class names (prepare/*)" },
   },
-  facets: (p) => ({ backend: resolveBackendName(p.backend) }),
+  facets: backendFacets,
   run: async (ctx) => (await import("./run.ts")).run(ctx),
 });
