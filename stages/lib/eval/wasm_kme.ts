@@ -26,146 +26,7 @@
  * so a score is bit-identical whatever block it is computed in.
  */
 
-// ---- a minimal assembler ------------------------------------------------------------------
-
-const I32 = 0x7f, F32 = 0x7d, V128 = 0x7b;
-
-function uleb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n !== 0) b |= 0x80;
-    out.push(b);
-  } while (n !== 0);
-  return out;
-}
-
-function sleb(n: number): number[] {
-  const out: number[] = [];
-  for (;;) {
-    const b = n & 0x7f;
-    n >>= 7;
-    if ((n === 0 && (b & 0x40) === 0) || (n === -1 && (b & 0x40) !== 0)) {
-      out.push(b);
-      return out;
-    }
-    out.push(b | 0x80);
-  }
-}
-
-function f32bytes(x: number): number[] {
-  return [...new Uint8Array(new Float32Array([x]).buffer)];
-}
-
-class Code {
-  readonly b: number[] = [];
-  private op(...bytes: number[]): this {
-    for (const x of bytes) this.b.push(x);
-    return this;
-  }
-  private simd(code: number, ...imm: number[]): this {
-    return this.op(0xfd, ...uleb(code), ...imm);
-  }
-  get(l: number) {
-    return this.op(0x20, ...uleb(l));
-  }
-  set(l: number) {
-    return this.op(0x21, ...uleb(l));
-  }
-  tee(l: number) {
-    return this.op(0x22, ...uleb(l));
-  }
-  i32(v: number) {
-    return this.op(0x41, ...sleb(v | 0));
-  }
-  f32(v: number) {
-    return this.op(0x43, ...f32bytes(v));
-  }
-  add() {
-    return this.op(0x6a);
-  }
-  sub() {
-    return this.op(0x6b);
-  }
-  mul() {
-    return this.op(0x6c);
-  }
-  ltU() {
-    return this.op(0x49);
-  }
-  ltS() {
-    return this.op(0x48);
-  }
-  select() {
-    return this.op(0x1b);
-  }
-  loop() {
-    return this.op(0x03, 0x40);
-  }
-  call(fn: number) {
-    return this.op(0x10, ...uleb(fn));
-  }
-  end() {
-    return this.op(0x0b);
-  }
-  brIf(depth: number) {
-    return this.op(0x0d, ...uleb(depth));
-  }
-  f32add() {
-    return this.op(0x92);
-  }
-  f32store(offset = 0) {
-    return this.op(0x38, 2, ...uleb(offset));
-  }
-  // SIMD
-  vload(offset = 0) {
-    return this.simd(0x00, 4, ...uleb(offset));
-  }
-  vsplat32(offset = 0) {
-    return this.simd(0x09, 2, ...uleb(offset));
-  }
-  vstore(offset = 0) {
-    return this.simd(0x0b, 4, ...uleb(offset));
-  }
-  vconstF32(x: number) {
-    const bytes = f32bytes(x);
-    return this.simd(0x0c, ...bytes, ...bytes, ...bytes, ...bytes);
-  }
-  shuffle(lanes: number[]) {
-    return this.simd(0x0d, ...lanes);
-  }
-  extract(lane: number) {
-    return this.simd(0x1f, lane);
-  }
-  fadd() {
-    return this.simd(0xe4);
-  }
-  fsub() {
-    return this.simd(0xe5);
-  }
-  fmul() {
-    return this.simd(0xe6);
-  }
-  fpmax() {
-    return this.simd(0xeb);
-  }
-  fnearest() {
-    return this.simd(0x6a);
-  }
-  ishl() {
-    return this.simd(0xab);
-  }
-}
-
-function section(id: number, body: number[]): number[] {
-  return [id, ...uleb(body.length), ...body];
-}
-
-function str(s: string): number[] {
-  const b = [...new TextEncoder().encode(s)];
-  return [...uleb(b.length), ...b];
-}
+import { Code, emitExp2, EXP2_CONSTS, F32, I32, section, str, uleb, V128 } from "./wasm_asm.ts";
 
 // ---- the kernel -----------------------------------------------------------------------------
 
@@ -175,6 +36,61 @@ export interface KmeKernelShape {
   /** Caption points, padded to a multiple of 8. */
   Np: number;
   dim: number;
+}
+
+/** Locals used by `emitTileTail` (i32: SCR, PS, PEND, OUT, OMAX, OSUM; v128: the rest). */
+export interface TileTailLocals {
+  MX: number;
+  SUM: number;
+  PS: number;
+  PEND: number;
+  T: number;
+  FX: number;
+  R: number;
+  Y: number;
+  SCR: number;
+  OUT: number;
+  OMAX: number;
+  OSUM: number;
+}
+
+/**
+ * The end of one pair, shared by both KME kernels: given the tile x[Mp][Np] (log2 units) at
+ * SCR and its lane-wise max in MX, stores max = max x and sum = sum 2^(x - max) at
+ * OMAX + OUT and OSUM + OUT (f32).
+ */
+export function emitTileTail(
+  c: Code,
+  L: TileTailLocals,
+  k: (v: number) => number,
+  { Mp, Np }: { Mp: number; Np: number },
+): void {
+  const { MX, SUM, PS, PEND, T, FX, R, Y, SCR, OUT, OMAX, OSUM } = L;
+  // horizontal max into every lane
+  c.get(MX).get(MX).get(MX).shuffle([8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7])
+    .fpmax()
+    .set(MX);
+  c.get(MX).get(MX).get(MX).shuffle([4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11])
+    .fpmax()
+    .set(MX);
+  // sum of 2^(x - max)
+  c.vconstF32(0).set(SUM);
+  c.get(SCR).set(PS);
+  c.get(SCR).i32(Mp * Np * 4).add().set(PEND);
+  c.loop();
+  for (let q = 0; q < Np / 4; q++) {
+    c.get(PS).vload(q * 16).get(MX).fsub().get(k(-125)).fpmax().set(T);
+    emitExp2(c, { T, FX, R, Y }, k);
+    c.get(SUM).get(Y).fadd().set(SUM);
+  }
+  c.get(PS).i32(Np * 4).add().set(PS);
+  c.get(PS).get(PEND).ltU().brIf(0);
+  c.end();
+  c.get(OMAX).get(OUT).add().get(MX).extract(0).f32store();
+  c.get(OSUM).get(OUT).add();
+  c.get(SUM).extract(0).get(SUM).extract(1).f32add();
+  c.get(SUM).extract(2).get(SUM).extract(3).f32add();
+  c.f32add().f32store();
 }
 
 /** Builds the module bytes: exports `memory` and `kme(aPtr, laPtr, nImg, bPtr, lbPtr, nCap,
@@ -199,19 +115,7 @@ export function buildKmeModule({ Mp, Np, dim }: KmeKernelShape): Uint8Array {
   const vBase = next;
   const MX = next++, SUM = next++, INV = next++, T = next++, FX = next++, R = next++, Y = next++;
   // Constants kept in locals (hoisted out of the loops).
-  const EXP_CONSTS = [
-    -125,
-    1.5252733804059838e-05,
-    0.00015403530393381606,
-    0.0013333558146428441,
-    0.009618129107628477,
-    0.055504108664821576,
-    0.2402265069591007,
-    0.6931471805599453,
-    1,
-    8388608 + 127,
-  ];
-  const K = new Map<number, number>(EXP_CONSTS.map((v) => [v, next++]));
+  const K = new Map<number, number>(EXP2_CONSTS.map((v) => [v, next++]));
   const nV128 = next - vBase;
   const k = (v: number) => K.get(v)!;
 
@@ -250,53 +154,20 @@ export function buildKmeModule({ Mp, Np, dim }: KmeKernelShape): Uint8Array {
   c.end(); // function body
 
   function emitPair(c: Code) {
-    // 1. Function 1 writes x = dot * inv + la + lb into the scratch tile [Mp][Np] and returns
-    //    the lane-wise max; then the horizontal max into every lane.
+    // Function 1 writes x = dot * inv + la + lb into the scratch tile [Mp][Np] and returns the
+    // lane-wise max.
     c.get(AI).get(BC).get(P_SCR).get(LAI).get(LBC).get(INV).call(1).set(MX);
-    c.get(MX).get(MX).get(MX).shuffle([8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7])
-      .fpmax()
-      .set(MX);
-    c.get(MX).get(MX).get(MX).shuffle([4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11])
-      .fpmax()
-      .set(MX);
-    // 2. sum of 2^(x - max)
-    c.vconstF32(0).set(SUM);
-    c.get(P_SCR).set(PS);
-    c.get(P_SCR).i32(Mp * Np * 4).add().set(PEND);
-    c.loop();
-    for (let q = 0; q < Np / 4; q++) {
-      c.get(PS).vload(q * 16).get(MX).fsub().get(k(-125)).fpmax().set(T);
-      emitExp(c); // exp(T) -> Y
-      c.get(SUM).get(Y).fadd().set(SUM);
-    }
-    c.get(PS).i32(Np * 4).add().set(PS);
-    c.get(PS).get(PEND).ltU().brIf(0);
-    c.end();
     // out[i * nCap + c] (byte offset)
     c.get(I).get(P_NCAP).mul().get(C).add().i32(4).mul().set(OUT);
-    c.get(P_OMAX).get(OUT).add().get(MX).extract(0).f32store();
-    c.get(P_OSUM).get(OUT).add();
-    c.get(SUM).extract(0).get(SUM).extract(1).f32add();
-    c.get(SUM).extract(2).get(SUM).extract(3).f32add();
-    c.f32add().f32store();
-  }
-
-  function emitExp(c: Code) {
-    // 2^T for T in [-125, 0] (x is in log2 units): T = n + f, f in [-1/2, 1/2],
-    // 2^f by its degree-7 Taylor polynomial (truncation error < 6e-9), times 2^n.
-    c.get(T).fnearest().set(FX);
-    c.get(T).get(FX).fsub().set(R);
-    c.get(k(1.5252733804059838e-05)).get(R).fmul();
-    c.get(k(0.00015403530393381606)).fadd().get(R).fmul();
-    c.get(k(0.0013333558146428441)).fadd().get(R).fmul();
-    c.get(k(0.009618129107628477)).fadd().get(R).fmul();
-    c.get(k(0.055504108664821576)).fadd().get(R).fmul();
-    c.get(k(0.2402265069591007)).fadd().get(R).fmul();
-    c.get(k(0.6931471805599453)).fadd().get(R).fmul();
-    c.get(k(1)).fadd().set(Y);
-    // 2^n: the bits of (n + 127 + 2^23) hold n + 127 in the low mantissa bits; shift into
-    // the exponent field (the magic number's own exponent bits fall off the top).
-    c.get(Y).get(FX).get(k(8388608 + 127)).fadd().i32(23).ishl().fmul().set(Y);
+    emitTileTail(
+      c,
+      { MX, SUM, PS, PEND, T, FX, R, Y, SCR: P_SCR, OUT, OMAX: P_OMAX, OSUM: P_OSUM },
+      k,
+      {
+        Mp,
+        Np,
+      },
+    );
   }
 
   const body = [...uleb(2), ...uleb(nI32), I32, ...uleb(nV128), V128, ...c.b];
