@@ -4,8 +4,11 @@
  * rerun's time). The cache is used only when every input of resolution is unchanged:
  * the experiment file and every file it extends (by content), each stage module's code
  * fingerprint (which covers its params schema, defaults and facet code), the lockfile, the
- * Deno version and the installed package folders (facets may depend on what is installed,
- * e.g. which TensorFlow.js backend `auto` means). Facets must not depend on anything else.
+ * Deno version, the installed package folders, the system's shared-library cache
+ * (/etc/ld.so.cache, rewritten whenever a library package is installed or removed) and the
+ * environment variables named KME_* or *LIBRARY_PATH. Facets may depend on what is installed
+ * (which TensorFlow.js backend or scoring engine `auto` means) and on those variables, and
+ * must not depend on anything else.
  */
 import { join, resolve } from "node:path";
 import { hashJson, sha256Hex } from "./canonical.ts";
@@ -31,7 +34,7 @@ function cachePath(storeRoot: string, file: string): string {
   return join(storeRoot, "plans", `${sha256Hex(resolve(file)).slice(0, 32)}.json`);
 }
 
-/** Lockfile, Deno version and installed package folders, hashed. */
+/** Lockfile, Deno version, installed packages and libraries, facet variables; hashed. */
 async function environmentSignature(root: string): Promise<string> {
   const names = async (dir: string) => {
     const out: string[] = [];
@@ -44,11 +47,21 @@ async function environmentSignature(root: string): Promise<string> {
   try {
     lock = sha256Hex(await Deno.readFile(join(root, "deno.lock")));
   } catch { /* no lockfile */ }
+  let libraries = "";
+  try {
+    const st = await Deno.stat("/etc/ld.so.cache");
+    libraries = `${st.mtime?.getTime()}:${st.size}`;
+  } catch { /* not Linux */ }
+  const vars = Object.entries(Deno.env.toObject())
+    .filter(([k]) => k.startsWith("KME_") || k.endsWith("LIBRARY_PATH"))
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   return hashJson({
     lock,
     deno: Deno.version.deno,
     modules: await names(join(root, "node_modules")),
     scoped: await names(join(root, "node_modules", "@tensorflow")),
+    libraries,
+    vars,
   });
 }
 

@@ -261,6 +261,17 @@ Deno.test("the cached plan is dropped when the file, a base file or a stage's co
   );
 });
 
+Deno.test("a facet read from a KME_* variable is not hidden by the cached plan", async () => {
+  await using sb = await sandbox();
+  const f = await sb.write("exp.yaml", `name: envf\nstages:\n  e: {kind: $STAGES/env_facet.ts}\n`);
+  assert.equal((await sb.run("run", f)).code, 0);
+  assert.match((await sb.run("run", f)).stdout, /e\s+cached/);
+  const r = await sb.runEnv({ KME_TEST_FLAVOUR: "salty" }, "run", f);
+  assert.match(r.stdout, /e\s+ran/, r.stdout);
+  const key = (await lastRecord(sb.store, "envf")).stages.e.key;
+  assert.equal(await Deno.readTextFile(join(sb.store, "entries", key, "out/flavour.txt")), "salty");
+});
+
 Deno.test("a stage that stays silent gets one warning naming its log", async () => {
   await using sb = await sandbox();
   const f = await sb.write(
