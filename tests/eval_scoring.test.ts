@@ -4,31 +4,14 @@ import {
   createParallelScorer,
   KmeScorer,
   kmeScoreReference,
-  type PointSets,
 } from "../stages/lib/eval/scoring.ts";
 import { evaluateRetrieval } from "../stages/lib/eval/retrieval.ts";
-import { Prng } from "../stages/lib/eval/prng.ts";
+import { randomSets } from "./helpers/point_sets.ts";
+import { findOpenBlas } from "../stages/lib/eval/openblas.ts";
 
-/** n random sets of P unit points in R^d; the last `pad` points of each set are padding. */
-function randomSets(n: number, P: number, d: number, seed: number, pad = 0): PointSets {
-  const r = new Prng(seed);
-  const data = new Float32Array(n * P * d);
-  for (let q = 0; q < n * P; q++) {
-    let s = 0;
-    for (let k = 0; k < d; k++) {
-      const g = r.nextFloat() * 2 - 1;
-      data[q * d + k] = g;
-      s += g * g;
-    }
-    for (let k = 0; k < d; k++) data[q * d + k] /= Math.sqrt(s);
-  }
-  const logits = new Float32Array(n * P).map((_, k) =>
-    k % P >= P - pad ? -Infinity : r.nextFloat() * 4 - 2
-  );
-  return { n, points: P, dim: d, data, logits };
-}
-
-const BACKENDS = ["wasm", "js"] as const;
+// "blas" needs OpenBLAS: .ci/run installs it, so on CI its absence fails these tests.
+const BLAS = findOpenBlas() !== undefined || Deno.env.get("CI") !== undefined;
+const BACKENDS = BLAS ? ["wasm", "blas", "js"] as const : ["wasm", "js"] as const;
 
 Deno.test("KME scorer equals the naive double-sum reference (padding, odd shapes)", () => {
   for (const [M, N, d, padI, padC] of [[5, 11, 13, 1, 3], [16, 16, 64, 0, 0], [3, 9, 7, 0, 4]]) {

@@ -8,6 +8,8 @@ import {
   similarityDescription,
 } from "../lib/eval/embeddings.ts";
 import { cocoRetrieval, type RetrievalMetrics } from "../lib/eval/retrieval.ts";
+import { resolveKmeEngine } from "../lib/eval/engine_param.ts";
+import { loadOpenBlas } from "../lib/eval/openblas.ts";
 import type { RetrievalParams } from "./stage.ts";
 
 export const METRICS_FILE = "metrics.json";
@@ -55,6 +57,12 @@ export async function run(ctx: StageContext<RetrievalParams>): Promise<StageResu
     );
   }
   const spec = scorerSpecFor(h, emb.images!, emb.captions!);
+  let openblas: string | undefined;
+  if (spec.kind !== "clip") {
+    spec.backend = (ctx.facets.kme_engine ?? resolveKmeEngine(p.kme_engine)) as "wasm" | "blas";
+    // Loaded here first so that a missing library fails clearly, not inside a worker.
+    if (spec.backend === "blas") openblas = loadOpenBlas().config;
+  }
   const scorer = await makeScorer(spec, p.workers);
   ctx.log(
     `${h.counts.images} images x ${h.counts.captions} captions (split ${h.split}); ` +
@@ -91,6 +99,7 @@ export async function run(ctx: StageContext<RetrievalParams>): Promise<StageResu
     metricNames: "i2t_/t2i_ R@K (percent), median_rank, mean_rank (1-based); rsum; the 1k " +
       "protocol's fold means carry the prefix 1k_",
     scorer: scorer.description,
+    ...(openblas ? { openblas } : {}),
     "1k": r["1k"]?.protocol ?? { skipped: r.protocol1kSkipped },
     ranksFiles: {
       [RANKS_I2T]: "int32 little-endian, one 1-based rank per image (5k/all protocol)",

@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { defineStage } from "../../pipeline/stage.ts";
+import { kmeEngineFacets, kmeEngineParam } from "../lib/eval/engine_param.ts";
 
 export const RetrievalParams = z.strictObject({
   /** Images per fold of the "1k" protocol (computed when the image count is a multiple >= 2). */
@@ -20,6 +21,11 @@ export const RetrievalParams = z.strictObject({
   duplicate_texts: z.enum(["instance", "text"]).default("instance"),
   /** Web Workers for KME / WPSE scoring (0 = one per core); results do not depend on it. */
   workers: z.int().min(0).default(0),
+  /**
+   * KME / WPSE scoring: "wasm" (the same bits on every machine), "blas" (OpenBLAS, 2-4x
+   * faster, equal up to f32 rounding), "auto" = blas when OpenBLAS is installed, else wasm.
+   */
+  kme_engine: kmeEngineParam,
 });
 export type RetrievalParams = z.output<typeof RetrievalParams>;
 
@@ -30,5 +36,6 @@ export default defineStage({
   params: RetrievalParams,
   inputs: { embeddings: { description: "embeddings of the evaluation split (embed)" } },
   run: async (ctx) => (await import("./run.ts")).run(ctx),
+  facets: kmeEngineFacets,
   compare: async (pairs) => (await import("./compare.ts")).compareRetrieval(pairs),
 });

@@ -1,0 +1,346 @@
+/**
+ * The "blas" KME scoring engine: the dot products of a block of pairs as one OpenBLAS sgemm
+ * (openblas.ts; AVX2 / AVX-512 with fused multiply-add, which wasm's 128-bit SIMD cannot
+ * reach), the log-sum-exp of each pair's Mp x Np tile in a small generated wasm kernel that
+ * reads the sgemm output where it lies (it shares wasm_kme.ts's exp2 and tail, so the formula
+ * and its order of operations are the same):
+ *   x[m, n] = <u_m, v_n> * (log2(e) / sigma2) + log2 alpha_m + log2 beta_n,
+ *   max = max x,  sum = sum 2^(x - max),  s = ln(2) max + ln(sum) - 1 / sigma2 (in f64).
+ *
+ * All data live in the kernel's wasm memory (sgemm reads and writes it through FFI
+ * pointers), laid out for sgemm: images A[img * Mp + m][d], captions B[cap * Np + n][d], both
+ * row-major, padding points zero with log-weight -Infinity (as in wasm_kme.ts).
+ *
+ * Pair determinism: sgemm computes each output as one chain of fused multiply-adds over the
+ * d coordinates, in the same order whatever the block's shape, so a score does not depend on
+ * the block it is computed in (tests/eval_blas_test.ts checks blocks against single pairs).
+ */
+import { Code, EXP2_CONSTS, F32, I32, section, str, uleb, V128 } from "./wasm_asm.ts";
+import { emitTileTail, type KmeKernelShape } from "./wasm_kme.ts";
+import { loadOpenBlas, type OpenBlas } from "./openblas.ts";
+
+/** Module: `lse(c, ldcBytes, la, lb, nImg, nCap, outMax, outSum, invLog2, scratch)`. */
+export function buildLseModule({ Mp, Np }: { Mp: number; Np: number }): Uint8Array {
+  if (Mp < 1 || Np % 4 !== 0 || Np < 4) throw new RangeError(`bad tile shape ${Mp}x${Np}`);
+  const P_C = 0, P_LDC = 1, P_LA = 2, P_LB = 3, P_NI = 4, P_NC = 5, P_OMAX = 6, P_OSUM = 7;
+  const P_INV = 8, P_SCR = 9;
+  let next = 10;
+  const li = () => next++;
+  const I = li(), Q = li(), TROW = li(), TILE = li(), ROW = li(), LAI = li(), LBQ = li();
+  const PS = li(), PEND = li(), OUT = li();
+  const nI32 = next - 10;
+  const vBase = next;
+  const MX = next++, SUM = next++, INV = next++, T = next++, FX = next++, R = next++;
+  const Y = next++, X = next++, AV = next++;
+  const LBV = Array.from({ length: Np / 4 }, () => next++);
+  const K = new Map<number, number>(EXP2_CONSTS.map((v) => [v, next++]));
+  const nV128 = next - vBase;
+  const k = (v: number) => K.get(v)!;
+
+  const c = new Code();
+  c.get(P_INV).b.push(0xfd, ...uleb(0x13)); // f32x4.splat
+  c.set(INV);
+  for (const [v, l] of K) c.vconstF32(v).set(l);
+  c.i32(0).set(I);
+  c.get(P_C).set(TROW);
+  c.get(P_LA).set(LAI);
+  c.loop(); // ---- images of the block
+  c.i32(0).set(Q);
+  c.get(TROW).set(TILE);
+  c.get(P_LB).set(LBQ);
+  c.loop(); // ---- captions of the block
+  for (let v = 0; v < Np / 4; v++) c.get(LBQ).vload(v * 16).set(LBV[v]);
+  c.vconstF32(-Infinity).set(MX);
+  c.get(TILE).set(ROW);
+  for (let m = 0; m < Mp; m++) {
+    c.get(LAI).vsplat32(m * 4).set(AV);
+    for (let v = 0; v < Np / 4; v++) {
+      // x = dot * inv + la + lb, the order of wasm_kme.ts
+      c.get(ROW).vload(v * 16).get(INV).fmul().get(AV).fadd().get(LBV[v]).fadd().set(X);
+      c.get(P_SCR).get(X).vstore((m * Np + v * 4) * 4);
+      c.get(MX).get(X).fpmax().set(MX);
+    }
+    if (m < Mp - 1) c.get(ROW).get(P_LDC).add().set(ROW);
+  }
+  c.get(I).get(P_NC).mul().get(Q).add().i32(4).mul().set(OUT);
+  emitTileTail(
+    c,
+    {
+      MX,
+      SUM,
+      PS,
+      PEND,
+      T,
+      FX,
+      R,
+      Y,
+      SCR: P_SCR,
+      OUT,
+      OMAX: P_OMAX,
+      OSUM: P_OSUM,
+    },
+    k,
+    { Mp, Np },
+  );
+  c.get(Q).i32(1).add().set(Q);
+  c.get(TILE).i32(Np * 4).add().set(TILE);
+  c.get(LBQ).i32(Np * 4).add().set(LBQ);
+  c.get(Q).get(P_NC).ltS().brIf(0);
+  c.end();
+  c.get(I).i32(1).add().set(I);
+  c.get(TROW).get(P_LDC).i32(Mp).mul().add().set(TROW);
+  c.get(LAI).i32(Mp * 4).add().set(LAI);
+  c.get(I).get(P_NI).ltS().brIf(0);
+  c.end();
+  c.end();
+
+  const body = [...uleb(2), ...uleb(nI32), I32, ...uleb(nV128), V128, ...c.b];
+  const type = [1, 0x60, 10, I32, I32, I32, I32, I32, I32, I32, I32, F32, I32, 0];
+  return new Uint8Array([
+    0x00,
+    0x61,
+    0x73,
+    0x6d,
+    0x01,
+    0x00,
+    0x00,
+    0x00,
+    ...section(1, type),
+    ...section(3, [1, 0]),
+    ...section(5, [1, 0x00, ...uleb(1)]),
+    ...section(7, [2, ...str("memory"), 0x02, 0, ...str("lse"), 0x00, 0]),
+    ...section(10, [1, ...uleb(body.length), ...body]),
+  ]);
+}
+
+type LseFn = (
+  c: number,
+  ldcBytes: number,
+  la: number,
+  lb: number,
+  nImg: number,
+  nCap: number,
+  outMax: number,
+  outSum: number,
+  invLog2: number,
+  scratch: number,
+) => void;
+
+/** sgemm block: about 256 image points x 512 caption points (512 KiB of f32, L2-resident). */
+const BLOCK_ROWS = 256, BLOCK_COLS = 512;
+
+/**
+ * The same interface as WasmKmeKernel (load, scoreBlock, scorePairs). Not thread-safe;
+ * workers each own one.
+ */
+export class BlasKmeKernel {
+  readonly blas: OpenBlas;
+  private readonly lse: LseFn;
+  private readonly memory: WebAssembly.Memory;
+  private readonly shape: KmeKernelShape;
+  private readonly gi: number;
+  private readonly gc: number;
+  private base: Deno.PointerObject | null = null;
+  private aPtr = 0;
+  private laPtr = 0;
+  private bPtr = 0;
+  private lbPtr = 0;
+  private cPtr = 0;
+  private scratch = 0;
+  private maxPtr = 0;
+  private sumPtr = 0;
+  private top = 0;
+  private dim = 0;
+  nImages = 0;
+  nCaptions = 0;
+
+  constructor(shape: KmeKernelShape) {
+    this.blas = loadOpenBlas();
+    this.shape = shape;
+    const mod = new WebAssembly.Module(buildLseModule(shape) as Uint8Array<ArrayBuffer>);
+    const inst = new WebAssembly.Instance(mod, {});
+    this.lse = inst.exports.lse as LseFn;
+    this.memory = inst.exports.memory as WebAssembly.Memory;
+    // Powers of two, so that the retrieval stage's default blocks align with the grid.
+    const pow2 = (x: number) => 2 ** Math.max(0, Math.floor(Math.log2(x)));
+    this.gi = pow2(BLOCK_ROWS / shape.Mp);
+    this.gc = pow2(BLOCK_COLS / shape.Np);
+  }
+
+  private alloc(bytes: number): number {
+    const p = this.top;
+    this.top += Math.ceil(bytes / 64) * 64;
+    const need = this.top - this.memory.buffer.byteLength;
+    if (need > 0) this.memory.grow(Math.ceil(need / 65536));
+    return p;
+  }
+
+  private ptr(offset: number): Deno.PointerValue {
+    return Deno.UnsafePointer.offset(this.base!, offset);
+  }
+
+  /** As WasmKmeKernel.load: points [n, M, dim], log-weights [n, M] (log-softmax, padding -Inf). */
+  load(
+    images: { n: number; M: number; dim: number; points: Float32Array; logWeights: Float32Array },
+    captions: { n: number; N: number; dim: number; points: Float32Array; logWeights: Float32Array },
+  ): void {
+    const { Mp, Np } = this.shape;
+    const d = images.dim;
+    if (captions.dim !== d) throw new RangeError(`data dims ${d}/${captions.dim} differ`);
+    this.top = 0;
+    // Everything is allocated here, once: sgemm holds raw pointers into this memory, which
+    // must not move (grow) while they are in use.
+    this.scratch = this.alloc(Mp * Np * 4);
+    this.cPtr = this.alloc(this.gi * Mp * this.gc * Np * 4);
+    this.maxPtr = this.alloc(this.gi * this.gc * 4);
+    this.sumPtr = this.alloc(this.gi * this.gc * 4);
+    this.aPtr = this.alloc(images.n * Mp * d * 4);
+    this.laPtr = this.alloc(images.n * Mp * 4);
+    this.bPtr = this.alloc(captions.n * Np * d * 4);
+    this.lbPtr = this.alloc(captions.n * Np * 4);
+    const buf = this.memory.buffer;
+    const pack = (
+      s: { n: number; dim: number; points: Float32Array; logWeights: Float32Array },
+      P: number,
+      Pp: number,
+      at: number,
+      lat: number,
+    ) => {
+      const X = new Float32Array(buf, at, s.n * Pp * d).fill(0);
+      const L = new Float32Array(buf, lat, s.n * Pp).fill(-Infinity);
+      for (let i = 0; i < s.n; i++) {
+        X.set(s.points.subarray(i * P * d, (i + 1) * P * d), i * Pp * d);
+        for (let m = 0; m < P; m++) L[i * Pp + m] = s.logWeights[i * P + m] * Math.LOG2E;
+      }
+    };
+    pack(images, images.M, Mp, this.aPtr, this.laPtr);
+    pack(captions, captions.N, Np, this.bPtr, this.lbPtr);
+    this.base = Deno.UnsafePointer.of(new Uint8Array(this.memory.buffer));
+    this.nImages = images.n;
+    this.nCaptions = captions.n;
+    this.dim = d;
+  }
+
+  /**
+   * Computes cell (gI, gC) of the fixed grid (gi images x gc captions, clipped at the end of
+   * the sets): one sgemm, then the LSE kernel; leaves max and sum of each pair in mx / sm
+   * (row stride: the cell's caption count). Returns the cell's extent.
+   */
+  private cell(
+    gI: number,
+    gC: number,
+    inv2: number,
+  ): { r0: number; rn: number; q0: number; qn: number } {
+    const { Mp, Np } = this.shape;
+    const d = this.dim;
+    const r0 = gI * this.gi, q0 = gC * this.gc;
+    const rn = Math.min(this.gi, this.nImages - r0), qn = Math.min(this.gc, this.nCaptions - q0);
+    const ldc = qn * Np;
+    this.blas.sgemmABt(
+      rn * Mp,
+      qn * Np,
+      d,
+      this.ptr(this.aPtr + r0 * Mp * d * 4),
+      this.ptr(this.bPtr + q0 * Np * d * 4),
+      this.ptr(this.cPtr),
+      ldc,
+    );
+    this.lse(
+      this.cPtr,
+      ldc * 4,
+      this.laPtr + r0 * Mp * 4,
+      this.lbPtr + q0 * Np * 4,
+      rn,
+      qn,
+      this.maxPtr,
+      this.sumPtr,
+      inv2,
+      this.scratch,
+    );
+    return { r0, rn, q0, qn };
+  }
+
+  /**
+   * As WasmKmeKernel.scoreBlock: scores of images [i0, i0+ni) x captions [c0, c0+nc).
+   * Every pair is computed in its cell of the fixed grid, whatever block asks for it: that
+   * keeps scores pair-deterministic (OpenBLAS's result for an entry depends on the shape of
+   * the call it is computed in). Blocks aligned to the grid (powers of two of at least gi x
+   * gc, like the retrieval stage's defaults) compute no pair twice.
+   */
+  scoreBlock(
+    i0: number,
+    ni: number,
+    c0: number,
+    nc: number,
+    invSigma2: number,
+    out = new Float32Array(ni * nc),
+    wpseScale?: number,
+  ): Float32Array {
+    if (ni === 0 || nc === 0) return out;
+    if (i0 < 0 || c0 < 0 || i0 + ni > this.nImages || c0 + nc > this.nCaptions) {
+      throw new RangeError(`block (${i0}+${ni}, ${c0}+${nc}) outside the loaded sets`);
+    }
+    const { mx, sm } = this.views();
+    const inv2 = invSigma2 * Math.LOG2E;
+    for (let gI = Math.floor(i0 / this.gi); gI * this.gi < i0 + ni; gI++) {
+      for (let gC = Math.floor(c0 / this.gc); gC * this.gc < c0 + nc; gC++) {
+        const { r0, rn, q0, qn } = this.cell(gI, gC, inv2);
+        const rA = Math.max(r0, i0), rB = Math.min(r0 + rn, i0 + ni);
+        const qA = Math.max(q0, c0), qB = Math.min(q0 + qn, c0 + nc);
+        for (let r = rA; r < rB; r++) {
+          for (let q = qA; q < qB; q++) {
+            const k = (r - r0) * qn + (q - q0);
+            out[(r - i0) * nc + (q - c0)] = finish(mx[k], sm[k], invSigma2, wpseScale);
+          }
+        }
+      }
+    }
+    return out;
+  }
+
+  /** Scores of scattered pairs, each computed in its grid cell (once per cell). */
+  scorePairs(
+    images: Int32Array,
+    captions: Int32Array,
+    invSigma2: number,
+    wpseScale?: number,
+  ): Float32Array {
+    const out = new Float32Array(images.length);
+    const cellsC = Math.ceil(this.nCaptions / this.gc);
+    const byCell = new Map<number, number[]>();
+    for (let p = 0; p < images.length; p++) {
+      const i = images[p], c = captions[p];
+      if (!(i >= 0 && i < this.nImages && c >= 0 && c < this.nCaptions)) {
+        throw new RangeError(`pair (${i}, ${c}) outside the loaded sets`);
+      }
+      const key = Math.floor(i / this.gi) * cellsC + Math.floor(c / this.gc);
+      const list = byCell.get(key);
+      if (list) list.push(p);
+      else byCell.set(key, [p]);
+    }
+    const { mx, sm } = this.views();
+    const inv2 = invSigma2 * Math.LOG2E;
+    for (const [key, list] of byCell) {
+      const { r0, q0, qn } = this.cell(Math.floor(key / cellsC), key % cellsC, inv2);
+      for (const p of list) {
+        const k = (images[p] - r0) * qn + (captions[p] - q0);
+        out[p] = finish(mx[k], sm[k], invSigma2, wpseScale);
+      }
+    }
+    return out;
+  }
+
+  private views(): { mx: Float32Array; sm: Float32Array } {
+    const buf = this.memory.buffer;
+    return {
+      mx: new Float32Array(buf, this.maxPtr, this.gi * this.gc),
+      sm: new Float32Array(buf, this.sumPtr, this.gi * this.gc),
+    };
+  }
+}
+
+/** The score from the tile's max and sum (log2 units), in f64 as in wasm_kme.ts. */
+function finish(mx: number, sm: number, invSigma2: number, wpseScale?: number): number {
+  const s = mx * Math.LN2 + Math.log(sm) - invSigma2;
+  return wpseScale === undefined ? s : wpseScale * Math.exp(s);
+}

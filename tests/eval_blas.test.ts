@@ -1,0 +1,147 @@
+/**
+ * The "blas" KME engine (OpenBLAS sgemm + wasm log-sum-exp): agreement with the wasm engine,
+ * pair determinism across its grid cells, Web Workers, and how it is chosen or refused.
+ * Needs OpenBLAS (.ci/run installs it; on CI its absence fails, elsewhere these are ignored).
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { createParallelScorer, KmeScorer } from "../stages/lib/eval/scoring.ts";
+import { evaluateRetrieval } from "../stages/lib/eval/retrieval.ts";
+import { findOpenBlas } from "../stages/lib/eval/openblas.ts";
+import { resolveKmeEngine } from "../stages/lib/eval/engine_param.ts";
+import { randomSets } from "./helpers/point_sets.ts";
+
+const ignore = findOpenBlas() === undefined && Deno.env.get("CI") === undefined;
+
+// 40 images x 70 captions of 16 points: the engine's grid cells are 16 images x 32 captions,
+// so blocks and pairs below cut across cells.
+const A = randomSets(40, 16, 24, 21, 3), B = randomSets(70, 16, 24, 22, 5);
+const spec = (backend: "wasm" | "blas") => ({
+  kind: "kme" as const,
+  images: A,
+  captions: B,
+  sigma2: 0.1,
+  backend,
+});
+
+Deno.test({
+  name: "blas engine: equals the wasm engine up to f32 rounding, and names its OpenBLAS",
+  ignore,
+  fn() {
+    const w = new KmeScorer(spec("wasm")).scoreBlock(0, 40, 0, 70);
+    const b = new KmeScorer(spec("blas"));
+    assert.match(b.description, /backend=blas \(OpenBLAS \w+\)/);
+    const x = b.scoreBlock(0, 40, 0, 70);
+    let worst = 0;
+    for (let k = 0; k < x.length; k++) worst = Math.max(worst, Math.abs(x[k] - w[k]));
+    assert.ok(worst < 1e-4, `max |blas - wasm| = ${worst}`);
+  },
+});
+
+Deno.test({
+  name: "blas engine: any block or scattered pair gives the same bits as the full matrix",
+  ignore,
+  fn() {
+    const s = new KmeScorer(spec("blas"));
+    const full = s.scoreBlock(0, 40, 0, 70);
+    for (const [bi, bc] of [[1, 1], [7, 13], [16, 32], [40, 3], [5, 70]]) {
+      for (let i0 = 0; i0 < 40; i0 += bi) {
+        for (let c0 = 0; c0 < 70; c0 += bc) {
+          const ni = Math.min(bi, 40 - i0), nc = Math.min(bc, 70 - c0);
+          const blk = s.scoreBlock(i0, ni, c0, nc);
+          for (let r = 0; r < ni; r++) {
+            for (let c = 0; c < nc; c++) {
+              assert.ok(
+                Object.is(blk[r * nc + c], full[(i0 + r) * 70 + c0 + c]),
+                `block ${bi}x${bc} at (${i0 + r}, ${c0 + c})`,
+              );
+            }
+          }
+        }
+      }
+    }
+    const imgs = Int32Array.from({ length: 300 }, (_, k) => (k * 7) % 40);
+    const caps = Int32Array.from({ length: 300 }, (_, k) => (k * 13) % 70);
+    const pairs = s.scorePairs(imgs, caps);
+    for (let p = 0; p < 300; p++) assert.ok(Object.is(pairs[p], full[imgs[p] * 70 + caps[p]]));
+    assert.throws(() => s.scorePairs(Int32Array.of(40), Int32Array.of(0)), /outside/);
+  },
+});
+
+Deno.test({
+  name: "blas engine: Web Workers give the in-thread bits; chunked retrieval equals full",
+  ignore,
+  async fn() {
+    const local = new KmeScorer(spec("blas"));
+    const full = local.scoreBlock(0, 40, 0, 70);
+    const par = await createParallelScorer(spec("blas"), { workers: 2 });
+    try {
+      assert.match(par.description, /blas/);
+      const [x, y] = await Promise.all([
+        par.scoreBlock(0, 40, 0, 70),
+        par.scoreBlock(9, 20, 30, 33),
+      ]);
+      assert.deepEqual(x, full);
+      assert.deepEqual(y, local.scoreBlock(9, 20, 30, 33));
+      const captionImage = Int32Array.from({ length: 70 }, (_, c) => Math.floor(c / 1.75));
+      const a = await evaluateRetrieval(full, captionImage);
+      const b = await evaluateRetrieval(par, captionImage, { imageBlock: 7, captionBlock: 11 });
+      assert.deepEqual(b.ranks, a.ranks);
+      assert.deepEqual(b.textToImage, a.textToImage);
+    } finally {
+      par.close();
+    }
+  },
+});
+
+/** Runs a snippet in a fresh Deno process with the given environment; returns its output. */
+async function denoEval(code: string, env: Record<string, string>) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--quiet", "--ext=ts", code],
+    env,
+    cwd: join(import.meta.dirname!, ".."),
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder();
+  return { code: out.code, stdout: text.decode(out.stdout), stderr: text.decode(out.stderr) };
+}
+
+const LIB = new URL("../stages/lib/eval/", import.meta.url).href;
+
+Deno.test("KME_OPENBLAS=none: auto means wasm, and the blas engine refuses with a clear message", async () => {
+  const r = await denoEval(
+    `import { resolveKmeEngine } from "${LIB}engine_param.ts";
+     import { KmeScorer } from "${LIB}scoring.ts";
+     console.log(resolveKmeEngine("auto"));
+     const s = { n: 1, points: 1, dim: 2, data: new Float32Array([1, 0]), logits: new Float32Array(1) };
+     try { new KmeScorer({ kind: "kme", images: s, captions: s, sigma2: 1, backend: "blas" }); }
+     catch (e) { console.log(e.name, e.exitCode, e.message); }`,
+    { KME_OPENBLAS: "none" },
+  );
+  assert.equal(r.code, 0, r.stderr);
+  const [engine, err] = r.stdout.trim().split("\n");
+  assert.equal(engine, "wasm");
+  assert.match(
+    err,
+    /^OpenBlasUnavailableError 2 OpenBLAS not found .*apt-get install libopenblas0/,
+  );
+});
+
+Deno.test("KME_OPENBLAS naming a missing file is an error, not a silent fallback", async () => {
+  const r = await denoEval(
+    `import { findOpenBlas } from "${LIB}openblas.ts";
+     import { resolveKmeEngine } from "${LIB}engine_param.ts";
+     console.log(resolveKmeEngine("auto"));
+     try { findOpenBlas(); } catch (e) { console.log(e.message); }`,
+    { KME_OPENBLAS: "/nonexistent/libopenblas.so.0" },
+  );
+  assert.equal(r.code, 0, r.stderr);
+  const [engine, err] = r.stdout.trim().split("\n");
+  assert.equal(engine, "blas"); // so that the stage runs and says what is wrong
+  assert.equal(
+    err,
+    'KME_OPENBLAS=/nonexistent/libopenblas.so.0: no such file (expected the path of libopenblas, or "none")',
+  );
+  assert.equal(resolveKmeEngine("wasm"), "wasm");
+});
