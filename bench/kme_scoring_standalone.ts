@@ -4,7 +4,7 @@
  *
  *   deno run --allow-all bench/kme_scoring_standalone.ts \
  *     [--images 5000] [--captions-per-image 5] [--points 16] [--dim 64] [--sigma2 0.05] \
- *     [--workers 2] [--backend wasm|js] [--clip]
+ *     [--workers 2] [--backend wasm|blas|js] [--clip]
  */
 import { parseArgs } from "node:util";
 import process from "node:process";
@@ -55,7 +55,7 @@ if (import.meta.main) {
       images,
       captions,
       sigma2: Number(values.sigma2),
-      backend: values.backend as "wasm" | "js",
+      backend: values.backend as "wasm" | "blas" | "js",
     };
   if (values.clip) {
     // one point per input for CLIP: reuse the first point of each set
