@@ -87,7 +87,9 @@ export async function benchEvaluation(log: (s: string) => void): Promise<Figure[
   const peerFig = { name: "PyTorch 1.13, 2 threads", value: peer.seconds, note: peer.note };
   const figs: Figure[] = [
     {
-      name: `KME retrieval scoring ${size} (M = N = 16, d = 64), engine auto = ${kme.scorer}`,
+      name: `KME retrieval scoring ${size} (M = N = 16, d = 64), engine auto = ${
+        kme.scorer.match(/backend=(.*?) workers=/)?.[1] ?? kme.scorer
+      }, 2 workers`,
       value: total(kme),
       unit: "s",
       peer: peerFig,
@@ -98,7 +100,8 @@ export async function benchEvaluation(log: (s: string) => void): Promise<Figure[
   ];
   if (wasm !== kme) {
     figs.push({
-      name: `KME retrieval scoring ${size}, engine wasm (portable: same bits everywhere)`,
+      name:
+        `KME retrieval scoring ${size}, engine wasm (portable: same bits everywhere), 2 workers`,
       value: total(wasm),
       unit: "s",
       peer: peerFig,

@@ -12,6 +12,8 @@ import { resolveKmeEngine } from "../stages/lib/eval/engine_param.ts";
 import { randomSets } from "./helpers/point_sets.ts";
 
 const ignore = findOpenBlas() === undefined && Deno.env.get("CI") === undefined;
+const named = (name: string) =>
+  ignore ? `${name} (skipped: OpenBLAS not installed; apt-get install libopenblas0)` : name;
 
 // 40 images x 70 captions of 16 points: the engine's grid cells are 16 images x 32 captions,
 // so blocks and pairs below cut across cells.
@@ -25,7 +27,7 @@ const spec = (backend: "wasm" | "blas") => ({
 });
 
 Deno.test({
-  name: "blas engine: equals the wasm engine up to f32 rounding, and names its OpenBLAS",
+  name: named("blas engine: equals the wasm engine up to f32 rounding, and names its OpenBLAS"),
   ignore,
   fn() {
     const w = new KmeScorer(spec("wasm")).scoreBlock(0, 40, 0, 70);
@@ -39,7 +41,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "blas engine: any block or scattered pair gives the same bits as the full matrix",
+  name: named("blas engine: any block or scattered pair gives the same bits as the full matrix"),
   ignore,
   fn() {
     const s = new KmeScorer(spec("blas"));
@@ -69,7 +71,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "blas engine: Web Workers give the in-thread bits; chunked retrieval equals full",
+  name: named("blas engine: Web Workers give the in-thread bits; chunked retrieval equals full"),
   ignore,
   async fn() {
     const local = new KmeScorer(spec("blas"));

@@ -9,9 +9,11 @@ import { evaluateRetrieval } from "../stages/lib/eval/retrieval.ts";
 import { randomSets } from "./helpers/point_sets.ts";
 import { findOpenBlas } from "../stages/lib/eval/openblas.ts";
 
-// "blas" needs OpenBLAS: .ci/run installs it, so on CI its absence fails these tests.
+// "blas" needs OpenBLAS: .ci/run installs it, so on CI its absence fails these tests;
+// elsewhere they test the other engines and say so.
 const BLAS = findOpenBlas() !== undefined || Deno.env.get("CI") !== undefined;
 const BACKENDS = BLAS ? ["wasm", "blas", "js"] as const : ["wasm", "js"] as const;
+if (!BLAS) console.log("eval_scoring: OpenBLAS not installed, the blas engine is not tested");
 
 Deno.test("KME scorer equals the naive double-sum reference (padding, odd shapes)", () => {
   for (const [M, N, d, padI, padC] of [[5, 11, 13, 1, 3], [16, 16, 64, 0, 0], [3, 9, 7, 0, 4]]) {
