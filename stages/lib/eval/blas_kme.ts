@@ -16,7 +16,14 @@
  * the block it is computed in (tests/eval_blas_test.ts checks blocks against single pairs).
  */
 import { Code, EXP2_CONSTS, F32, I32, section, str, uleb, V128 } from "./wasm_asm.ts";
-import { emitTileTail, type KmeKernelShape } from "./wasm_kme.ts";
+import { emitTileTail } from "./wasm_kme.ts";
+import {
+  finishScore,
+  type KernelCaptions,
+  type KernelImages,
+  KmeKernel,
+  type KmeKernelShape,
+} from "./kme_kernel.ts";
 import { loadOpenBlas, type OpenBlas } from "./openblas.ts";
 
 /** Module: `lse(c, ldcBytes, la, lb, nImg, nCap, outMax, outSum, invLog2, scratch)`. */
@@ -129,15 +136,10 @@ type LseFn = (
 /** sgemm block: about 256 image points x 512 caption points (512 KiB of f32, L2-resident). */
 const BLOCK_ROWS = 256, BLOCK_COLS = 512;
 
-/**
- * The same interface as WasmKmeKernel (load, scoreBlock, scorePairs). Not thread-safe;
- * workers each own one.
- */
-export class BlasKmeKernel {
+/** The OpenBLAS kernel: one instance with its own memory holding the packed sets. */
+export class BlasKmeKernel extends KmeKernel {
   readonly blas: OpenBlas;
   private readonly lse: LseFn;
-  private readonly memory: WebAssembly.Memory;
-  private readonly shape: KmeKernelShape;
   private readonly gi: number;
   private readonly gc: number;
   private base: Deno.PointerObject | null = null;
@@ -149,45 +151,31 @@ export class BlasKmeKernel {
   private scratch = 0;
   private maxPtr = 0;
   private sumPtr = 0;
-  private top = 0;
   private dim = 0;
-  nImages = 0;
-  nCaptions = 0;
 
   constructor(shape: KmeKernelShape) {
-    this.blas = loadOpenBlas();
-    this.shape = shape;
+    const blas = loadOpenBlas();
     const mod = new WebAssembly.Module(buildLseModule(shape) as Uint8Array<ArrayBuffer>);
     const inst = new WebAssembly.Instance(mod, {});
+    super(shape, inst.exports.memory as WebAssembly.Memory);
+    this.blas = blas;
     this.lse = inst.exports.lse as LseFn;
-    this.memory = inst.exports.memory as WebAssembly.Memory;
     // Powers of two, so that the retrieval stage's default blocks align with the grid.
     const pow2 = (x: number) => 2 ** Math.max(0, Math.floor(Math.log2(x)));
     this.gi = pow2(BLOCK_ROWS / shape.Mp);
     this.gc = pow2(BLOCK_COLS / shape.Np);
   }
 
-  private alloc(bytes: number): number {
-    const p = this.top;
-    this.top += Math.ceil(bytes / 64) * 64;
-    const need = this.top - this.memory.buffer.byteLength;
-    if (need > 0) this.memory.grow(Math.ceil(need / 65536));
-    return p;
-  }
-
   private ptr(offset: number): Deno.PointerValue {
     return Deno.UnsafePointer.offset(this.base!, offset);
   }
 
-  /** As WasmKmeKernel.load: points [n, M, dim], log-weights [n, M] (log-softmax, padding -Inf). */
-  load(
-    images: { n: number; M: number; dim: number; points: Float32Array; logWeights: Float32Array },
-    captions: { n: number; N: number; dim: number; points: Float32Array; logWeights: Float32Array },
-  ): void {
+  /** Images [img][Mp][d] and captions [cap][Np][d], both point-major (sgemm's row-major). */
+  load(images: KernelImages, captions: KernelCaptions): void {
     const { Mp, Np } = this.shape;
     const d = images.dim;
     if (captions.dim !== d) throw new RangeError(`data dims ${d}/${captions.dim} differ`);
-    this.top = 0;
+    this.resetMemory();
     // Everything is allocated here, once: sgemm holds raw pointers into this memory, which
     // must not move (grow) while they are in use.
     this.scratch = this.alloc(Mp * Np * 4);
@@ -198,23 +186,8 @@ export class BlasKmeKernel {
     this.laPtr = this.alloc(images.n * Mp * 4);
     this.bPtr = this.alloc(captions.n * Np * d * 4);
     this.lbPtr = this.alloc(captions.n * Np * 4);
-    const buf = this.memory.buffer;
-    const pack = (
-      s: { n: number; dim: number; points: Float32Array; logWeights: Float32Array },
-      P: number,
-      Pp: number,
-      at: number,
-      lat: number,
-    ) => {
-      const X = new Float32Array(buf, at, s.n * Pp * d).fill(0);
-      const L = new Float32Array(buf, lat, s.n * Pp).fill(-Infinity);
-      for (let i = 0; i < s.n; i++) {
-        X.set(s.points.subarray(i * P * d, (i + 1) * P * d), i * Pp * d);
-        for (let m = 0; m < P; m++) L[i * Pp + m] = s.logWeights[i * P + m] * Math.LOG2E;
-      }
-    };
-    pack(images, images.M, Mp, this.aPtr, this.laPtr);
-    pack(captions, captions.N, Np, this.bPtr, this.lbPtr);
+    this.packPointMajor(images, images.M, Mp, d, this.aPtr, this.laPtr);
+    this.packPointMajor(captions, captions.N, Np, d, this.bPtr, this.lbPtr);
     this.base = Deno.UnsafePointer.of(new Uint8Array(this.memory.buffer));
     this.nImages = images.n;
     this.nCaptions = captions.n;
@@ -261,7 +234,6 @@ export class BlasKmeKernel {
   }
 
   /**
-   * As WasmKmeKernel.scoreBlock: scores of images [i0, i0+ni) x captions [c0, c0+nc).
    * Every pair is computed in its cell of the fixed grid, whatever block asks for it: that
    * keeps scores pair-deterministic (OpenBLAS's result for an entry depends on the shape of
    * the call it is computed in). Blocks aligned to the grid (powers of two of at least gi x
@@ -277,9 +249,7 @@ export class BlasKmeKernel {
     wpseScale?: number,
   ): Float32Array {
     if (ni === 0 || nc === 0) return out;
-    if (i0 < 0 || c0 < 0 || i0 + ni > this.nImages || c0 + nc > this.nCaptions) {
-      throw new RangeError(`block (${i0}+${ni}, ${c0}+${nc}) outside the loaded sets`);
-    }
+    this.checkBlock(i0, ni, c0, nc);
     const { mx, sm } = this.views();
     const inv2 = invSigma2 * Math.LOG2E;
     for (let gI = Math.floor(i0 / this.gi); gI * this.gi < i0 + ni; gI++) {
@@ -290,7 +260,7 @@ export class BlasKmeKernel {
         for (let r = rA; r < rB; r++) {
           for (let q = qA; q < qB; q++) {
             const k = (r - r0) * qn + (q - q0);
-            out[(r - i0) * nc + (q - c0)] = finish(mx[k], sm[k], invSigma2, wpseScale);
+            out[(r - i0) * nc + (q - c0)] = finishScore(mx[k], sm[k], invSigma2, wpseScale);
           }
         }
       }
@@ -298,7 +268,7 @@ export class BlasKmeKernel {
     return out;
   }
 
-  /** Scores of scattered pairs, each computed in its grid cell (once per cell). */
+  /** Each pair computed in its grid cell, once per cell. */
   scorePairs(
     images: Int32Array,
     captions: Int32Array,
@@ -324,7 +294,7 @@ export class BlasKmeKernel {
       const { r0, q0, qn } = this.cell(Math.floor(key / cellsC), key % cellsC, inv2);
       for (const p of list) {
         const k = (images[p] - r0) * qn + (captions[p] - q0);
-        out[p] = finish(mx[k], sm[k], invSigma2, wpseScale);
+        out[p] = finishScore(mx[k], sm[k], invSigma2, wpseScale);
       }
     }
     return out;
@@ -337,10 +307,4 @@ export class BlasKmeKernel {
       sm: new Float32Array(buf, this.sumPtr, this.gi * this.gc),
     };
   }
-}
-
-/** The score from the tile's max and sum (log2 units), in f64 as in wasm_kme.ts. */
-function finish(mx: number, sm: number, invSigma2: number, wpseScale?: number): number {
-  const s = mx * Math.LN2 + Math.log(sm) - invSigma2;
-  return wpseScale === undefined ? s : wpseScale * Math.exp(s);
 }

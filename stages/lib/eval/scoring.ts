@@ -15,8 +15,9 @@
  * Web Workers (one per core) behind the same BlockScorer interface.
  */
 import type { BlockScorer } from "./retrieval.ts";
-import { paddedShape, WasmKmeKernel } from "./wasm_kme.ts";
+import { WasmKmeKernel } from "./wasm_kme.ts";
 import { BlasKmeKernel } from "./blas_kme.ts";
+import { type KmeKernel, paddedShape } from "./kme_kernel.ts";
 
 /** n weighted point sets of `points` points in R^dim. */
 export interface PointSets {
@@ -157,7 +158,7 @@ export class KmeScorer implements SyncScorer {
   private readonly invS2: number;
   private readonly la: Float32Array;
   private readonly lb: Float32Array;
-  private readonly kernel?: WasmKmeKernel | BlasKmeKernel;
+  private readonly kernel?: KmeKernel;
   private readonly wpseScale?: number;
 
   /** The raw sets, kept only by the "js" backend (the wasm kernel holds a packed copy). */

@@ -27,16 +27,15 @@
  */
 
 import { Code, emitExp2, EXP2_CONSTS, F32, I32, section, str, uleb, V128 } from "./wasm_asm.ts";
+import {
+  finishScore,
+  type KernelCaptions,
+  type KernelImages,
+  KmeKernel,
+  type KmeKernelShape,
+} from "./kme_kernel.ts";
 
 // ---- the kernel -----------------------------------------------------------------------------
-
-export interface KmeKernelShape {
-  /** Image points, padded to a multiple of 4. */
-  Mp: number;
-  /** Caption points, padded to a multiple of 8. */
-  Np: number;
-  dim: number;
-}
 
 /** Locals used by `emitTileTail` (i32: SCR, PS, PEND, OUT, OMAX, OSUM; v128: the rest). */
 export interface TileTailLocals {
@@ -291,19 +290,9 @@ type KmeFn = (
   scratch: number,
 ) => void;
 
-/** Padded shape for M image points and N caption points. */
-export function paddedShape(M: number, N: number, dim: number): KmeKernelShape {
-  return { Mp: Math.ceil(M / 4) * 4, Np: Math.ceil(N / 8) * 8, dim: Math.ceil(dim / 4) * 4 };
-}
-
-/**
- * One instance of the kernel with its own memory holding packed images and captions.
- * Not thread-safe; workers each own one.
- */
-export class WasmKmeKernel {
+/** The fused kernel: one instance with its own memory holding the packed sets. */
+export class WasmKmeKernel extends KmeKernel {
   private readonly kme: KmeFn;
-  private readonly memory: WebAssembly.Memory;
-  private readonly shape: KmeKernelShape;
   private aPtr = 0;
   private laPtr = 0;
   private bPtr = 0;
@@ -311,57 +300,29 @@ export class WasmKmeKernel {
   private scratch = 0;
   private outPtr = 0;
   private outCap = 0;
-  private top = 0;
-  nImages = 0;
-  nCaptions = 0;
 
   constructor(shape: KmeKernelShape) {
-    this.shape = shape;
     const mod = new WebAssembly.Module(buildKmeModule(shape) as Uint8Array<ArrayBuffer>);
     const inst = new WebAssembly.Instance(mod, {});
+    super(shape, inst.exports.memory as WebAssembly.Memory);
     this.kme = inst.exports.kme as KmeFn;
-    this.memory = inst.exports.memory as WebAssembly.Memory;
   }
 
-  private alloc(bytes: number): number {
-    const p = this.top;
-    this.top += Math.ceil(bytes / 64) * 64;
-    const need = this.top - this.memory.buffer.byteLength;
-    if (need > 0) this.memory.grow(Math.ceil(need / 65536));
-    return p;
-  }
-
-  /**
-   * Copies the sets in (packed, padded, log-weights scaled to log2 units): points
-   * [n, M, dim] with log-weights [n, M] (already log-softmax normalised, padding -Infinity).
-   */
-  load(
-    images: { n: number; M: number; dim: number; points: Float32Array; logWeights: Float32Array },
-    captions: { n: number; N: number; dim: number; points: Float32Array; logWeights: Float32Array },
-  ): void {
+  /** Images point-major [img][Mp][dp], captions transposed [cap][dp][Np] (see the top). */
+  load(images: KernelImages, captions: KernelCaptions): void {
     const { Mp, Np, dim: dp } = this.shape;
     const d = images.dim;
     if (captions.dim !== d || Math.ceil(d / 4) * 4 !== dp) {
       throw new RangeError(`data dims ${d}/${captions.dim} do not fit the kernel's ${dp}`);
     }
-    this.top = 0;
+    this.resetMemory();
     this.scratch = this.alloc(Mp * Np * 4);
     this.aPtr = this.alloc(images.n * Mp * dp * 4);
     this.laPtr = this.alloc(images.n * Mp * 4);
     this.bPtr = this.alloc(captions.n * dp * Np * 4);
     this.lbPtr = this.alloc(captions.n * Np * 4);
+    this.packPointMajor(images, images.M, Mp, dp, this.aPtr, this.laPtr);
     const buf = this.memory.buffer;
-    // Padding coordinates and padding points are zeros (they add exact zeros to the dots).
-    const A = new Float32Array(buf, this.aPtr, images.n * Mp * dp).fill(0);
-    const LA = new Float32Array(buf, this.laPtr, images.n * Mp).fill(-Infinity);
-    const { M } = images;
-    for (let i = 0; i < images.n; i++) {
-      for (let m = 0; m < M; m++) {
-        const s = (i * M + m) * d;
-        A.set(images.points.subarray(s, s + d), (i * Mp + m) * dp);
-        LA[i * Mp + m] = images.logWeights[i * M + m] * Math.LOG2E;
-      }
-    }
     const B = new Float32Array(buf, this.bPtr, captions.n * dp * Np).fill(0);
     const LB = new Float32Array(buf, this.lbPtr, captions.n * Np).fill(-Infinity);
     const { N } = captions;
@@ -386,10 +347,6 @@ export class WasmKmeKernel {
     this.outCap = pairs;
   }
 
-  /**
-   * Scores of images [i0, i0+ni) x captions [c0, c0+nc), row-major, as f32: the KME score,
-   * or with `wpseScale` the WPSE score wpseScale * exp(KME score) (finished in f64).
-   */
   scoreBlock(
     i0: number,
     ni: number,
@@ -400,9 +357,7 @@ export class WasmKmeKernel {
     wpseScale?: number,
   ): Float32Array {
     if (ni === 0 || nc === 0) return out;
-    if (i0 < 0 || c0 < 0 || i0 + ni > this.nImages || c0 + nc > this.nCaptions) {
-      throw new RangeError(`block (${i0}+${ni}, ${c0}+${nc}) outside the loaded sets`);
-    }
+    this.checkBlock(i0, ni, c0, nc);
     const { Mp, Np, dim } = this.shape;
     // Row bands of ~16K pairs per kernel call: bounds the output buffer, and lets V8 switch
     // from its baseline (Liftoff) code to the optimised (TurboFan) code after the first few
@@ -427,20 +382,13 @@ export class WasmKmeKernel {
       const mx = new Float32Array(buf, this.outPtr, rn * nc);
       const sm = new Float32Array(buf, this.outPtr + rowsPerCall * nc * 4, rn * nc);
       const base = r0 * nc;
-      if (wpseScale === undefined) {
-        for (let k = 0; k < rn * nc; k++) {
-          out[base + k] = mx[k] * Math.LN2 + Math.log(sm[k]) - invSigma2;
-        }
-      } else {
-        for (let k = 0; k < rn * nc; k++) {
-          out[base + k] = wpseScale * Math.exp(mx[k] * Math.LN2 + Math.log(sm[k]) - invSigma2);
-        }
+      for (let k = 0; k < rn * nc; k++) {
+        out[base + k] = finishScore(mx[k], sm[k], invSigma2, wpseScale);
       }
     }
     return out;
   }
 
-  /** Scores of scattered pairs. */
   scorePairs(
     images: Int32Array,
     captions: Int32Array,
