@@ -8,7 +8,7 @@
  */
 import { parseArgs } from "node:util";
 import process from "node:process";
-import { Prng } from "../stages/lib/eval/prng.ts";
+import { Rng } from "../stages/lib/random.ts";
 import {
   createParallelScorer,
   type PointSets,
@@ -16,15 +16,15 @@ import {
 } from "../stages/lib/eval/scoring.ts";
 import { cocoRetrieval } from "../stages/lib/eval/retrieval.ts";
 
-function randomSets(n: number, P: number, d: number, rng: Prng): PointSets {
+function randomSets(n: number, P: number, d: number, rng: Rng): PointSets {
   const data = new Float32Array(n * P * d);
   for (let q = 0; q < n * P; q++) {
     let s = 0;
-    for (let k = 0; k < d; k++) s += (data[q * d + k] = rng.nextFloat() * 2 - 1) ** 2;
+    for (let k = 0; k < d; k++) s += (data[q * d + k] = rng.float() * 2 - 1) ** 2;
     const inv = 1 / Math.sqrt(s);
     for (let k = 0; k < d; k++) data[q * d + k] *= inv;
   }
-  const logits = new Float32Array(n * P).map(() => rng.nextFloat() * 2 - 1);
+  const logits = new Float32Array(n * P).map(() => rng.float() * 2 - 1);
   return { n, points: P, dim: d, data, logits };
 }
 
@@ -44,7 +44,7 @@ if (import.meta.main) {
   const nI = Number(values.images), cpi = Number(values["captions-per-image"]);
   const P = Number(values.points), d = Number(values.dim), workers = Number(values.workers);
   const nC = nI * cpi;
-  const rng = new Prng(1);
+  const rng = new Rng(1);
   const images = randomSets(nI, P, d, rng);
   const captions = randomSets(nC, P, d, rng);
   const captionImage = new Int32Array(nC).map((_, c) => Math.floor(c / cpi));

@@ -5,7 +5,7 @@
  * mean-pooled tokens, KME with every token a point (M = N = 16); AdamW.
  */
 import type { ModelConfig } from "../stages/lib/model/model.ts";
-import { Rng } from "../stages/lib/model/prng.ts";
+import { keyedRng } from "../stages/lib/random.ts";
 import type { SimilarityKind } from "../stages/lib/model/similarity.ts";
 import type { TrainOptions } from "../stages/lib/model/train.ts";
 
@@ -52,7 +52,7 @@ export interface R1Batch {
 
 /** `n` random batches (uniform pixels; captions of 4..16 random words, then padding). */
 export function r1Batches(n: number, seed = 1, batch = R1_BATCH): R1Batch[] {
-  const rng = new Rng(seed, 0xb1);
+  const rng = keyedRng(seed, 0xb1);
   const out: R1Batch[] = [];
   for (let k = 0; k < n; k++) {
     const images = new Int32Array(batch * 32 * 32 * 3);

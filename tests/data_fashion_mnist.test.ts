@@ -7,7 +7,7 @@ import { CLASS_NAMES } from "../stages/prepare/fashion-mnist/run.ts";
 import { readIdx } from "../stages/prepare/fashion-mnist/idx.ts";
 import { DataError } from "../stages/lib/dataset/errors.ts";
 import { openDataset } from "../stages/lib/dataset/read.ts";
-import { Rng } from "../stages/lib/dataset/rng.ts";
+import { Rng } from "../stages/lib/random.ts";
 import { makeContext } from "./fixtures/data/context.ts";
 
 const installed = await Deno.stat(join(DEFAULT_ROOT, FILES.trainImages)).then(

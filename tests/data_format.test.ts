@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { DataError } from "../stages/lib/dataset/errors.ts";
 import { openDataset } from "../stages/lib/dataset/read.ts";
 import { DatasetWriter } from "../stages/lib/dataset/write.ts";
-import { deriveSeed, Rng } from "../stages/lib/dataset/rng.ts";
+import { labelSeed, Rng } from "../stages/lib/random.ts";
 import type { SplitName } from "../stages/lib/dataset/format.ts";
 
 const IMAGE = { height: 4, width: 3, channels: 2 };
@@ -291,7 +291,7 @@ Deno.test("rng: deterministic, serialisable, bounded", () => {
     const f = a.float();
     assert.ok(f >= 0 && f < 1);
   }
-  assert.notEqual(deriveSeed(1, "train"), deriveSeed(1, "test"));
-  assert.notEqual(deriveSeed(1, "train"), deriveSeed(2, "train"));
-  assert.equal(deriveSeed(1, "a", 2), deriveSeed(1, "a", 2));
+  assert.notEqual(labelSeed(1, "train"), labelSeed(1, "test"));
+  assert.notEqual(labelSeed(1, "train"), labelSeed(2, "train"));
+  assert.equal(labelSeed(1, "a", 2), labelSeed(1, "a", 2));
 });

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import stage, { LinearProbeParams } from "../stages/linear-probe/stage.ts";
 import { subsampleRows } from "../stages/linear-probe/run.ts";
 import { linearProbe } from "../stages/lib/eval/logistic.ts";
-import { Prng } from "../stages/lib/eval/prng.ts";
+import { Rng } from "../stages/lib/random.ts";
 import { StageInputError } from "../pipeline/stage.ts";
 import {
   type HandEmbeddings,
@@ -19,12 +19,12 @@ import {
 
 /** n images in 3 classes: class means on axes of R^4 plus noise of std `noise` (pooled = points). */
 function classEmbeddings(n: number, seed: number, noise: number, labels = true): HandEmbeddings {
-  const rng = new Prng(seed);
+  const rng = new Rng(seed);
   const images: HandEmbeddings["images"] = [];
   const y: number[] = [];
   for (let i = 0; i < n; i++) {
     const c = i % 3;
-    const p = [0, 0, 0, 0].map((_, k) => (k === c ? 1 : 0) + noise * (rng.nextFloat() * 2 - 1));
+    const p = [0, 0, 0, 0].map((_, k) => (k === c ? 1 : 0) + noise * (rng.float() * 2 - 1));
     images.push({ points: [p] });
     y.push(c);
   }

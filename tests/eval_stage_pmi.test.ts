@@ -9,7 +9,7 @@ import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import stage, { PmiParams } from "../stages/pmi/stage.ts";
 import { pmiFidelity } from "../stages/lib/eval/pmi.ts";
-import { Prng } from "../stages/lib/eval/prng.ts";
+import { Rng } from "../stages/lib/random.ts";
 import { encodeImages, encodeTexts } from "../stages/lib/model/io.ts";
 import { StageInputError } from "../pipeline/stage.ts";
 import { readJson, saveRandomModel, stageContext, writeToyDataset } from "./eval_stage_helpers.ts";
@@ -62,12 +62,12 @@ for (const similarity of ["kme", "clip"] as const) {
       assert.equal(a.doc.protocol.name, "pmi-fidelity");
 
       // Random PMI: the metrics are pmiFidelity(model logits, PMI).
-      const rng = new Prng(9);
+      const rng = new Rng(9);
       let pmi: Float32Array = new Float32Array(0);
       await writeToyDataset(join(root, "random"), {
         pmi: async (g) => {
           await modelScores(g);
-          return pmi = Float32Array.from(logits, () => rng.nextFloat() * 6 - 3);
+          return pmi = Float32Array.from(logits, () => rng.float() * 6 - 3);
         },
       });
       const b = await run(join(root, "random"), { scatter_points: 10 });

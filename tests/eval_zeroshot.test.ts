@@ -6,7 +6,7 @@ import {
 } from "../stages/lib/eval/zeroshot.ts";
 import { KmeScorer, type PointSets } from "../stages/lib/eval/scoring.ts";
 import { matrixScorer } from "../stages/lib/eval/retrieval.ts";
-import { Prng } from "../stages/lib/eval/prng.ts";
+import { Rng } from "../stages/lib/random.ts";
 
 Deno.test("CLIP prompt pooling: normalise(mean of normalised prompts)", () => {
   // class 0: prompts (2, 0) and (0, 3) -> mean of unit vectors (0.5, 0.5) -> (1, 1)/sqrt 2
@@ -20,15 +20,15 @@ Deno.test("CLIP prompt pooling: normalise(mean of normalised prompts)", () => {
 });
 
 function randomSets(n: number, P: number, d: number, seed: number, pad = 0): PointSets {
-  const r = new Prng(seed);
+  const r = new Rng(seed);
   const data = new Float32Array(n * P * d);
   for (let q = 0; q < n * P; q++) {
     let s = 0;
-    for (let k = 0; k < d; k++) s += (data[q * d + k] = r.nextFloat() * 2 - 1) ** 2;
+    for (let k = 0; k < d; k++) s += (data[q * d + k] = r.float() * 2 - 1) ** 2;
     for (let k = 0; k < d; k++) data[q * d + k] /= Math.sqrt(s);
   }
   const logits = new Float32Array(n * P).map((_, k) =>
-    k % P >= P - pad ? -Infinity : r.nextFloat() * 2 - 1
+    k % P >= P - pad ? -Infinity : r.float() * 2 - 1
   );
   return { n, points: P, dim: d, data, logits };
 }

@@ -14,7 +14,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../stages/lib/tf/backend.ts";
 import { gelu, layerNorm } from "../stages/lib/model/ops.ts";
 import { AdamW, clipGlobalNorm } from "../stages/lib/model/optim.ts";
-import { Rng } from "../stages/lib/model/prng.ts";
+import { keyedRng } from "../stages/lib/random.ts";
 import {
   kmeLogits,
   logWeights,
@@ -24,7 +24,7 @@ import {
 
 await initBackend("cpu");
 
-const rng = new Rng(11);
+const rng = keyedRng(11);
 const randn = (shape: number[], scale = 1) =>
   tf.tensor(
     Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => rng.normal() * scale),

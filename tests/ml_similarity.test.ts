@@ -14,7 +14,7 @@ import {
   type PointSet,
   wpseLogits,
 } from "../stages/lib/model/similarity.ts";
-import { Rng } from "../stages/lib/model/prng.ts";
+import { keyedRng, type Rng } from "../stages/lib/random.ts";
 
 await initBackend("cpu");
 
@@ -78,7 +78,7 @@ function kmeDirect(
 }
 
 Deno.test("ml/similarity: KME with one point per input equals CLIP logits up to a constant (Prop. 2)", async () => {
-  const rng = new Rng(1);
+  const rng = keyedRng(1);
   const [b, d, s2] = [6, 8, 0.05];
   const u = unitRows(randn(rng, b * d), d);
   const v = unitRows(randn(rng, b * d), d);
@@ -101,7 +101,7 @@ Deno.test("ml/similarity: KME with one point per input equals CLIP logits up to 
 });
 
 Deno.test("ml/similarity: LSE form equals the direct double sum, with padding", async () => {
-  const rng = new Rng(2);
+  const rng = keyedRng(2);
   const [b1, b2, m, n, d] = [3, 4, 5, 3, 6];
   for (const s2 of [0.05, 0.3, 2]) {
     const u = unitRows(randn(rng, b1 * m * d), d);
@@ -197,7 +197,7 @@ async function checkGradients(
 }
 
 Deno.test("ml/similarity: gradients of KME and CLIP logits and InfoNCE match finite differences", async () => {
-  const rng = new Rng(3);
+  const rng = keyedRng(3);
   const [b, m, n, d] = [4, 3, 2, 5];
   // Unnormalised points: the functions do not require unit rows, and the check is cleaner.
   const u = tf.tensor3d(randn(rng, b * m * d, 0.5), [b, m, d]);

@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 import { initBackend, resolveBackendName } from "../stages/lib/tf/backend.ts";
 import { BatchSource } from "../stages/lib/model/data.ts";
 import { ClipModel } from "../stages/lib/model/model.ts";
-import { Rng } from "../stages/lib/model/prng.ts";
+import { keyedRng } from "../stages/lib/random.ts";
 import { tinyConfig, toySplit, toyTrainOptions } from "../stages/lib/model/toy.ts";
 import { train, type TrainOptions } from "../stages/lib/model/train.ts";
 import { Vocab } from "../stages/lib/model/vocab.ts";
@@ -52,7 +52,7 @@ Deno.test("ml/backend: 'tensorflow' without tfjs-node fails with the install com
 });
 
 Deno.test("ml/wasm: patched kernels (segment sum for gather's gradient, transposed matmul) match cpu", async () => {
-  const rng = new Rng(4);
+  const rng = keyedRng(4);
   const e = Float32Array.from({ length: 50 * 6 }, () => rng.normal());
   const ids = Int32Array.from({ length: 40 }, () => rng.int(50));
   const a = Float32Array.from({ length: 7 * 5 }, () => rng.normal());
@@ -145,7 +145,7 @@ Deno.test("ml/wasm: loss falls well below log(batch) on the toy task, clip and k
 });
 
 Deno.test("ml/wasm: JS kernels (transpose, slice/split, reductions, gather, transposed matmul) match cpu", async () => {
-  const rng = new Rng(17);
+  const rng = keyedRng(17);
   const fill = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
   const size = (s: number[]) => s.reduce((a, b) => a * b, 1);
   type Case = (t: typeof tf) => tf.Tensor | tf.Tensor[];

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { type StageContext, StageInputError, type StageResult } from "../../pipeline/stage.ts";
 import { readEmbeddings } from "../lib/eval/embeddings.ts";
 import { linearProbe } from "../lib/eval/logistic.ts";
-import { Prng } from "../lib/eval/prng.ts";
+import { Rng } from "../lib/random.ts";
 import type { LinearProbeParams } from "./stage.ts";
 
 export const METRICS_FILE = "metrics.json";
@@ -30,7 +30,7 @@ export function subsampleRows(
   const n = y.length;
   if (max <= 0 || max >= n) return { X, y, idx: null };
   const p = X.length / n;
-  const perm = new Prng(seed).shuffle(Int32Array.from({ length: n }, (_, i) => i));
+  const perm = new Rng(seed).shuffle(Int32Array.from({ length: n }, (_, i) => i));
   const idx = perm.slice(0, max).sort();
   const Xs = new Float32Array(max * p);
   idx.forEach((r, k) => Xs.set(X.subarray(r * p, (r + 1) * p), k * p));

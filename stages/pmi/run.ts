@@ -5,7 +5,7 @@ import { openDataset } from "../lib/dataset/read.ts";
 import type { BackendName } from "../lib/tf/backend.ts";
 import { makeScorer, scorerSpecFor, similarityDescription } from "../lib/eval/embeddings.ts";
 import { pmiFidelity } from "../lib/eval/pmi.ts";
-import { Prng } from "../lib/eval/prng.ts";
+import { Rng } from "../lib/random.ts";
 import type { PointSets } from "../lib/eval/scoring.ts";
 import { encodeImageBatch, encodeTextsAll, openModel, similarityHeader } from "../embed/encode.ts";
 import type { PmiParams } from "./stage.ts";
@@ -58,7 +58,7 @@ async function readGrid(dir: string): Promise<{ doc: PmiDoc; pmi: Float32Array }
 export function sampleIndices(n: number, max: number, seed: number): Int32Array {
   const all = Int32Array.from({ length: n }, (_, i) => i);
   if (n <= max) return all;
-  return new Prng(seed).shuffle(all).slice(0, max).sort();
+  return new Rng(seed).shuffle(all).slice(0, max).sort();
 }
 
 const round = (x: number) => Number(x.toPrecision(7));

@@ -6,7 +6,7 @@ import { type BackendName, initBackend } from "../lib/tf/backend.ts";
 import { BatchSource } from "../lib/model/data.ts";
 import { saveModel } from "../lib/model/io.ts";
 import { ClipModel, type ModelConfig } from "../lib/model/model.ts";
-import { deriveSeed } from "../lib/model/prng.ts";
+import { keySeed } from "../lib/random.ts";
 import { infoNce } from "../lib/model/similarity.ts";
 import { type LogRecord, train, type TrainOptions } from "../lib/model/train.ts";
 import { Vocab } from "../lib/model/vocab.ts";
@@ -100,7 +100,7 @@ export async function run(ctx: StageContext<PretrainParams>): Promise<StageResul
     source = new BatchSource(trainSplit, vocab, {
       batchSize: p.batch_size,
       maxLen: p.max_len,
-      seed: deriveSeed(ctx.seed, 2),
+      seed: keySeed(ctx.seed, 2),
       imageBytes,
       cacheBytes: p.cache_mb * 2 ** 20,
     });
@@ -111,7 +111,7 @@ export async function run(ctx: StageContext<PretrainParams>): Promise<StageResul
     ctx.log(`train split cached in memory (${trainSplit.numImages} images)`);
   }
 
-  const model = ClipModel.create(config, deriveSeed(ctx.seed, 1));
+  const model = ClipModel.create(config, keySeed(ctx.seed, 1));
   ctx.log(
     `${p.similarity} model: ${model.params.count()} parameters, vocabulary ${vocab.size}, ` +
       `${source.usable.length} captioned images, ${source.batchesPerEpoch} batches/epoch`,

@@ -16,7 +16,7 @@
  */
 import { join } from "node:path";
 import type { InputHandle, Interval } from "../../pipeline/stage.ts";
-import { Prng } from "../lib/eval/prng.ts";
+import { Rng } from "../lib/random.ts";
 
 export const BOOTSTRAP = { iterations: 1000, seed: 0, confidence: 0.95, ks: [1, 5, 10] };
 
@@ -83,7 +83,7 @@ function stratum(
 /** Bootstrap over strata: per resample, the mean over strata of 100 * sum / size. */
 function bootstrap(strata: Stratum[], ks: number[]): Interval[] {
   const { iterations, seed, confidence } = BOOTSTRAP;
-  const rng = new Prng(seed);
+  const rng = new Rng(seed);
   const stats = ks.map(() => new Float64Array(iterations));
   const observed = ks.map((_, j) =>
     strata.reduce((s, st) => s + (100 * sum(st.sums[j])) / sum(st.size), 0) / strata.length
@@ -96,7 +96,7 @@ function bootstrap(strata: Stratum[], ks: number[]): Interval[] {
       acc.fill(0);
       let m = 0;
       for (let j = 0; j < U; j++) {
-        const u = rng.nextInt(U);
+        const u = rng.int(U);
         m += st.size[u];
         for (let k = 0; k < ks.length; k++) acc[k] += st.sums[k][u];
       }

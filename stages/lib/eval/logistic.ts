@@ -9,7 +9,7 @@
  * Solver: L-BFGS (two-loop recursion, memory 10) with a line search satisfying the strong
  * Wolfe conditions (c1 = 1e-4, c2 = 0.9; Nocedal & Wright, Algorithms 3.5 and 3.6).
  */
-import { Prng } from "./prng.ts";
+import { Rng } from "../random.ts";
 import type { Protocol } from "./protocol.ts";
 
 // ---- L-BFGS ---------------------------------------------------------------------------------
@@ -446,7 +446,7 @@ export interface LinearProbeResult {
 
 /** Stratified split: per class (ascending label), a seeded shuffle, the first round(f*n) to val. */
 export function stratifiedSplit(y: Int32Array, valFraction: number, seed: number) {
-  const rng = new Prng(seed);
+  const rng = new Rng(seed);
   const byClass = new Map<number, number[]>();
   for (let i = 0; i < y.length; i++) {
     if (!byClass.has(y[i])) byClass.set(y[i], []);

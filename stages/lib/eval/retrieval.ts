@@ -28,7 +28,7 @@
  * full-matrix path exactly.
  */
 import { countSummary, type Protocol } from "./protocol.ts";
-import { Prng } from "./prng.ts";
+import { Rng } from "../random.ts";
 
 /** Scores of images [imageStart, +imageCount) x captions [captionStart, +captionCount), row-major. */
 export type ScoreBlockFn = (
@@ -755,14 +755,14 @@ export function pairedBootstrap(
   let total = 0;
   for (let u = 0; u < unitSum.length; u++) total += unitSum[u];
   const difference = (100 * total) / n;
-  const rng = new Prng(seed);
+  const rng = new Rng(seed);
   const U = unitSum.length;
   const diffs = new Float64Array(iterations);
   let mean = 0, atMostZero = 0;
   for (let b = 0; b < iterations; b++) {
     let s = 0, m = 0;
     for (let j = 0; j < U; j++) {
-      const u = rng.nextInt(U);
+      const u = rng.int(U);
       s += unitSum[u];
       m += unitSize[u];
     }

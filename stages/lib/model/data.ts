@@ -4,10 +4,10 @@
  * An epoch is a permutation of the split's images that have at least one caption; it depends
  * only on (seed, epoch). Each epoch yields floor(n / batchSize) batches (the remainder is left
  * out, so no image appears twice in a batch). For every image of a batch one of its captions is
- * drawn from Rng(seed, step, ...). Hence the batch of global step s is a pure function of
+ * drawn from keyedRng(seed, ..., step). Hence the batch of global step s is a pure function of
  * (seed, s): the data cursor is the step number, and resuming needs no other state.
  */
-import { deriveSeed, permutation, Rng } from "./prng.ts";
+import { keyedRng, keySeed, permutation } from "../random.ts";
 import type { Vocab } from "./vocab.ts";
 
 /** The part of the dataset reader's Split that training uses. */
@@ -106,7 +106,7 @@ export class BatchSource {
 
   private order(epoch: number): Int32Array {
     if (this.perm?.epoch !== epoch) {
-      const p = permutation(this.usable.length, deriveSeed(this.seed, 0x0e90c), epoch);
+      const p = permutation(this.usable.length, keySeed(this.seed, 0x0e90c), epoch);
       this.perm = { epoch, order: p.map((i) => this.usable[i]) };
     }
     return this.perm.order;
@@ -117,7 +117,7 @@ export class BatchSource {
     const { epoch, index } = this.cursor(step);
     const order = this.order(epoch);
     const images = order.slice(index * this.batchSize, (index + 1) * this.batchSize);
-    const rng = new Rng(this.seed, 0xca9, step);
+    const rng = keyedRng(this.seed, 0xca9, step);
     const texts = Array.from(images, (img) => {
       const caps = this.captionsOf[img];
       return caps[caps.length === 1 ? 0 : rng.int(caps.length)];

@@ -1,11 +1,11 @@
 /**
  * Named parameters with deterministic, backend-independent initialisation.
  *
- * Initial values are drawn in JS from `Rng(seed, fnv1a(name))`, so they are identical on every
+ * Initial values are drawn in JS from `keyedRng(seed, fnv1a(name))`, so they are identical on every
  * backend and do not depend on the order in which parameters are declared.
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { Rng } from "./prng.ts";
+import { keyedRng } from "../random.ts";
 
 export type Init =
   | { kind: "normal"; std: number }
@@ -35,7 +35,7 @@ export function initValues(spec: ParamSpec, seed: number): Float32Array {
   if (spec.init.kind === "const") {
     out.fill(spec.init.value);
   } else {
-    const rng = new Rng(seed, fnv1a(spec.name));
+    const rng = keyedRng(seed, fnv1a(spec.name));
     // Truncated at 2 std like timm's trunc_normal_ (redraw outside).
     const std = spec.init.std;
     for (let i = 0; i < n; i++) {

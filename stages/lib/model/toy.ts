@@ -5,7 +5,7 @@
  */
 import type { SplitLike } from "./data.ts";
 import type { ModelConfig } from "./model.ts";
-import { Rng } from "./prng.ts";
+import { keyedRng } from "../random.ts";
 import type { SimilarityKind } from "./similarity.ts";
 import type { TrainOptions } from "./train.ts";
 
@@ -23,7 +23,7 @@ export const TOY_POSITIONS = ["top left", "top right", "bottom left", "bottom ri
 
 /** In-memory split of `n` toy images of size x size x 3. */
 export function toySplit(n: number, seed: number, size = 16): SplitLike & { images: Uint8Array } {
-  const rng = new Rng(seed, 0x70);
+  const rng = keyedRng(seed, 0x70);
   const bytes = size * size * 3;
   const images = new Uint8Array(n * bytes);
   const captions: { image: number; text: string }[] = [];
@@ -39,7 +39,7 @@ export function toySplit(n: number, seed: number, size = 16): SplitLike & { imag
         const inside = y >= y0 && y < y0 + half && x >= x0 && x < x0 + half;
         for (let k = 0; k < 3; k++) {
           const base = inside ? rgb[k] : 60;
-          const v = base + (rng.float() - 0.5) * 40;
+          const v = base + (rng.float53() - 0.5) * 40;
           images[i * bytes + (y * size + x) * 3 + k] = Math.max(0, Math.min(255, Math.round(v)));
         }
       }

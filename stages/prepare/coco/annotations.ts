@@ -5,7 +5,7 @@
  */
 import { join } from "node:path";
 import { DataError, isNotFound } from "../../lib/dataset/errors.ts";
-import { deriveSeed, Rng } from "../../lib/dataset/rng.ts";
+import { labelSeed, Rng } from "../../lib/random.ts";
 import type { SplitName } from "../../lib/dataset/format.ts";
 import type { SplitSource } from "./stage.ts";
 
@@ -243,7 +243,7 @@ export function assembleSplits(o: AssembleOptions): Assembled {
         `val_size ${o.valSize} exceeds the ${train.length} images of the train pool`,
       );
     }
-    const marked = choose(train.length, o.valSize, deriveSeed(o.seed, "coco", "val"));
+    const marked = choose(train.length, o.valSize, labelSeed(o.seed, "coco", "val"));
     val = train.filter((_, i) => marked[i]);
     train = train.filter((_, i) => !marked[i]);
     origin.val = `${o.valSize} images carved from the ${origin.train} pool (seeded)`;
@@ -257,7 +257,7 @@ export function assembleSplits(o: AssembleOptions): Assembled {
     const max = o.maxImages[name];
     const list = splits[name];
     if (max === undefined || max >= list.length) continue;
-    const marked = choose(list.length, max, deriveSeed(o.seed, "coco", name, "subset"));
+    const marked = choose(list.length, max, labelSeed(o.seed, "coco", name, "subset"));
     splits[name] = list.filter((_, i) => marked[i]);
     origin[name] += `, seeded subset of ${max}`;
   }

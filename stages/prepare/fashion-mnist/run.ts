@@ -3,7 +3,7 @@ import type { StageContext, StageResult } from "../../../pipeline/stage.ts";
 import { DataError } from "../../lib/dataset/errors.ts";
 import { DatasetWriter } from "../../lib/dataset/write.ts";
 import type { SplitName } from "../../lib/dataset/format.ts";
-import { deriveSeed, Rng } from "../../lib/dataset/rng.ts";
+import { labelSeed, Rng } from "../../lib/random.ts";
 import { type IdxArray, readIdx } from "./idx.ts";
 import { type FashionMnistParams, type FileKey, FILES, inputPath } from "./stage.ts";
 
@@ -66,7 +66,7 @@ export async function run(ctx: StageContext<FashionMnistParams>): Promise<StageR
   ctx.signal.throwIfAborted();
 
   // Stratified, seeded validation carve: each class gives its share (largest remainder).
-  const valSet = carveValidation(train.labels, p.val_size, deriveSeed(ctx.seed, "fashion", "val"));
+  const valSet = carveValidation(train.labels, p.val_size, labelSeed(ctx.seed, "fashion", "val"));
   const trainIdx: number[] = [];
   const valIdx: number[] = [];
   for (let i = 0; i < train.labels.length; i++) (valSet[i] ? valIdx : trainIdx).push(i);
@@ -95,7 +95,7 @@ export async function run(ctx: StageContext<FashionMnistParams>): Promise<StageR
   ];
   try {
     for (const [split, src, indices] of jobs) {
-      const rng = new Rng(deriveSeed(ctx.seed, "fashion", split, "captions"));
+      const rng = new Rng(labelSeed(ctx.seed, "fashion", split, "captions"));
       const n = indices ? indices.length : src.labels.length;
       const order = Array.from({ length: p.templates.length }, (_, k) => k);
       for (let k = 0; k < n; k++) {
@@ -209,7 +209,7 @@ export function carveValidation(labels: Uint8Array, size: number, seed: number):
   const rng = new Rng(seed);
   const marked = new Uint8Array(n);
   classes.forEach((c, k) => {
-    const members = rng.shuffle(byClass[c].slice()) as number[];
+    const members = rng.shuffle(byClass[c].slice());
     for (let j = 0; j < quota[k]; j++) marked[members[j]] = 1;
   });
   return marked;

@@ -8,7 +8,7 @@
  */
 import sharp from "sharp";
 import { ATTR_INDEX, ATTRIBUTES } from "./model.ts";
-import type { Rng } from "../../lib/dataset/rng.ts";
+import type { Rng } from "../../lib/random.ts";
 
 /** Object diameter as a fraction of the image side, per size class. */
 export const SIZE_FRACTION = [0.28, 0.4, 0.54];

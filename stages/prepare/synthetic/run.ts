@@ -2,7 +2,7 @@
 import type { StageContext, StageResult } from "../../../pipeline/stage.ts";
 import { DatasetWriter } from "../../lib/dataset/write.ts";
 import { type SplitName, SPLITS } from "../../lib/dataset/format.ts";
-import { deriveSeed, Rng } from "../../lib/dataset/rng.ts";
+import { labelSeed, Rng } from "../../lib/random.ts";
 import { ATTR_INDEX, ATTRIBUTES, SceneModel } from "./model.ts";
 import { SceneRenderer } from "./render.ts";
 import type { SyntheticParams } from "./stage.ts";
@@ -43,9 +43,9 @@ export async function run(ctx: StageContext<SyntheticParams>): Promise<StageResu
       const n = p.counts[split];
       // Independent streams per split and per purpose: changing one split's count or the
       // number of captions leaves the other splits' images unchanged.
-      const latentRng = new Rng(deriveSeed(ctx.seed, "synthetic", split, "latent"));
-      const captionRng = new Rng(deriveSeed(ctx.seed, "synthetic", split, "caption"));
-      const renderRng = new Rng(deriveSeed(ctx.seed, "synthetic", split, "render"));
+      const latentRng = new Rng(labelSeed(ctx.seed, "synthetic", split, "latent"));
+      const captionRng = new Rng(labelSeed(ctx.seed, "synthetic", split, "caption"));
+      const renderRng = new Rng(labelSeed(ctx.seed, "synthetic", split, "render"));
       const latents = new Uint8Array(n * ATTRIBUTES.length);
       for (let i = 0; i < n; i++) {
         if ((i & 255) === 0) {
