@@ -13,7 +13,10 @@
  * `deno task bench training`; environment: KME_BENCH_ROUNDS (2), KME_BENCH_WINDOWS (4),
  * KME_BENCH_STEPS (3), KME_BENCH_CPU (1 = also the cpu backend, a 2-step run; 0 = skip),
  * KME_BENCH_WEBGPU (1 = also webgpu when navigator.gpu gives an adapter, a 2-step run).
- * Run one measurement directly: `deno run -A bench/training.ts run wasm clip [threads]`.
+ * Run one measurement directly: `deno run -A bench/training.ts run wasm clip [threads]`; the
+ * full form is `run <backend> <sim> <threads> <warmup> <windows> <steps> [embed] [batch]`
+ * (threads 0 = the backend's default, embed "" = no embedding figures, batch default R1_BATCH).
+ * The GPU check kit (bench/gpu/) bundles this file and runs that form at batch 512.
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { fileURLToPath } from "node:url";
@@ -38,6 +41,9 @@ interface RunResult {
   backend: string;
   threads: number;
   similarity: SimilarityKind;
+  batch?: number;
+  /** WebGPU adapter description (webgpu only), so a GPU run shows which device it measured. */
+  adapter?: string;
   /** Samples/s of each timed window. */
   windows: number[];
   losses: number[];
@@ -52,6 +58,8 @@ interface RunOptions {
   windows: number;
   steps: number;
   embed: boolean;
+  /** Samples per step (default R1_BATCH): the GPU target is stated at batch 512. */
+  batch?: number;
 }
 
 // ---------------------------------------------------------------- one measurement (child)
@@ -63,15 +71,16 @@ async function measure(
   o: RunOptions,
 ): Promise<RunResult> {
   const be = await initBackend(backend, threads === undefined ? {} : { threads });
+  const batchSize = o.batch ?? R1_BATCH;
   const model = ClipModel.create(r1Config(similarity), 1);
   const opt = createOptimizer(model, R1_TRAIN);
-  const batches = r1Batches(4);
+  const batches = r1Batches(4, 1, batchSize);
   const losses: number[] = [];
   let k = 0;
   const step = async () => {
     const b = batches[k++ % batches.length];
-    const images = tf.tensor4d(b.images, [R1_BATCH, 32, 32, 3], "int32");
-    const ids = tf.tensor2d(b.ids, [R1_BATCH, R1_LEN], "int32");
+    const images = tf.tensor4d(b.images, [batchSize, 32, 32, 3], "int32");
+    const ids = tf.tensor2d(b.ids, [batchSize, R1_LEN], "int32");
     try {
       losses.push((await trainStep(model, opt, images, ids, R1_TRAIN.lr, R1_TRAIN.gradClip)).loss);
     } finally {
@@ -84,20 +93,22 @@ async function measure(
   for (let w = 0; w < o.windows; w++) {
     const t0 = performance.now();
     for (let i = 0; i < o.steps; i++) await step();
-    windows.push((R1_BATCH * o.steps) / ((performance.now() - t0) / 1000));
+    windows.push((batchSize * o.steps) / ((performance.now() - t0) / 1000));
   }
   const out: RunResult = {
     backend: be.backend,
     threads: be.threads,
     similarity,
+    batch: batchSize,
+    ...(be.adapter === undefined ? {} : { adapter: be.adapter }),
     windows,
     losses,
     version: be.version,
   };
   if (o.embed) {
     const b = batches[0];
-    const images = tf.tensor4d(b.images, [R1_BATCH, 32, 32, 3], "int32");
-    const ids = tf.tensor2d(b.ids, [R1_BATCH, R1_LEN], "int32");
+    const images = tf.tensor4d(b.images, [batchSize, 32, 32, 3], "int32");
+    const ids = tf.tensor2d(b.ids, [batchSize, R1_LEN], "int32");
     const run = async (f: () => tf.Tensor[]) => {
       const ts = f();
       await Promise.all(ts.map((t) => t.data()));
@@ -120,10 +131,10 @@ async function measure(
     for (let w = 0; w < o.windows; w++) {
       let t0 = performance.now();
       for (let i = 0; i < o.steps; i++) await run(img);
-      out.images_per_s.push((R1_BATCH * o.steps) / ((performance.now() - t0) / 1000));
+      out.images_per_s.push((batchSize * o.steps) / ((performance.now() - t0) / 1000));
       t0 = performance.now();
       for (let i = 0; i < o.steps; i++) await run(txt);
-      out.captions_per_s.push((R1_BATCH * o.steps) / ((performance.now() - t0) / 1000));
+      out.captions_per_s.push((batchSize * o.steps) / ((performance.now() - t0) / 1000));
     }
     images.dispose();
     ids.dispose();
@@ -187,6 +198,7 @@ function ours(
     String(o.windows),
     String(o.steps),
     o.embed ? "embed" : "",
+    ...(o.batch === undefined ? [] : [String(o.batch)]),
   ];
   return runChild(Deno.execPath(), args, timeoutMs);
 }
@@ -369,13 +381,15 @@ export async function benchTraining(log: (s: string) => void): Promise<Figure[]>
 // ---------------------------------------------------------------- child entry point
 
 if (import.meta.main && Deno.args[0] === "run") {
-  const [, backend, sim, threads, warmup, windows, steps, embed] = Deno.args;
+  const [, backend, sim, threads, warmup, windows, steps, embed, batch] = Deno.args;
   const t = Number(threads);
   const r = await measure(backend as "wasm", sim as SimilarityKind, t > 0 ? t : undefined, {
     warmup: Number(warmup ?? 2),
     windows: Number(windows ?? 4),
     steps: Number(steps ?? 3),
     embed: embed === "embed",
+    // An empty or absent argument keeps R1_BATCH (what `deno task bench training` measures).
+    batch: batch === undefined || batch === "" ? undefined : Number(batch),
   });
   console.log(JSON.stringify(r));
   Deno.exit(0);

@@ -9,9 +9,12 @@ symmetric InfoNCE; AdamW (betas 0.9/0.98, eps 1e-6, wd 0.1 on matrices) with glo
 clipping 1, as stages/lib/model. torch.set_num_threads(threads).
 
 Usage: r1_torch.py [--similarity clip|kme] [--threads 2] [--warmup 3] [--windows 5]
-                   [--steps-per-window 4] [--embed]
+                   [--steps-per-window 4] [--embed] [--batch 128] [--device cpu|cuda]
 Prints one JSON object: per-window samples/s ("windows") and their median, and (with --embed)
 per-window inference throughput of the encoders ("images_per_s", "captions_per_s").
+--batch and --device serve the GPU check (bench/gpu/check.sh: batch 512 on CUDA); the defaults
+are the CPU benchmark's R1. On CUDA the model and the batches live on the GPU, and each step's
+loss.item() waits for the GPU, so a window's wall time covers all of its steps' work.
 """
 import argparse
 import json
@@ -22,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-B, H, W, C, P = 128, 32, 32, 3, 8
+B, H, W, C, P = 128, 32, 32, 3, 8  # B: the default batch; --batch sets it (main())
 L, VOCAB = 16, 1000
 WIDTH, DEPTH, HEADS, MLP, D = 128, 2, 4, 512, 64
 
@@ -133,16 +136,28 @@ class R1(nn.Module):
 
     def loss(self, images, ids):
         s = self.logits(self.encode_images(images), self.encode_texts(ids))
-        y = torch.arange(s.shape[0])
+        y = torch.arange(s.shape[0], device=s.device)
         return (F.cross_entropy(s, y) + F.cross_entropy(s.t(), y)) / 2
 
 
-def batch(gen):
+def batch(gen):  # on the CPU generator, so the data do not depend on --device
     images = torch.randint(0, 256, (B, H, W, C), dtype=torch.uint8, generator=gen)
     ids = torch.randint(2, VOCAB, (B, L), generator=gen)
     lengths = torch.randint(4, L + 1, (B,), generator=gen)
     ids[torch.arange(L)[None, :] >= lengths[:, None]] = 0
     return images, ids
+
+
+def set_batch(n):
+    # batch() and the rates read the module-level B; its default keeps the CPU benchmark's R1.
+    global B
+    B = n
+
+
+def sync(dev):
+    # Inference reads no result back, so on CUDA wait for the queued kernels before timing.
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
 
 
 def main():
@@ -153,18 +168,22 @@ def main():
     ap.add_argument("--windows", type=int, default=5)
     ap.add_argument("--steps-per-window", type=int, default=4)
     ap.add_argument("--embed", action="store_true")
+    ap.add_argument("--batch", type=int, default=B)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     a = ap.parse_args()
+    set_batch(a.batch)
+    dev = torch.device(a.device)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(1)
     kme = a.similarity == "kme"
-    model = R1(kme)
+    model = R1(kme).to(dev)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "pos" not in n]
     other = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "pos" not in n)]
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": 0.1}, {"params": other, "weight_decay": 0.0}],
         lr=5e-4, betas=(0.9, 0.98), eps=1e-6)
-    batches = [batch(gen) for _ in range(8)]
+    batches = [tuple(t.to(dev) for t in batch(gen)) for _ in range(8)]
 
     def step(i):
         images, ids = batches[i % len(batches)]
@@ -198,11 +217,14 @@ def main():
         "threads": torch.get_num_threads(),
         "similarity": a.similarity,
         "batch": B,
+        "device": a.device,
         "parameters": sum(p.numel() for p in model.parameters()),
         "samples_per_s": sorted(rates)[len(rates) // 2],
         "windows": rates,
         "losses": losses,
     }
+    if dev.type == "cuda":
+        out["device_name"] = torch.cuda.get_device_name(dev)
     if a.embed:
         model.eval()
         images, ids = batches[0]
@@ -215,10 +237,12 @@ def main():
                 t0 = time.perf_counter()
                 for _ in range(a.steps_per_window):
                     model.encode_images(images)
+                sync(dev)
                 ri.append(a.steps_per_window * B / (time.perf_counter() - t0))
                 t0 = time.perf_counter()
                 for _ in range(a.steps_per_window):
                     model.encode_texts(ids)
+                sync(dev)
                 rt.append(a.steps_per_window * B / (time.perf_counter() - t0))
         out["images_per_s"] = ri
         out["captions_per_s"] = rt
