@@ -64,3 +64,30 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "ml/webgpu: a tensor above the adapter's storage binding limit is an error, not garbage" +
+    (adapter === undefined ? " [skipped: no WebGPU adapter]" : ""),
+  ignore: adapter === undefined,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    await initBackend("webgpu");
+    const backend = tf.backend() as unknown as {
+      device: { limits: { maxStorageBufferBindingSize: number } };
+    };
+    const limit = backend.device.limits.maxStorageBufferBindingSize;
+    if (limit > 2 ** 30) {
+      console.log(`binding limit ${limit} B: too large to exceed in a test; not checked`);
+      return;
+    }
+    const n = limit / 4 + 1024; // f32 elements: just over the limit
+    assert.throws(
+      () => tf.fill([n], 1.5),
+      /webgpu: a [\d.]+ MiB tensor exceeds this adapter's maxStorageBufferBindingSize/,
+    );
+    const ok = tf.add(tf.fill([1024], 2), 1); // the backend still works after the refusal
+    assert.deepEqual([...(await ok.data()).slice(0, 2)], [3, 3]);
+    ok.dispose();
+  },
+});

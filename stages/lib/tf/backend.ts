@@ -101,6 +101,34 @@ export function resolveBackendName(name: BackendName): ResolvedBackendName {
   return findTfjsNodePackage() !== undefined ? "tensorflow" : "wasm";
 }
 
+interface WebgpuBackendLike {
+  device: { limits: { maxStorageBufferBindingSize: number } };
+  bufferManager: { acquireBuffer(size: number, usage: number, ...rest: unknown[]): unknown };
+}
+
+/**
+ * tfjs-backend-webgpu 4.22 binds each tensor as one storage buffer and never checks the device's
+ * maxStorageBufferBindingSize: a bigger tensor silently computes garbage (seen: KME-CLIP's
+ * logits at batch 512, 256 MiB, on llvmpipe's 128 MiB limit gave a loss 0.045 off, no error).
+ * Fail loudly instead, naming the sizes.
+ */
+function guardBindingSize(backend: WebgpuBackendLike): void {
+  const limit = backend.device.limits.maxStorageBufferBindingSize;
+  const manager = backend.bufferManager;
+  const acquire = manager.acquireBuffer.bind(manager);
+  const STORAGE = 0x80; // GPUBufferUsage.STORAGE
+  const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+  manager.acquireBuffer = (size: number, usage: number, ...rest: unknown[]) => {
+    if ((usage & STORAGE) !== 0 && size > limit) {
+      throw new RangeError(
+        `webgpu: a ${mib(size)} tensor exceeds this adapter's maxStorageBufferBindingSize ` +
+          `(${mib(limit)}); use a smaller batch (or fewer points), or another backend`,
+      );
+    }
+    return acquire(size, usage, ...rest);
+  };
+}
+
 /** Folder of tfjs-backend-wasm's .wasm binaries, as a file path with a trailing slash. */
 export function wasmBinaryDir(): string {
   for (const nm of nodeModulesDirs()) {
@@ -210,6 +238,7 @@ export async function initBackend(
       if (!(await tf.setBackend("webgpu"))) {
         throw new BackendUnavailableError("the webgpu backend failed to initialise");
       }
+      guardBindingSize(tf.backend() as unknown as WebgpuBackendLike);
       info = { tf, backend: "webgpu", version: tf.version_core, threads: 0, adapter };
       break;
     }
