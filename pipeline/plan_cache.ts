@@ -4,11 +4,10 @@
  * rerun's time). The cache is used only when every input of resolution is unchanged:
  * the experiment file and every file it extends (by content), each stage module's code
  * fingerprint (which covers its params schema, defaults and facet code), the lockfile, the
- * Deno version, the installed package folders, the system's shared-library cache
- * (/etc/ld.so.cache, rewritten whenever a library package is installed or removed) and the
- * environment variables named KME_* or *LIBRARY_PATH. Facets may depend on what is installed
- * (which TensorFlow.js backend or scoring engine `auto` means) and on those variables, and
- * must not depend on anything else.
+ * Deno version, the installed package folders, the system's library folders (their mtimes,
+ * and /etc/ld.so.cache's) and the environment variables named KME_* or *LIBRARY_PATH. Facets
+ * may depend on what is installed (which TensorFlow.js backend or scoring engine `auto`
+ * means) and on those variables, and must not depend on anything else.
  */
 import { join, resolve } from "node:path";
 import { hashJson, sha256Hex } from "./canonical.ts";
@@ -34,6 +33,22 @@ function cachePath(storeRoot: string, file: string): string {
   return join(storeRoot, "plans", `${sha256Hex(resolve(file)).slice(0, 32)}.json`);
 }
 
+/** Where system libraries live (Linux, multiarch, Homebrew); facets may look for them. */
+const LIBRARY_PLACES = [
+  "/etc/ld.so.cache",
+  "/lib",
+  "/lib64",
+  "/usr/lib",
+  "/usr/lib64",
+  "/usr/local/lib",
+  "/lib/x86_64-linux-gnu",
+  "/usr/lib/x86_64-linux-gnu",
+  "/lib/aarch64-linux-gnu",
+  "/usr/lib/aarch64-linux-gnu",
+  "/opt/homebrew/opt",
+  "/usr/local/opt",
+];
+
 /** Lockfile, Deno version, installed packages and libraries, facet variables; hashed. */
 async function environmentSignature(root: string): Promise<string> {
   const names = async (dir: string) => {
@@ -47,14 +62,23 @@ async function environmentSignature(root: string): Promise<string> {
   try {
     lock = sha256Hex(await Deno.readFile(join(root, "deno.lock")));
   } catch { /* no lockfile */ }
-  let libraries = "";
-  try {
-    const st = await Deno.stat("/etc/ld.so.cache");
-    libraries = `${st.mtime?.getTime()}:${st.size}`;
-  } catch { /* not Linux */ }
   const vars = Object.entries(Deno.env.toObject())
     .filter(([k]) => k.startsWith("KME_") || k.endsWith("LIBRARY_PATH"))
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  // A folder's mtime changes when a file is added to it or removed from it: installing a
+  // library (with or without ldconfig, Homebrew's opt/ links too) shows here.
+  const libraryPaths = [
+    ...LIBRARY_PLACES,
+    ...vars.filter(([k]) => k.endsWith("LIBRARY_PATH")).flatMap(([, v]) => v.split(":")),
+  ].filter(Boolean);
+  const libraries = await Promise.all(libraryPaths.map(async (p) => {
+    try {
+      const st = await Deno.stat(p);
+      return `${p}:${st.mtime?.getTime()}:${st.size}`;
+    } catch {
+      return `${p}:-`;
+    }
+  }));
   return hashJson({
     lock,
     deno: Deno.version.deno,

@@ -272,6 +272,30 @@ Deno.test("a facet read from a KME_* variable is not hidden by the cached plan",
   assert.equal(await Deno.readTextFile(join(sb.store, "entries", key, "out/flavour.txt")), "salty");
 });
 
+Deno.test("a facet that looks for a library sees it installed, despite the cached plan", async () => {
+  await using sb = await sandbox();
+  const lib = await Deno.makeTempDir({ prefix: "kme-libdir-" });
+  try {
+    const env = { LD_LIBRARY_PATH: lib };
+    const f = await sb.write(
+      "exp.yaml",
+      `name: envl\nstages:\n  e: {kind: $STAGES/env_facet.ts}\n`,
+    );
+    assert.equal((await sb.runEnv(env, "run", f)).code, 0);
+    assert.match((await sb.runEnv(env, "run", f)).stdout, /e\s+cached/);
+    await Deno.writeFile(join(lib, "libkmefake.so"), new Uint8Array(8)); // "apt-get install"
+    const r = await sb.runEnv(env, "run", f);
+    assert.match(r.stdout, /e\s+ran/, r.stdout);
+    const key = (await lastRecord(sb.store, "envl")).stages.e.key;
+    assert.equal(
+      await Deno.readTextFile(join(sb.store, "entries", key, "out/library.txt")),
+      "found",
+    );
+  } finally {
+    await Deno.remove(lib, { recursive: true });
+  }
+});
+
 Deno.test("a stage that stays silent gets one warning naming its log", async () => {
   await using sb = await sandbox();
   const f = await sb.write(
