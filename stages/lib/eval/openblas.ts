@@ -121,6 +121,8 @@ export interface OpenBlas {
 
 let loaded: OpenBlas | undefined;
 
+const WAY_OUT = 'use the "wasm" engine (retrieval param `kme_engine: wasm`, or KME_OPENBLAS=none)';
+
 /** Opens OpenBLAS (once per thread) or throws OpenBlasUnavailableError saying why. */
 export function loadOpenBlas(): OpenBlas {
   if (loaded) return loaded;
@@ -129,7 +131,7 @@ export function loadOpenBlas(): OpenBlas {
     throw new OpenBlasUnavailableError(
       "OpenBLAS not found (looked for libopenblas in $LD_LIBRARY_PATH and the usual library " +
         "folders; $KME_OPENBLAS names it explicitly). Install it (Debian: apt-get install " +
-        'libopenblas0) or use the "wasm" engine.',
+        `libopenblas0) or ${WAY_OUT}.`,
     );
   }
   let lib;
@@ -137,16 +139,28 @@ export function loadOpenBlas(): OpenBlas {
     lib = Deno.dlopen(path, SYMBOLS);
   } catch (e) {
     throw new OpenBlasUnavailableError(
-      `cannot open ${path} as OpenBLAS: ${e instanceof Error ? e.message : e}`,
+      `cannot open ${path} as OpenBLAS (${e instanceof Error ? e.message : e}); ${WAY_OUT}`,
     );
   }
   const s = lib.symbols;
-  s.openblas_set_num_threads(1);
   const cstr = (p: Deno.PointerValue) => p ? new Deno.UnsafePointerView(p).getCString() : "";
+  const config = cstr(s.openblas_get_config()).trim();
+  // Scoring workers call sgemm concurrently, one OpenBLAS thread each; releases before 0.3.7
+  // were not safe to call from several threads at once (wrong results, no error).
+  const v = /OpenBLAS (\d+)\.(\d+)\.(\d+)/.exec(config);
+  const [maj, min, patch] = v ? [+v[1], +v[2], +v[3]] : [0, 0, 0];
+  if (!(maj > 0 || min > 3 || (min === 3 && patch >= 7))) {
+    lib.close();
+    throw new OpenBlasUnavailableError(
+      `${path}: "${config}" is not OpenBLAS 0.3.7 or later, which concurrent scoring needs; ` +
+        WAY_OUT,
+    );
+  }
+  s.openblas_set_num_threads(1);
   loaded = {
     path,
     corename: cstr(s.openblas_get_corename()),
-    config: cstr(s.openblas_get_config()).trim(),
+    config,
     sgemmABt(m, n, k, a, b, c, ldc) {
       s.cblas_sgemm(ROW_MAJOR, NO_TRANS, TRANS, m, n, k, 1, a, k, b, k, 0, c, ldc);
     },

@@ -120,9 +120,13 @@ function guardBindingSize(backend: WebgpuBackendLike): void {
   const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
   manager.acquireBuffer = (size: number, usage: number, ...rest: unknown[]) => {
     if ((usage & STORAGE) !== 0 && size > limit) {
-      throw new RangeError(
-        `webgpu: a ${mib(size)} tensor exceeds this adapter's maxStorageBufferBindingSize ` +
-          `(${mib(limit)}); use a smaller batch (or fewer points), or another backend`,
+      // A setting to change, not a bug: exit code 2 and no stack (cli/worker.ts).
+      throw Object.assign(
+        new RangeError(
+          `webgpu: a ${mib(size)} tensor exceeds this adapter's maxStorageBufferBindingSize ` +
+            `(${mib(limit)}); use a smaller batch (or fewer points), or another backend`,
+        ),
+        { exitCode: 2 },
       );
     }
     return acquire(size, usage, ...rest);
