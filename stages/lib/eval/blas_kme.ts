@@ -11,9 +11,10 @@
  * pointers), laid out for sgemm: images A[img * Mp + m][d], captions B[cap * Np + n][d], both
  * row-major, padding points zero with log-weight -Infinity (as in wasm_kme.ts).
  *
- * Pair determinism: sgemm computes each output as one chain of fused multiply-adds over the
- * d coordinates, in the same order whatever the block's shape, so a score does not depend on
- * the block it is computed in (tests/eval_blas_test.ts checks blocks against single pairs).
+ * Pair determinism: OpenBLAS's value for an entry depends on the shape of the call (its edge
+ * and small-matrix kernels sum in other orders), so every pair is computed inside its cell of a
+ * fixed grid, whatever block asks for it (`scoreBlock`); tests/eval_blas.test.ts checks blocks
+ * and scattered pairs against the full matrix bit for bit.
  */
 import { Code, EXP2_CONSTS, F32, I32, section, str, uleb, V128 } from "./wasm_asm.ts";
 import { emitTileTail } from "./wasm_kme.ts";
