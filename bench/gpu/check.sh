@@ -79,11 +79,19 @@ export DENO_DIR=$TMP/deno_dir DENO_NO_UPDATE_CHECK=1 DENO_NO_PROMPT=1 NO_COLOR=1
 }
 echo "deno: $(head -1 "$TMP/deno_version")"
 echo "kit: $(tr '\n' ' ' <.gpukit/MANIFEST 2>/dev/null)"
+if [ -f .gpukit/sources.txt ]; then
+  now=$(tr '\n' '\0' <.gpukit/sources.txt | xargs -0 sha256sum 2>/dev/null | sha256sum | cut -c1-16)
+  if grep -q "^sources: $now\$" .gpukit/MANIFEST; then
+    echo "sources: the carried tree is what the kit was built from ($now)"
+  else
+    echo "sources: MISMATCH ($now here): the kit is stale; rebuild it (bash bench/gpu/make_kit.sh)"
+  fi
+fi
 
 # ---- Python with PyTorch, and where the peer runs.
 PY=""
 for p in ${KME_GPU_CHECK_PYTHON:-} python3 /usr/bin/python3; do
-  if command -v "$p" >/dev/null && "$p" -c "import torch" 2>/dev/null; then
+  if command -v "$p" >/dev/null && timeout -k 5 60 "$p" -c "import torch" 2>/dev/null; then
     PY=$p
     break
   fi
@@ -92,7 +100,8 @@ if [ -z "$PY" ]; then
   echo "no python3 with torch found: the peer cannot run" >&2
   PY=python3
 fi
-if "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+if timeout -k 5 60 "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" \
+  2>/dev/null; then
   PEER_DEVICE=cuda
   PEER_STEPS=${KME_GPU_CHECK_PEER_STEPS:-$((4 * STEPS))} # a CUDA step is cheap: steadier windows
 else
@@ -103,7 +112,7 @@ fi
 
 # ---- The machine: GPU, and the WebGPU adapter our code will get.
 if command -v nvidia-smi >/dev/null; then
-  nvidia-smi -L >"$TMP/nvidia_smi" 2>&1
+  timeout -k 5 30 nvidia-smi -L >"$TMP/nvidia_smi" 2>&1
 else
   echo "nvidia-smi not found" >"$TMP/nvidia_smi"
 fi
@@ -111,7 +120,7 @@ cat "$TMP/nvidia_smi"
 timeout -k 5 60 "$DENO" run --allow-all --no-config --no-lock bench/gpu/adapter.ts \
   >"$TMP/adapter" 2>&1
 echo "webgpu adapter: $(cut -c1-400 "$TMP/adapter")"
-"$PY" bench/gpu/kit.py env --adapter "$TMP/adapter" --nvidia-smi "$TMP/nvidia_smi" \
+timeout -k 5 60 "$PY" bench/gpu/kit.py env --adapter "$TMP/adapter" --nvidia-smi "$TMP/nvidia_smi" \
   --manifest .gpukit/MANIFEST --deno-version "$TMP/deno_version" --peer-device "$PEER_DEVICE" \
   >>"$JSONL"
 

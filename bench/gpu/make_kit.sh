@@ -66,12 +66,16 @@ echo "reference first-step losses (wasm):"
 sed 's/.*"similarity":"\([a-z]*\)","batch":\([0-9]*\).*"losses":\[\([^],]*\).*/  \1 batch \2: \3/' \
   "$KIT/reference.jsonl"
 
+git ls-files bench stages deno.json deno.lock | sort >"$KIT/sources.txt"
 {
   echo "deno: $VERSION"
   echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(
     [ -n "$(git status --porcelain -- bench stages 2>/dev/null)" ] && echo " + uncommitted changes"
   )"
   echo "built: $(date -u +%FT%TZ)"
+  # check.sh recomputes this over the carried tree (which has no .git): a mismatch means the
+  # bundle is not the code that travelled with it.
+  echo "sources: $(tr '\n' '\0' <"$KIT/sources.txt" | xargs -0 sha256sum | sha256sum | cut -c1-16)"
   (cd "$KIT" && sha256sum deno.xz r1.bundle.js | awk '{print "sha256 " $2 ": " substr($1, 1, 16)}')
 } >"$KIT/MANIFEST"
 
