@@ -39,17 +39,24 @@ for (const name of wanted) {
 }
 
 const dir = new URL(".", import.meta.url).pathname;
-let previous: { sections?: Record<string, Figure[]> } = {};
+let previous: { sections?: Record<string, Figure[]>; measured?: Record<string, string> } = {};
 try {
   previous = JSON.parse(await Deno.readTextFile(`${dir}results.json`));
 } catch { /* first run */ }
-const merged = { machine, sections: { ...(previous.sections ?? {}), ...results } };
+// Sections merge, so each keeps the date it was measured at.
+const measured = {
+  ...(previous.measured ?? {}),
+  ...Object.fromEntries(Object.keys(results).map((k) => [k, machine.date])),
+};
+const merged = { machine, measured, sections: { ...(previous.sections ?? {}), ...results } };
 await Deno.writeTextFile(`${dir}results.json`, JSON.stringify(merged, null, 2) + "\n");
 
 const fmt = (v: number | null | undefined) =>
   v === null || v === undefined ? "-" : v >= 100 ? v.toFixed(0) : v.toPrecision(3);
 const md = [
-  `Measured ${machine.date} on ${machine.cpu} (${machine.cores} cores, ${machine.memoryGiB} GiB), Deno ${machine.deno}; \`deno task bench\`.`,
+  `Measured on ${machine.cpu} (${machine.cores} cores, ${machine.memoryGiB} GiB), Deno ${machine.deno}; \`deno task bench\`; sections: ${
+    Object.keys(merged.sections).map((k) => `${k} ${measured[k] ?? "?"}`).join(", ")
+  }.`,
   "",
   "| section | figure | ours | peer | target | met |",
   "|---|---|---|---|---|---|",
