@@ -224,6 +224,35 @@ Deno.test("ml/train: tensor count stays flat across steps (cpu, 30 steps)", asyn
   assert.equal(tf.memory().numTensors, before, "model and optimizer disposed");
 });
 
+Deno.test("ml/train: the next batch is requested before a step finishes (reads overlap compute)", async () => {
+  const model = ClipModel.create(tinyConfig("clip", vocab.size), 3);
+  const src = source(4);
+  const events: string[] = [];
+  const batch = src.batch.bind(src);
+  src.batch = (step: number) => {
+    events.push(`read ${step}`);
+    return batch(step);
+  };
+  await train({
+    model,
+    source: src,
+    options: { ...OPTS, steps: 4, logEvery: 10 },
+    onStep: (step) => events.push(`step ${step}`),
+  });
+  // onStep(k) reports update k (1-based), computed from batch k - 1.
+  assert.deepEqual(events, [
+    "read 0",
+    "read 1",
+    "step 1",
+    "read 2",
+    "step 2",
+    "read 3",
+    "step 3",
+    "step 4",
+  ]);
+  model.dispose();
+});
+
 Deno.test("ml/io: saved model reloads to identical point sets and logits", async () => {
   const dir = await tempDir();
   try {

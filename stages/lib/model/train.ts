@@ -9,7 +9,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { join } from "node:path";
-import type { BatchSource } from "./data.ts";
+import type { Batch, BatchSource } from "./data.ts";
 import type { ClipModel } from "./model.ts";
 import { AdamW, clipGlobalNorm, learningRate } from "./optim.ts";
 import { type NamedTensor, readBundle, writeBundle, writeFileAtomic } from "./tensorfile.ts";
@@ -267,6 +267,15 @@ export async function train(args: TrainArgs): Promise<TrainResult> {
     let samples = 0;
     let lastLoss = NaN;
     let stopped = false;
+    // The next batch is read while this step computes (disk reads of an uncached split are
+    // asynchronous). batch(step) is a pure function of the step, so prefetching changes only
+    // the time; a failed prefetch is reported where it is awaited.
+    let prefetched: { step: number; batch: Promise<Batch> } | undefined;
+    const prefetch = (s: number) => {
+      const batch = source.batch(s);
+      batch.catch(() => {}); // awaited below, or dropped when the loop ends
+      return { step: s, batch };
+    };
     try {
       while (opt.step < o.steps) {
         if (args.signal?.aborted) {
@@ -280,7 +289,8 @@ export async function train(args: TrainArgs): Promise<TrainResult> {
           break;
         }
         const step = opt.step; // 0-based index of this update
-        const batch = await source.batch(step);
+        const batch = await (prefetched?.step === step ? prefetched.batch : source.batch(step));
+        prefetched = step + 1 < o.steps ? prefetch(step + 1) : undefined;
         const images = tf.tensor4d(batch.images, [batch.size, h, w, c], "int32");
         const ids = tf.tensor2d(batch.ids, [batch.size, source.maxLen], "int32");
         const lr = learningRate(step, {
