@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { createParallelScorer, KmeScorer } from "../stages/lib/eval/scoring.ts";
+import { createParallelScorer, KmeScorer, kmeScoreReference } from "../stages/lib/eval/scoring.ts";
 import { evaluateRetrieval } from "../stages/lib/eval/retrieval.ts";
 import { findOpenBlas } from "../stages/lib/eval/openblas.ts";
 import { resolveKmeEngine } from "../stages/lib/eval/engine_param.ts";
@@ -92,6 +92,55 @@ Deno.test({
       assert.deepEqual(b.textToImage, a.textToImage);
     } finally {
       par.close();
+    }
+  },
+});
+
+Deno.test({
+  name: named("blas engine: captions packed to their real points, wherever the padding is"),
+  ignore,
+  fn() {
+    // 20 points per caption (padded to 24 by the others); live points at scattered positions,
+    // from 1 (one point) to 20 (no padding), across two caption cells.
+    const N = 20, nC = 45;
+    const caps = randomSets(nC, N, 12, 31);
+    for (let c = 0; c < nC; c++) {
+      const live = c === 0 ? 1 : c === 1 ? N : 1 + ((c * 7) % N);
+      for (let n = 0; n < N; n++) {
+        if ((n * 11 + c) % N >= live) caps.logits[c * N + n] = -Infinity;
+      }
+    }
+    const imgs = randomSets(6, 5, 12, 32, 1);
+    const s = new KmeScorer({
+      kind: "kme",
+      images: imgs,
+      captions: caps,
+      sigma2: 0.2,
+      backend: "blas",
+    });
+    const full = s.scoreBlock(0, 6, 0, nC);
+    for (let i = 0; i < 6; i++) {
+      for (let c = 0; c < nC; c++) {
+        const ref = kmeScoreReference(imgs, i, caps, c, 0.2);
+        const got = full[i * nC + c];
+        assert.ok(
+          Math.abs(got - ref) <= 2e-6 * Math.max(1, Math.abs(ref)),
+          `(${i},${c}) ${got} vs ${ref}`,
+        );
+      }
+    }
+    for (const [bi, bc] of [[1, 1], [4, 7], [6, 45]]) {
+      for (let i0 = 0; i0 < 6; i0 += bi) {
+        for (let c0 = 0; c0 < nC; c0 += bc) {
+          const ni = Math.min(bi, 6 - i0), nc = Math.min(bc, nC - c0);
+          const blk = s.scoreBlock(i0, ni, c0, nc);
+          for (let r = 0; r < ni; r++) {
+            for (let c = 0; c < nc; c++) {
+              assert.ok(Object.is(blk[r * nc + c], full[(i0 + r) * nC + c0 + c]));
+            }
+          }
+        }
+      }
     }
   },
 });

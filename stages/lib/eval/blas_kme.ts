@@ -27,20 +27,25 @@ import {
 } from "./kme_kernel.ts";
 import { loadOpenBlas, type OpenBlas } from "./openblas.ts";
 
-/** Module: `lse(c, ldcBytes, la, lb, nImg, nCap, outMax, outSum, invLog2, scratch)`. */
-export function buildLseModule({ Mp, Np }: { Mp: number; Np: number }): Uint8Array {
-  if (Mp < 1 || Np % 4 !== 0 || Np < 4) throw new RangeError(`bad tile shape ${Mp}x${Np}`);
+/**
+ * Module: `lse(c, ldcBytes, la, lb, nImg, nCap, outMax, outSum, invLog2, scratch, offs, col0)`.
+ * Captions are packed (their real points only, padded to a multiple of 4): caption q of the
+ * cell owns columns [offs[q], offs[q + 1]) of all captions (i32 at `offs`, absolute), i.e. sgemm
+ * output columns from offs[q] - col0, and log2-weights at lb + 4 offs[q].
+ */
+export function buildLseModule({ Mp }: { Mp: number }): Uint8Array {
+  if (!(Mp >= 1)) throw new RangeError(`bad tile rows ${Mp}`);
   const P_C = 0, P_LDC = 1, P_LA = 2, P_LB = 3, P_NI = 4, P_NC = 5, P_OMAX = 6, P_OSUM = 7;
-  const P_INV = 8, P_SCR = 9;
-  let next = 10;
+  const P_INV = 8, P_SCR = 9, P_OFFS = 10, P_COL0 = 11;
+  const nParams = 12;
+  let next = nParams;
   const li = () => next++;
-  const I = li(), Q = li(), TROW = li(), TILE = li(), ROW = li(), LAI = li(), LBQ = li();
-  const PS = li(), PEND = li(), OUT = li();
-  const nI32 = next - 10;
+  const I = li(), Q = li(), TROW = li(), ROW = li(), LAI = li(), LBQ = li(), OFFQ = li();
+  const PS = li(), PEND = li(), OUT = li(), START = li(), WB = li(), V = li(), SROW = li();
+  const nI32 = next - nParams;
   const vBase = next;
   const MX = next++, SUM = next++, INV = next++, T = next++, FX = next++, R = next++;
   const Y = next++, X = next++, AV = next++;
-  const LBV = Array.from({ length: Np / 4 }, () => next++);
   const K = new Map<number, number>(EXP2_CONSTS.map((v) => [v, next++]));
   const nV128 = next - vBase;
   const k = (v: number) => K.get(v)!;
@@ -52,24 +57,32 @@ export function buildLseModule({ Mp, Np }: { Mp: number; Np: number }): Uint8Arr
   c.i32(0).set(I);
   c.get(P_C).set(TROW);
   c.get(P_LA).set(LAI);
-  c.loop(); // ---- images of the block
+  c.loop(); // ---- images of the cell
   c.i32(0).set(Q);
-  c.get(TROW).set(TILE);
-  c.get(P_LB).set(LBQ);
-  c.loop(); // ---- captions of the block
-  for (let v = 0; v < Np / 4; v++) c.get(LBQ).vload(v * 16).set(LBV[v]);
+  c.get(P_OFFS).set(OFFQ);
+  c.loop(); // ---- captions of the cell
+  // START = offs[q] (absolute column), WB = its width in bytes
+  c.get(OFFQ).i32load(0).set(START);
+  c.get(OFFQ).i32load(4).get(START).sub().i32(4).mul().set(WB);
+  c.get(P_LB).get(START).i32(4).mul().add().set(LBQ);
+  c.get(TROW).get(START).get(P_COL0).sub().i32(4).mul().add().set(ROW);
+  c.get(P_SCR).set(SROW);
   c.vconstF32(-Infinity).set(MX);
-  c.get(TILE).set(ROW);
   for (let m = 0; m < Mp; m++) {
     c.get(LAI).vsplat32(m * 4).set(AV);
-    for (let v = 0; v < Np / 4; v++) {
-      // x = dot * inv + la + lb, the order of wasm_kme.ts
-      c.get(ROW).vload(v * 16).get(INV).fmul().get(AV).fadd().get(LBV[v]).fadd().set(X);
-      c.get(P_SCR).get(X).vstore((m * Np + v * 4) * 4);
-      c.get(MX).get(X).fpmax().set(MX);
-    }
-    if (m < Mp - 1) c.get(ROW).get(P_LDC).add().set(ROW);
+    c.i32(0).set(V);
+    c.loop();
+    // x = dot * inv + la + lb, the order of wasm_kme.ts
+    c.get(ROW).get(V).add().vload().get(INV).fmul().get(AV).fadd();
+    c.get(LBQ).get(V).add().vload().fadd().set(X);
+    c.get(SROW).get(V).add().get(X).vstore();
+    c.get(MX).get(X).fpmax().set(MX);
+    c.get(V).i32(16).add().tee(V).get(WB).ltU().brIf(0);
+    c.end();
+    c.get(ROW).get(P_LDC).add().set(ROW);
+    c.get(SROW).get(WB).add().set(SROW);
   }
+  c.get(SROW).set(PEND);
   c.get(I).get(P_NC).mul().get(Q).add().i32(4).mul().set(OUT);
   emitTileTail(
     c,
@@ -88,11 +101,10 @@ export function buildLseModule({ Mp, Np }: { Mp: number; Np: number }): Uint8Arr
       OSUM: P_OSUM,
     },
     k,
-    { Mp, Np },
+    "runtime",
   );
   c.get(Q).i32(1).add().set(Q);
-  c.get(TILE).i32(Np * 4).add().set(TILE);
-  c.get(LBQ).i32(Np * 4).add().set(LBQ);
+  c.get(OFFQ).i32(4).add().set(OFFQ);
   c.get(Q).get(P_NC).ltS().brIf(0);
   c.end();
   c.get(I).i32(1).add().set(I);
@@ -103,7 +115,7 @@ export function buildLseModule({ Mp, Np }: { Mp: number; Np: number }): Uint8Arr
   c.end();
 
   const body = [...uleb(2), ...uleb(nI32), I32, ...uleb(nV128), V128, ...c.b];
-  const type = [1, 0x60, 10, I32, I32, I32, I32, I32, I32, I32, I32, F32, I32, 0];
+  const type = [1, 0x60, nParams, I32, I32, I32, I32, I32, I32, I32, I32, F32, I32, I32, I32, 0];
   return new Uint8Array([
     0x00,
     0x61,
@@ -132,6 +144,8 @@ type LseFn = (
   outSum: number,
   invLog2: number,
   scratch: number,
+  offs: number,
+  col0: number,
 ) => void;
 
 /** sgemm block: about 256 image points x 512 caption points (512 KiB of f32, L2-resident). */
@@ -152,6 +166,9 @@ export class BlasKmeKernel extends KmeKernel {
   private scratch = 0;
   private maxPtr = 0;
   private sumPtr = 0;
+  private offsPtr = 0;
+  /** Caption c's packed columns are [offs[c], offs[c + 1]). */
+  private offs = new Int32Array(1);
   private dim = 0;
 
   constructor(shape: KmeKernelShape) {
@@ -171,11 +188,23 @@ export class BlasKmeKernel extends KmeKernel {
     return Deno.UnsafePointer.offset(this.base!, offset);
   }
 
-  /** Images [img][Mp][d] and captions [cap][Np][d], both point-major (sgemm's row-major). */
+  /**
+   * Images [img][Mp][d] point-major (sgemm's row-major). Captions packed: only their real points
+   * (finite log-weight), in order, padded with zero points to a multiple of 4, one row each, so
+   * padding tokens (most of a short caption's) cost nothing; `offs` says where each begins.
+   */
   load(images: KernelImages, captions: KernelCaptions): void {
     const { Mp, Np } = this.shape;
     const d = images.dim;
     if (captions.dim !== d) throw new RangeError(`data dims ${d}/${captions.dim} differ`);
+    const { N } = captions;
+    const offs = new Int32Array(captions.n + 1);
+    for (let c = 0; c < captions.n; c++) {
+      let live = 0;
+      for (let n = 0; n < N; n++) if (captions.logWeights[c * N + n] > -Infinity) live++;
+      offs[c + 1] = offs[c] + Math.max(4, Math.ceil(live / 4) * 4);
+    }
+    const cols = offs[captions.n];
     this.resetMemory();
     // Everything is allocated here, once: sgemm holds raw pointers into this memory, which
     // must not move (grow) while they are in use.
@@ -185,10 +214,25 @@ export class BlasKmeKernel extends KmeKernel {
     this.sumPtr = this.alloc(this.gi * this.gc * 4);
     this.aPtr = this.alloc(images.n * Mp * d * 4);
     this.laPtr = this.alloc(images.n * Mp * 4);
-    this.bPtr = this.alloc(captions.n * Np * d * 4);
-    this.lbPtr = this.alloc(captions.n * Np * 4);
+    this.bPtr = this.alloc(cols * d * 4);
+    this.lbPtr = this.alloc(cols * 4);
+    this.offsPtr = this.alloc(offs.length * 4);
     this.packPointMajor(images, images.M, Mp, d, this.aPtr, this.laPtr);
-    this.packPointMajor(captions, captions.N, Np, d, this.bPtr, this.lbPtr);
+    const buf = this.memory.buffer;
+    const B = new Float32Array(buf, this.bPtr, cols * d).fill(0);
+    const LB = new Float32Array(buf, this.lbPtr, cols).fill(-Infinity);
+    for (let c = 0; c < captions.n; c++) {
+      let col = offs[c];
+      for (let n = 0; n < N; n++) {
+        const lw = captions.logWeights[c * N + n];
+        if (!(lw > -Infinity)) continue;
+        const o = (c * N + n) * d;
+        B.set(captions.points.subarray(o, o + d), col * d);
+        LB[col++] = lw * Math.LOG2E;
+      }
+    }
+    new Int32Array(buf, this.offsPtr, offs.length).set(offs);
+    this.offs = offs;
     this.base = Deno.UnsafePointer.of(new Uint8Array(this.memory.buffer));
     this.nImages = images.n;
     this.nCaptions = captions.n;
@@ -205,17 +249,17 @@ export class BlasKmeKernel extends KmeKernel {
     gC: number,
     inv2: number,
   ): { r0: number; rn: number; q0: number; qn: number } {
-    const { Mp, Np } = this.shape;
+    const { Mp } = this.shape;
     const d = this.dim;
     const r0 = gI * this.gi, q0 = gC * this.gc;
     const rn = Math.min(this.gi, this.nImages - r0), qn = Math.min(this.gc, this.nCaptions - q0);
-    const ldc = qn * Np;
+    const col0 = this.offs[q0], ldc = this.offs[q0 + qn] - col0; // the cell's packed columns
     this.blas.sgemmABt(
       rn * Mp,
-      qn * Np,
+      ldc,
       d,
       this.ptr(this.aPtr + r0 * Mp * d * 4),
-      this.ptr(this.bPtr + q0 * Np * d * 4),
+      this.ptr(this.bPtr + col0 * d * 4),
       this.ptr(this.cPtr),
       ldc,
     );
@@ -223,13 +267,15 @@ export class BlasKmeKernel extends KmeKernel {
       this.cPtr,
       ldc * 4,
       this.laPtr + r0 * Mp * 4,
-      this.lbPtr + q0 * Np * 4,
+      this.lbPtr,
       rn,
       qn,
       this.maxPtr,
       this.sumPtr,
       inv2,
       this.scratch,
+      this.offsPtr + q0 * 4,
+      col0,
     );
     return { r0, rn, q0, qn };
   }

@@ -92,6 +92,9 @@ export class Code {
   f32add() {
     return this.op(0x92);
   }
+  i32load(offset = 0) {
+    return this.op(0x28, 2, ...uleb(offset));
+  }
   f32store(offset = 0) {
     return this.op(0x38, 2, ...uleb(offset));
   }

@@ -54,15 +54,16 @@ export interface TileTailLocals {
 }
 
 /**
- * The end of one pair, shared by both KME kernels: given the tile x[Mp][Np] (log2 units) at
- * SCR and its lane-wise max in MX, stores max = max x and sum = sum 2^(x - max) at
- * OMAX + OUT and OSUM + OUT (f32).
+ * The end of one pair, shared by both KME kernels: given the tile x (log2 units) at SCR and its
+ * lane-wise max in MX, stores max = max x and sum = sum 2^(x - max) at OMAX + OUT and
+ * OSUM + OUT (f32). The tile is x[Mp][Np] (`shape`), or, with `shape` "runtime", the caller
+ * has set PEND to its end (a multiple of 4 floats after SCR).
  */
 export function emitTileTail(
   c: Code,
   L: TileTailLocals,
   k: (v: number) => number,
-  { Mp, Np }: { Mp: number; Np: number },
+  shape: { Mp: number; Np: number } | "runtime",
 ): void {
   const { MX, SUM, PS, PEND, T, FX, R, Y, SCR, OUT, OMAX, OSUM } = L;
   // horizontal max into every lane
@@ -75,14 +76,15 @@ export function emitTileTail(
   // sum of 2^(x - max)
   c.vconstF32(0).set(SUM);
   c.get(SCR).set(PS);
-  c.get(SCR).i32(Mp * Np * 4).add().set(PEND);
+  const perLoop = shape === "runtime" ? 1 : shape.Np / 4; // vectors per iteration
+  if (shape !== "runtime") c.get(SCR).i32(shape.Mp * shape.Np * 4).add().set(PEND);
   c.loop();
-  for (let q = 0; q < Np / 4; q++) {
+  for (let q = 0; q < perLoop; q++) {
     c.get(PS).vload(q * 16).get(MX).fsub().get(k(-125)).fpmax().set(T);
     emitExp2(c, { T, FX, R, Y }, k);
     c.get(SUM).get(Y).fadd().set(SUM);
   }
-  c.get(PS).i32(Np * 4).add().set(PS);
+  c.get(PS).i32(perLoop * 16).add().set(PS);
   c.get(PS).get(PEND).ltU().brIf(0);
   c.end();
   c.get(OMAX).get(OUT).add().get(MX).extract(0).f32store();
