@@ -3,7 +3,8 @@
  * with KME scoring (M = N = 16 points, d = 64) on the default engine (`auto`: blas when
  * OpenBLAS is installed) and on the portable wasm engine, and with CLIP scoring, on random data,
  * each in its own process (bench/kme_scoring_standalone.ts) so its peak memory is its own.
- * Peer: PyTorch on the same work (bench/peers/kme_scoring_torch.py), in the same run.
+ * Peer: PyTorch on the same work (bench/peers/kme_scoring_torch.py), in the same run. Also the
+ * single-thread rates of both kernels, with and without padded captions (bench/kme_kernels.ts).
  * KME_BENCH_EVAL_IMAGES shrinks the problem for a quick look.
  */
 import { join } from "node:path";
@@ -62,6 +63,22 @@ async function torchPeer(images: string): Promise<{ seconds: number | null; note
   }
 }
 
+/** Single-thread kernel rates (bench/kme_kernels.ts), in its own process. */
+async function kernelRates(): Promise<Record<string, number>> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-all",
+      `--config=${join(ROOT, "deno.json")}`,
+      join(ROOT, "bench", "kme_kernels.ts"),
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  if (!out.success) throw new Error("kme_kernels.ts failed");
+  return JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
+}
+
 export async function benchEvaluation(log: (s: string) => void): Promise<Figure[]> {
   const images = Deno.env.get("KME_BENCH_EVAL_IMAGES") ?? "5000";
   const size = `${images} x ${Number(images) * 5}`;
@@ -109,6 +126,29 @@ export async function benchEvaluation(log: (s: string) => void): Promise<Figure[
         vsPeer(wasm)
       }`,
     });
+  }
+  const rates = await kernelRates();
+  log(`KME kernels, 1 thread: ${JSON.stringify(rates)}`);
+  for (
+    const [key, what] of [
+      ["16x16", "M = N = 16"],
+      ["32x32_padded", "M = N = 32, captions of 6-17 real tokens"],
+    ]
+  ) {
+    const w = rates[`wasm_${key}`], b = rates[`blas_${key}`];
+    figs.push({
+      name: `KME kernel, 1 thread, ${what} (64 x 2,000 block, best of 5): wasm`,
+      value: w,
+      unit: "pairs/s",
+    });
+    if (b !== undefined) {
+      figs.push({
+        name: `KME kernel, 1 thread, ${what} (64 x 2,000 block, best of 5): blas`,
+        value: b,
+        unit: "pairs/s",
+        note: `${(b / w).toFixed(1)}x wasm`,
+      });
+    }
   }
   figs.push(
     {
