@@ -22,7 +22,7 @@ export const RetrievalParams = z.strictObject({
   /** Web Workers for KME / WPSE scoring (0 = one per core); results do not depend on it. */
   workers: z.int().min(0).default(0),
   /**
-   * KME / WPSE scoring: "wasm" (the same bits on every machine), "blas" (OpenBLAS, ~1.5x
+   * KME / WPSE scoring: "wasm" (the same bits on every machine), "blas" (OpenBLAS, 1.5-1.8x
    * faster, equal up to f32 rounding), "auto" = blas when OpenBLAS is installed, else wasm.
    */
   kme_engine: kmeEngineParam,

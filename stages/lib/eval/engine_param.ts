@@ -7,7 +7,7 @@ import { findOpenBlas } from "./openblas.ts";
 
 /**
  * KME / WPSE scoring engine: `wasm` (the same bits on every machine), `blas` (OpenBLAS sgemm,
- * ~1.5x faster end to end here, equal up to f32 rounding), `auto` = blas when OpenBLAS is found, else wasm.
+ * 1.5-1.8x faster end to end here, equal up to f32 rounding), `auto` = blas when OpenBLAS is found, else wasm.
  */
 export const kmeEngineParam = z.enum(["auto", "wasm", "blas"]).default("auto");
 export type KmeEngineName = z.output<typeof kmeEngineParam>;

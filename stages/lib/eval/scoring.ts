@@ -10,7 +10,7 @@
  *
  * Backends for KME: "wasm" (SIMD kernel, wasm_kme.ts; f32 dot products and sums, the same
  * bits on every machine), "blas" (OpenBLAS sgemm for the dot products + the same wasm
- * log-sum-exp, blas_kme.ts; ~1.5x faster end to end, equal to "wasm" up to f32 rounding) and "js" (f64
+ * log-sum-exp, blas_kme.ts; 1.5-1.8x faster end to end, equal to "wasm" up to f32 rounding) and "js" (f64
  * throughout; slower; a second reference). `createParallelScorer` runs either scorer in
  * Web Workers (one per core) behind the same BlockScorer interface.
  */
