@@ -113,6 +113,18 @@ function trainingFigures(
     }))
   );
   const color = { field: "similarity", type: "nominal", scale: sim, title: "similarity" };
+  // Two runs compared: run A solid, run B dashed.
+  const runDash = (title?: string) =>
+    compare
+      ? {
+        strokeDash: {
+          field: "run",
+          type: "nominal",
+          ...(title ? { title } : {}),
+          scale: { domain: ["A", "B"], range: [[1, 0], [5, 3]] },
+        },
+      }
+      : {};
   const figs: Figure[] = [{
     id: "training-loss",
     title: "Training loss",
@@ -130,16 +142,7 @@ function trainingFigures(
         y: { field: "loss", type: "quantitative", title: "loss", scale: { zero: false } },
         color,
         detail: { field: "instance", type: "nominal" },
-        ...(compare
-          ? {
-            strokeDash: {
-              field: "run",
-              type: "nominal",
-              title: "run",
-              scale: { domain: ["A", "B"], range: [[1, 0], [5, 3]] },
-            },
-          }
-          : {}),
+        ...runDash("run"),
       },
       config: BASE_CONFIG,
     } as TopLevelSpec,
@@ -176,15 +179,7 @@ function trainingFigures(
             y: { field: "value", type: "quantitative", title: null, scale: { zero: false } },
             color,
             detail: { field: "instance", type: "nominal" },
-            ...(compare
-              ? {
-                strokeDash: {
-                  field: "run",
-                  type: "nominal",
-                  scale: { domain: ["A", "B"], range: [[1, 0], [5, 3]] },
-                },
-              }
-              : {}),
+            ...runDash(),
           },
         },
         resolve: { scale: { y: "independent" } },
