@@ -71,6 +71,7 @@ export async function executeJob(
       signal,
       seed: job.seed,
       facets: job.facets,
+      modules: job.modules ?? {},
     };
     const started = new Date();
     const result: StageResult = (await def.run(ctx)) ?? {};

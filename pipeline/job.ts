@@ -1,5 +1,6 @@
 /** What the runner hands a worker: everything needed to run one stage by key. */
 import type { KeyComponents } from "./key.ts";
+import type { ModuleHandle } from "./stage.ts";
 
 export interface Job {
   storeRoot: string;
@@ -13,6 +14,8 @@ export interface Job {
   externals: Record<string, string>;
   experimentDir: string;
   facets: Record<string, string>;
+  /** Modules named by params, by param (`StageContext.modules`). */
+  modules: Record<string, ModuleHandle>;
   seed: number;
   components: KeyComponents;
   /** Run even if an entry exists (and replace it). */

@@ -3,7 +3,7 @@
  * (the key hashes the upstream *output digests*); until then it "waits on" that upstream.
  */
 import { explainChange, type KeyComponents, keyOf } from "./key.ts";
-import type { ProjectResolver } from "./fingerprint.ts";
+import { type ProjectResolver, stageFingerprint } from "./fingerprint.ts";
 import type { StatMemo } from "./hash.ts";
 import type { PlannedStage } from "./resolve.ts";
 import type { Manifest, Store } from "./store.ts";
@@ -22,7 +22,9 @@ export async function componentsOf(
   /** Digests to assume for inputs whose upstream has no entry yet. */
   assumed: Record<string, string> = {},
 ): Promise<KeyComponents> {
-  stage.code ??= await kc.resolver.fingerprint(stage.modulePath);
+  if (!stage.code || Object.values(stage.modules).some((m) => !m.digest)) {
+    stage.code = await stageFingerprint(kc.resolver, stage);
+  }
   const inputs: Record<string, string> = {};
   for (const [name, up] of Object.entries(stage.inputs)) {
     inputs[name] = upstream.get(up)?.digest ?? assumed[name] ?? "unknown";

@@ -2,8 +2,9 @@
  * The resolved plan of an experiment, cached so that a rerun of an unchanged experiment skips
  * YAML parsing, zod validation and importing stage definitions (together most of a no-op
  * rerun's time). The cache is used only when every input of resolution is unchanged:
- * the experiment file and every file it extends (by content), each stage module's code
- * fingerprint (which covers its params schema, defaults and facet code), the lockfile, the
+ * the experiment file and every file it extends (by content), each stage's code fingerprint
+ * (which covers its params schema, defaults and facet code, and the modules its params name,
+ * whose code `refineParams` may have used), the lockfile, the
  * Deno version, the installed package folders, the system's library folders (their mtimes,
  * and /etc/ld.so.cache's) and the environment variables named KME_* or *LIBRARY_PATH. Facets
  * may depend on what is installed (which TensorFlow.js backend or scoring engine `auto`
@@ -11,7 +12,7 @@
  */
 import { join, resolve } from "node:path";
 import { hashJson, sha256Hex } from "./canonical.ts";
-import type { CodeFingerprint, ProjectResolver } from "./fingerprint.ts";
+import { type ProjectResolver, stageFingerprint } from "./fingerprint.ts";
 import type { PlannedStage } from "./resolve.ts";
 
 export interface PlanExperiment {
@@ -23,7 +24,7 @@ export interface PlanExperiment {
 }
 
 interface CachedPlan {
-  format: "kme-plan/1";
+  format: "kme-plan/2";
   env: string;
   experiment: PlanExperiment;
   stages: PlannedStage[];
@@ -96,7 +97,7 @@ export async function savePlan(
   stages: PlannedStage[],
 ): Promise<void> {
   const plan: CachedPlan = {
-    format: "kme-plan/1",
+    format: "kme-plan/2",
     env: await environmentSignature(root),
     experiment,
     stages: stages.map((s) => ({ ...s, def: undefined })),
@@ -121,7 +122,7 @@ export async function loadPlan(
   } catch {
     return undefined;
   }
-  if (plan.format !== "kme-plan/1" || plan.experiment.file !== file) return undefined;
+  if (plan.format !== "kme-plan/2" || plan.experiment.file !== file) return undefined;
   for (const [path, sha] of Object.entries(plan.experiment.sha256)) {
     try {
       if (sha256Hex(await Deno.readFile(path)) !== sha) return undefined;
@@ -130,16 +131,12 @@ export async function loadPlan(
     }
   }
   if (plan.env !== (await environmentSignature(root))) return undefined;
-  const fresh = new Map<string, CodeFingerprint>();
   for (const s of plan.stages) {
-    let fp = fresh.get(s.modulePath);
-    if (!fp) {
-      try {
-        fp = await resolver.fingerprint(s.modulePath);
-      } catch {
-        return undefined;
-      }
-      fresh.set(s.modulePath, fp);
+    let fp;
+    try {
+      fp = await stageFingerprint(resolver, s);
+    } catch {
+      return undefined; // a module gone or broken: let full resolution report it
     }
     if (!s.code || hashJson(fp) !== hashJson(s.code)) return undefined;
     s.code = fp;

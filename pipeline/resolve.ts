@@ -7,10 +7,11 @@ import { dirname, resolve as resolvePath } from "node:path";
 import { z } from "zod";
 import { ConfigError } from "./errors.ts";
 import { type MergedExperiment, type Resources, zodToConfigError } from "./experiment_file.ts";
-import type { CodeFingerprint } from "./fingerprint.ts";
+import type { CodeFingerprint, ProjectResolver } from "./fingerprint.ts";
 import { fromFileUrl, toFileUrl } from "./paths.ts";
 import type { Stage } from "./stage.ts";
 import { didYouMean } from "./suggest.ts";
+import type { PathSeg } from "./yaml_source.ts";
 
 /** A stage instance as the runner needs it: everything but the loaded definition. */
 export type PlannedStage = Omit<ResolvedStage, "def">;
@@ -34,6 +35,12 @@ export interface ResolvedStage {
   facets: Record<string, string>;
   /** For cluster executors; not part of the cache key. */
   resources: Resources;
+  /**
+   * Code modules named by params (`Stage.modules`), by param: absolute path, and the hash
+   * of the module's own code fingerprint once it is computed (`stageFingerprint`).
+   */
+  modules: Record<string, { path: string; digest?: string }>;
+  /** The stage module's code fingerprint merged with those of `modules`. */
   code?: CodeFingerprint;
 }
 
@@ -104,9 +111,14 @@ function paramNames(def: Stage<unknown>): string[] | undefined {
   return s instanceof z.ZodObject && s.shape ? Object.keys(s.shape) : undefined;
 }
 
+/**
+ * With `resolver`, the code of modules named by params is scanned (a computed import, a
+ * missing file) before `refineParams` imports them, so such errors point at their line.
+ */
 export async function resolveExperiment(
   exp: MergedExperiment,
   catalog: StageCatalog,
+  resolver?: ProjectResolver,
 ): Promise<ResolvedExperiment> {
   const names = Object.keys(exp.stages);
   if (names.length === 0) {
@@ -173,7 +185,16 @@ export async function resolveExperiment(
         const labels = mergeLabels(c.labels, m.labels);
         if (!labels) continue;
         const instance = instanceName(name, labels);
-        const r = await resolveInstance(exp, name, instance, def, modulePath, m.params, m.seed);
+        const r = await resolveInstance(
+          exp,
+          name,
+          instance,
+          def,
+          modulePath,
+          m.params,
+          m.seed,
+          resolver,
+        );
         r.inputs = c.inputs;
         r.labels = labels;
         list.push(r);
@@ -300,6 +321,7 @@ async function resolveInstance(
   modulePath: string,
   matrixParams: Record<string, unknown>,
   matrixSeed: number | undefined,
+  resolver: ProjectResolver | undefined,
 ): Promise<ResolvedStage> {
   const entry = exp.stages[name];
   const known = paramNames(def);
@@ -327,22 +349,77 @@ async function resolveInstance(
     }
   }
   const raw = deepMerge(deepMerge(deepMerge(fromAll, fromKind), entry.params), matrixParams);
-  const parsed = def.params.safeParse(raw);
-  if (!parsed.success) {
-    const first = String(parsed.error.issues[0]?.path[0] ?? "");
-    const fromMatrix = Object.keys(matrixParams).includes(first);
-    const prefix = fromMatrix
+  /** Where the value of top-level param `param` was set (the most specific place wins). */
+  const prefixOf = (param: string): PathSeg[] =>
+    Object.hasOwn(matrixParams, param)
       ? ["stages", name, "matrix"]
-      : first in entry.params
+      : Object.hasOwn(entry.params, param)
       ? ["stages", name, "params"]
-      : first in fromKind
+      : Object.hasOwn(fromKind, param)
       ? ["defaults", entry.kind]
-      : first in fromAll
+      : Object.hasOwn(fromAll, param)
       ? ["defaults", "all"]
       : ["stages", name, "params"];
-    throw zodToConfigError(parsed.error, exp, `stages.${instance}.params`, prefix, () => []);
+  /** The node of param `param`'s value (for a matrix axis, the value of this instance). */
+  const paramPath = (param: string): PathSeg[] => {
+    const prefix = prefixOf(param);
+    const i = prefix[2] === "matrix" ? entry.matrix?.[param]?.indexOf(matrixParams[param]) : -1;
+    return i !== undefined && i >= 0 ? [...prefix, param, i] : [...prefix, param];
+  };
+  const schemaError = (error: z.ZodError) =>
+    zodToConfigError(
+      error,
+      exp,
+      `stages.${instance}.params`,
+      prefixOf(String(error.issues[0]?.path[0] ?? "")),
+      () => [],
+    );
+  const parsed = def.params.safeParse(raw);
+  if (!parsed.success) throw schemaError(parsed.error);
+  let params = parsed.data as Record<string, unknown>;
+
+  // Modules named by params: resolved like `kind:` paths, against the file that set them.
+  const modules: Record<string, { path: string }> = {};
+  let named: Record<string, string>;
+  try {
+    named = def.modules?.(params) ?? {};
+  } catch (e) {
+    throw exp.error(["stages", name, "params"], `stage '${instance}': ${messageOf(e)}`);
   }
-  const params = parsed.data as Record<string, unknown>;
+  for (const [param, spec] of Object.entries(named)) {
+    if (spec === undefined || spec === null) continue; // an optional param left unset
+    const at = paramPath(param);
+    if (typeof spec !== "string") {
+      throw exp.error(at, `stage '${instance}': param '${param}' must be a path to a module`);
+    }
+    const file = exp.sourceOf(at).file;
+    const path = spec.startsWith("file:")
+      ? fromFileUrl(spec)
+      : resolvePath(dirname(resolvePath(file)), spec);
+    const isFile = await Deno.stat(path).then((st) => st.isFile, () => false);
+    if (!isFile) {
+      throw exp.error(
+        at,
+        `stage '${instance}': module '${spec}' (param '${param}') not found (looked at ${path})`,
+      );
+    }
+    await resolver?.fingerprint(path);
+    modules[param] = { path };
+  }
+  if (def.refineParams) {
+    const paths = Object.fromEntries(Object.entries(modules).map(([k, m]) => [k, m.path]));
+    try {
+      params = (await def.refineParams(params, paths)) as Record<string, unknown>;
+    } catch (e) {
+      if (e instanceof ConfigError) throw e;
+      if (isZodError(e)) throw schemaError(e);
+      const first = Object.keys(modules)[0];
+      throw exp.error(
+        first ? paramPath(first) : ["stages", name, "params"],
+        `stage '${instance}': ${messageOf(e)}`,
+      );
+    }
+  }
 
   const base = dirname(resolvePath(exp.file));
   const externals: Record<string, string> = {};
@@ -373,7 +450,19 @@ async function resolveInstance(
     externals,
     facets,
     resources: entry.resources,
+    modules,
   };
+}
+
+/** A zod error, also from another copy of zod (a plugin's). */
+function isZodError(e: unknown): e is z.ZodError {
+  return e instanceof z.ZodError ||
+    (e !== null && typeof e === "object" && (e as { name?: unknown }).name === "ZodError" &&
+      Array.isArray((e as { issues?: unknown }).issues));
+}
+
+function messageOf(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
 }
 
 /** Depth-first topological order of the YAML stages; a cycle is reported with its path. */

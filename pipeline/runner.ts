@@ -162,6 +162,9 @@ export async function runStages(
       externals: s.externals,
       experimentDir: opts.experimentDir,
       facets: s.facets,
+      modules: Object.fromEntries(
+        Object.entries(s.modules).map(([p, m]) => [p, { path: m.path, digest: m.digest! }]),
+      ),
       seed: s.seed,
       components: c,
       force,

@@ -5,7 +5,10 @@
  * light (zod and types only): the runner imports it to validate params and compute cache keys
  * even when the stage is a cache hit. Heavy code (TensorFlow.js, sharp) belongs in a module
  * that `run` imports dynamically, e.g. `run: async (ctx) => (await import("./run.ts")).run(ctx)`.
- * Dynamic imports with a literal specifier are part of the stage's code fingerprint.
+ * Dynamic imports with a literal specifier are part of the stage's code fingerprint; one with
+ * a computed specifier is refused (its code would be missing from the key), except for a
+ * module named by the params (`modules`), imported on a line marked
+ * `// fingerprint: module named by params`.
  */
 import type { z } from "zod";
 
@@ -63,6 +66,20 @@ export interface StageContext<P> {
   seed: number;
   /** The environment facets that went into the cache key (e.g. the resolved backend). */
   facets: Record<string, string>;
+  /**
+   * The modules named by params (see `Stage.modules`), by param: absolute `path`, and
+   * `digest`, the hash of that module's code fingerprint (its files and npm packages). Record
+   * the digest in the outputs: a downstream stage that loads the module by a recorded path
+   * then gets a new key when the module changes, through the outputs' content digest.
+   * `{}` for a stage without such modules.
+   */
+  modules: Record<string, ModuleHandle>;
+}
+
+/** A code module named by a stage's params, as resolved by the engine. */
+export interface ModuleHandle {
+  path: string;
+  digest: string;
 }
 
 /** An external input; `hint` is shown when the path does not exist (e.g. an install command). */
@@ -92,6 +109,24 @@ export interface Stage<P = unknown> {
    * Must be cheap: it runs on every invocation, cache hit or not.
    */
   facets?(params: P): Record<string, string> | Promise<Record<string, string>>;
+  /**
+   * Code modules the stage loads by a path given in its params (plugins), keyed by the name
+   * of the param that holds the path, so that errors can point at it. The engine resolves
+   * each against the folder of the experiment file that set the param, refuses one that does
+   * not exist, and adds its code (and everything it imports) to the stage's code fingerprint:
+   * without this, editing a plugin would not rerun the stage. Return only values that are
+   * paths (not, say, the name of a built-in).
+   */
+  modules?(params: P): Record<string, string>;
+  /**
+   * A second validation step, after the schema, given the absolute paths of `modules` by
+   * param. It may import those modules (keep them light: it runs on every invocation whose
+   * plan is not cached) and returns the final params, e.g. with a plugin's own defaults
+   * filled in, so that they are part of the cache key. A thrown `ZodError` (issue paths
+   * relative to the params) is reported at the offending key like a schema error; any other
+   * error at the module's param.
+   */
+  refineParams?(params: P, modules: Record<string, string>): Promise<P>;
   run(ctx: StageContext<P>): Promise<StageResult | void>;
   /**
    * Optional, for `diff`: compares outputs of this stage from two sides (A and B, paired by
@@ -126,3 +161,6 @@ export class StageInputError extends Error {
     this.name = "StageInputError";
   }
 }
+
+/** ` (did you mean 'x'?)` for an unknown name, or "" (for stages' own name checks). */
+export { didYouMean } from "./suggest.ts";

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { canonicalJson, hashJson } from "../pipeline/canonical.ts";
-import { scanImports, stripComments } from "../pipeline/fingerprint.ts";
+import { scanImports, scanSource, stripComments } from "../pipeline/fingerprint.ts";
 import { hashFile, StatMemo } from "../pipeline/hash.ts";
 import { explainChange, type KeyComponents, leafDiff } from "../pipeline/key.ts";
 import { closest, editDistance } from "../pipeline/suggest.ts";
@@ -49,6 +49,26 @@ const wasm = new URL("./data.wasm", import.meta.url);
     "npm:yaml",
   ]);
   assert.equal(stripComments('const s = "a // b"; // c').trimEnd(), 'const s = "a // b";');
+});
+
+Deno.test("scanSource finds computed dynamic imports, except on a marked line", () => {
+  const src = [
+    'import { a } from "./a.ts";',
+    "const m = await import(path);",
+    "const t = import(`./${name}.ts`);",
+    "const l = import(`./literal.ts`);",
+    'const s = "import(notCode)"; // import(comment)',
+    "/* import(block) */ obj.import(x);",
+    "await import(toFileUrl(p).href); // fingerprint: module named by params",
+    "const o = import (spec);",
+    "await import(last); // fingerprint: module named by params",
+  ].join("\n");
+  const { imports, computed } = scanSource(src);
+  assert.deepEqual(computed, [{ line: 2, col: 17 }, { line: 3, col: 11 }, { line: 8, col: 11 }]);
+  assert.deepEqual(imports, [
+    { spec: "./a.ts", line: 1, col: 19 },
+    { spec: "./literal.ts", line: 4, col: 18 },
+  ]);
 });
 
 Deno.test("hashFile equals SHA-256 of the bytes, across chunk boundaries", async () => {

@@ -163,7 +163,7 @@ export function loadTf(): Promise<Tf> {
 async function importOptional(specifier: string): Promise<unknown> {
   // A non-literal specifier keeps `deno check` from requiring the optional package.
   const spec = specifier;
-  return await import(spec);
+  return await import(spec); // fingerprint: optional npm package
 }
 
 /**
