@@ -1,6 +1,9 @@
 /**
  * Benchmark of chunked KME scoring + COCO retrieval ranks (5k and 1k in one pass) on random
- * data of the COCO 5k-test shape. Not a test; prints one JSON line.
+ * data of the COCO 5k-test shape. Not a test; prints one JSON line. KME runs the kme
+ * similarity's KernelScorer in `--workers` Web Workers; `--clip` scores CLIP's pooled vectors
+ * in-thread, as the retrieval stage does (pooled similarities never use workers, so
+ * `--workers` then only sets the ranking concurrency).
  *
  *   deno run --allow-all bench/kme_scoring_standalone.ts \
  *     [--images 5000] [--captions-per-image 5] [--points 16] [--dim 64] [--sigma2 0.05] \
@@ -9,11 +12,9 @@
 import { parseArgs } from "node:util";
 import process from "node:process";
 import { Rng } from "../stages/lib/random.ts";
-import {
-  createParallelScorer,
-  type PointSets,
-  type ScorerSpec,
-} from "../stages/lib/eval/scoring.ts";
+import { createParallelScorer, type PointSets } from "../stages/lib/eval/scoring.ts";
+import { type ClosableScorer, scorerFor } from "../stages/lib/eval/similarity_scoring.ts";
+import { builtinRecord, loadSimilarity } from "../stages/lib/similarity/registry.ts";
 import { cocoRetrieval } from "../stages/lib/eval/retrieval.ts";
 
 function randomSets(n: number, P: number, d: number, rng: Rng): PointSets {
@@ -48,27 +49,27 @@ if (import.meta.main) {
   const images = randomSets(nI, P, d, rng);
   const captions = randomSets(nC, P, d, rng);
   const captionImage = new Int32Array(nC).map((_, c) => Math.floor(c / cpi));
-  const spec: ScorerSpec = values.clip
-    ? { kind: "clip", images: images.data, captions: captions.data, dim: d, scale: 20 }
-    : {
-      kind: "kme",
-      images,
-      captions,
-      sigma2: Number(values.sigma2),
-      backend: values.backend as "wasm" | "blas" | "js",
-    };
-  if (values.clip) {
-    // one point per input for CLIP: reuse the first point of each set
-    const pick = (s: PointSets) => {
-      const out = new Float32Array(s.n * d);
-      for (let i = 0; i < s.n; i++) out.set(s.data.subarray(i * P * d, i * P * d + d), i * d);
-      return out;
-    };
-    Object.assign(spec, { images: pick(images), captions: pick(captions) });
-  }
+  // One point per input for CLIP: the first point of each set.
+  const pick = (s: PointSets): PointSets => {
+    const data = new Float32Array(s.n * d);
+    for (let i = 0; i < s.n; i++) data.set(s.data.subarray(i * P * d, i * P * d + d), i * d);
+    return { n: s.n, points: 1, dim: d, data, logits: new Float32Array(s.n) };
+  };
+  const clipSets = values.clip ? [pick(images), pick(captions)] as const : undefined;
   const t0 = performance.now();
   const cpu0 = process.cpuUsage();
-  const scorer = await createParallelScorer(spec, { workers });
+  let scorer: ClosableScorer;
+  if (clipSets) {
+    const clip = await loadSimilarity({ ...builtinRecord("clip"), values: { logit_scale: 20 } });
+    scorer = await scorerFor(clip, ...clipSets);
+  } else {
+    scorer = await createParallelScorer({
+      images,
+      captions,
+      backend: values.backend as "wasm" | "blas" | "js",
+      similarity: { ...builtinRecord("kme"), values: { sigma2: Number(values.sigma2) } },
+    }, { workers });
+  }
   const tReady = performance.now();
   let peakRss = Deno.memoryUsage().rss;
   let lastLog = 0;

@@ -6,28 +6,22 @@
  */
 import type { ModelConfig } from "../stages/lib/model/model.ts";
 import { keyedRng } from "../stages/lib/random.ts";
-import type { SimilarityKind } from "../stages/lib/model/similarity.ts";
+import { builtinRecord } from "../stages/lib/similarity/registry.ts";
 import type { TrainOptions } from "../stages/lib/model/train.ts";
 
 export const R1_BATCH = 128;
 export const R1_LEN = 16;
 export const R1_VOCAB = 1000;
 
-export function r1Config(similarity: SimilarityKind): ModelConfig {
+export function r1Config(similarity: string): ModelConfig {
   const tower = { width: 128, depth: 2, heads: 4, mlp: 512 };
   return {
-    similarity,
+    similarity: builtinRecord(similarity),
     embedDim: 64,
     image: { height: 32, widthPx: 32, channels: 3, patch: 8, ...tower },
     text: { maxLen: R1_LEN, vocabSize: R1_VOCAB, ...tower },
     points: "tokens",
     numQueries: 8,
-    initTemperature: 0.07,
-    maxScale: 100,
-    sigma2Init: 0.07,
-    sigma2Min: 0.01,
-    sigma2Max: 10,
-    learnSigma2: true,
   };
 }
 

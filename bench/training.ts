@@ -22,10 +22,12 @@ import * as tf from "@tensorflow/tfjs-core";
 import { fileURLToPath } from "node:url";
 import { cpuCount, initBackend, webgpuAdapterDescription } from "../stages/lib/tf/backend.ts";
 import { ClipModel } from "../stages/lib/model/model.ts";
-import type { SimilarityKind } from "../stages/lib/model/similarity.ts";
 import { createOptimizer, trainStep } from "../stages/lib/model/train.ts";
 import { R1_BATCH, R1_LEN, R1_TRAIN, r1Batches, r1Config } from "./r1.ts";
 import { type Figure, median, which } from "./util.ts";
+
+/** The two similarities R1 measures. */
+type SimilarityName = "clip" | "kme";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const SELF = fileURLToPath(import.meta.url);
@@ -40,7 +42,7 @@ const envInt = (name: string, dflt: number) => {
 interface RunResult {
   backend: string;
   threads: number;
-  similarity: SimilarityKind;
+  similarity: SimilarityName;
   batch?: number;
   /** WebGPU adapter description (webgpu only), so a GPU run shows which device it measured. */
   adapter?: string;
@@ -66,7 +68,7 @@ interface RunOptions {
 
 async function measure(
   backend: "wasm" | "cpu" | "webgpu",
-  similarity: SimilarityKind,
+  similarity: SimilarityName,
   threads: number | undefined,
   o: RunOptions,
 ): Promise<RunResult> {
@@ -179,7 +181,7 @@ async function runChild(
 
 function ours(
   backend: string,
-  sim: SimilarityKind,
+  sim: SimilarityName,
   o: RunOptions,
   threads?: number,
   timeoutMs = 600_000,
@@ -203,7 +205,7 @@ function ours(
   return runChild(Deno.execPath(), args, timeoutMs);
 }
 
-function peer(sim: SimilarityKind, o: RunOptions) {
+function peer(sim: SimilarityName, o: RunOptions) {
   const args = [
     PEER,
     "--similarity",
@@ -242,7 +244,7 @@ export async function benchTraining(log: (s: string) => void): Promise<Figure[]>
     embed: false,
   };
   const short: RunOptions = { warmup: 1, windows: 1, steps: 1, embed: false };
-  const sims: SimilarityKind[] = ["clip", "kme"];
+  const sims: SimilarityName[] = ["clip", "kme"];
   const peerMissing = await havePeer();
   const threads = Math.min(cpuCount(), 8);
   log(
@@ -383,7 +385,7 @@ export async function benchTraining(log: (s: string) => void): Promise<Figure[]>
 if (import.meta.main && Deno.args[0] === "run") {
   const [, backend, sim, threads, warmup, windows, steps, embed, batch] = Deno.args;
   const t = Number(threads);
-  const r = await measure(backend as "wasm", sim as SimilarityKind, t > 0 ? t : undefined, {
+  const r = await measure(backend as "wasm", sim as SimilarityName, t > 0 ? t : undefined, {
     warmup: Number(warmup ?? 2),
     windows: Number(windows ?? 4),
     steps: Number(steps ?? 3),

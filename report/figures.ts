@@ -35,7 +35,8 @@ const PALETTE = [
   "#ff9da6",
   "#bab0ac",
 ];
-const KNOWN_SIMILARITIES = ["clip", "kme", "wpse"];
+/** The built-in similarities and presets (stages/lib/similarity/registry.ts), in a fixed order. */
+const KNOWN_SIMILARITIES = ["clip", "kme", "wpse", "clip_weighted", "kme_one_point"];
 const NONE = "n/a";
 
 /**

@@ -5,11 +5,13 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { createParallelScorer, KmeScorer, kmeScoreReference } from "../stages/lib/eval/scoring.ts";
+import { createParallelScorer, type KernelWorkerSpec } from "../stages/lib/eval/scoring.ts";
+import { kernelScorer } from "../stages/lib/eval/similarity_scoring.ts";
 import { evaluateRetrieval } from "../stages/lib/eval/retrieval.ts";
 import { findOpenBlas } from "../stages/lib/eval/openblas.ts";
 import { resolveKmeEngine } from "../stages/lib/eval/engine_param.ts";
-import { randomSets } from "./helpers/point_sets.ts";
+import { kmeRecord, kmeScorer, loadKme, randomSets } from "./helpers/point_sets.ts";
+import { kmeScoreReference } from "./helpers/kme_reference.ts";
 
 const ignore = findOpenBlas() === undefined && Deno.env.get("CI") === undefined;
 const named = (name: string) =>
@@ -18,20 +20,22 @@ const named = (name: string) =>
 // 40 images x 70 captions of 16 points: the engine's grid cells are 16 images x 32 captions,
 // so blocks and pairs below cut across cells.
 const A = randomSets(40, 16, 24, 21, 3), B = randomSets(70, 16, 24, 22, 5);
-const spec = (backend: "wasm" | "blas") => ({
-  kind: "kme" as const,
+const KME = await loadKme(0.1);
+const spec = (backend: "wasm" | "blas"): KernelWorkerSpec => ({
   images: A,
   captions: B,
-  sigma2: 0.1,
   backend,
+  similarity: kmeRecord(0.1),
 });
+/** The in-thread scorer of `spec(backend)`. */
+const scorer = (backend: "wasm" | "blas") => kernelScorer(KME, A, B, backend);
 
 Deno.test({
   name: named("blas engine: equals the wasm engine up to f32 rounding, and names its OpenBLAS"),
   ignore,
   fn() {
-    const w = new KmeScorer(spec("wasm")).scoreBlock(0, 40, 0, 70);
-    const b = new KmeScorer(spec("blas"));
+    const w = scorer("wasm").scoreBlock(0, 40, 0, 70);
+    const b = scorer("blas");
     assert.match(b.description, /backend=blas \(OpenBLAS \w+\)/);
     const x = b.scoreBlock(0, 40, 0, 70);
     let worst = 0;
@@ -44,7 +48,7 @@ Deno.test({
   name: named("blas engine: any block or scattered pair gives the same bits as the full matrix"),
   ignore,
   fn() {
-    const s = new KmeScorer(spec("blas"));
+    const s = scorer("blas");
     const full = s.scoreBlock(0, 40, 0, 70);
     for (const [bi, bc] of [[1, 1], [7, 13], [16, 32], [40, 3], [5, 70]]) {
       for (let i0 = 0; i0 < 40; i0 += bi) {
@@ -74,7 +78,7 @@ Deno.test({
   name: named("blas engine: Web Workers give the in-thread bits; chunked retrieval equals full"),
   ignore,
   async fn() {
-    const local = new KmeScorer(spec("blas"));
+    const local = scorer("blas");
     const full = local.scoreBlock(0, 40, 0, 70);
     const par = await createParallelScorer(spec("blas"), { workers: 2 });
     try {
@@ -99,7 +103,7 @@ Deno.test({
 Deno.test({
   name: named("blas engine: captions packed to their real points, wherever the padding is"),
   ignore,
-  fn() {
+  async fn() {
     // 20 points per caption (padded to 24 by the others); live points at scattered positions,
     // from 1 (one point) to 20 (no padding), across two caption cells.
     const N = 20, nC = 45;
@@ -111,13 +115,7 @@ Deno.test({
       }
     }
     const imgs = randomSets(6, 5, 12, 32, 1);
-    const s = new KmeScorer({
-      kind: "kme",
-      images: imgs,
-      captions: caps,
-      sigma2: 0.2,
-      backend: "blas",
-    });
+    const s = await kmeScorer(imgs, caps, 0.2, "blas");
     const full = s.scoreBlock(0, 6, 0, nC);
     for (let i = 0; i < 6; i++) {
       for (let c = 0; c < nC; c++) {
@@ -159,14 +157,17 @@ async function denoEval(code: string, env: Record<string, string>) {
 }
 
 const LIB = new URL("../stages/lib/eval/", import.meta.url).href;
+const SIM = new URL("../stages/lib/similarity/", import.meta.url).href;
 
 Deno.test("KME_OPENBLAS=none: auto means wasm, and the blas engine refuses with a clear message", async () => {
   const r = await denoEval(
     `import { resolveKmeEngine } from "${LIB}engine_param.ts";
-     import { KmeScorer } from "${LIB}scoring.ts";
+     import { kernelScorer } from "${LIB}similarity_scoring.ts";
+     import { builtinRecord, loadSimilarity } from "${SIM}registry.ts";
      console.log(resolveKmeEngine("auto"));
      const s = { n: 1, points: 1, dim: 2, data: new Float32Array([1, 0]), logits: new Float32Array(1) };
-     try { new KmeScorer({ kind: "kme", images: s, captions: s, sigma2: 1, backend: "blas" }); }
+     const kme = await loadSimilarity({ ...builtinRecord("kme"), values: { sigma2: 1 } });
+     try { kernelScorer(kme, s, s, "blas"); }
      catch (e) { console.log(e.name, e.exitCode, e.message); }`,
     { KME_OPENBLAS: "none" },
   );

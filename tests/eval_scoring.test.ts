@@ -1,12 +1,15 @@
 import assert from "node:assert/strict";
 import {
-  ClipScorer,
   createParallelScorer,
-  KmeScorer,
-  kmeScoreReference,
+  KernelScorer,
+  type KernelWorkerSpec,
+  PooledScorer,
 } from "../stages/lib/eval/scoring.ts";
+import { kernelScorer } from "../stages/lib/eval/similarity_scoring.ts";
+import { loadSimilarity } from "../stages/lib/similarity/registry.ts";
 import { evaluateRetrieval } from "../stages/lib/eval/retrieval.ts";
-import { randomSets } from "./helpers/point_sets.ts";
+import { kmeRecord, kmeScorer, loadKme, randomSets } from "./helpers/point_sets.ts";
+import { kmeScoreReference } from "./helpers/kme_reference.ts";
 import { findOpenBlas } from "../stages/lib/eval/openblas.ts";
 
 // "blas" needs OpenBLAS: .ci/run installs it, so on CI its absence fails these tests;
@@ -15,12 +18,12 @@ const BLAS = findOpenBlas() !== undefined || Deno.env.get("CI") !== undefined;
 const BACKENDS = BLAS ? ["wasm", "blas", "js"] as const : ["wasm", "js"] as const;
 if (!BLAS) console.log("eval_scoring: OpenBLAS not installed, the blas engine is not tested");
 
-Deno.test("KME scorer equals the naive double-sum reference (padding, odd shapes)", () => {
+Deno.test("KME scorer equals the naive double-sum reference (padding, odd shapes)", async () => {
   for (const [M, N, d, padI, padC] of [[5, 11, 13, 1, 3], [16, 16, 64, 0, 0], [3, 9, 7, 0, 4]]) {
     const A = randomSets(6, M, d, 1 + M, padI), B = randomSets(9, N, d, 2 + N, padC);
     for (const sigma2 of [0.5, 0.1]) {
       for (const backend of BACKENDS) {
-        const s = new KmeScorer({ kind: "kme", images: A, captions: B, sigma2, backend });
+        const s = await kmeScorer(A, B, sigma2, backend);
         const blk = s.scoreBlock(0, 6, 0, 9);
         for (let i = 0; i < 6; i++) {
           for (let c = 0; c < 9; c++) {
@@ -37,10 +40,10 @@ Deno.test("KME scorer equals the naive double-sum reference (padding, odd shapes
   }
 });
 
-Deno.test("KME scorer: chunked blocks and scattered pairs are bit-identical to one full block", () => {
+Deno.test("KME scorer: chunked blocks and scattered pairs are bit-identical to one full block", async () => {
   const A = randomSets(13, 6, 10, 3, 2), B = randomSets(21, 10, 10, 4, 3);
   for (const backend of BACKENDS) {
-    const s = new KmeScorer({ kind: "kme", images: A, captions: B, sigma2: 0.2, backend });
+    const s = await kmeScorer(A, B, 0.2, backend);
     const full = s.scoreBlock(0, 13, 0, 21);
     for (const [bi, bc] of [[1, 1], [4, 5], [13, 2], [5, 21]]) {
       for (let i0 = 0; i0 < 13; i0 += bi) {
@@ -61,12 +64,11 @@ Deno.test("KME scorer: chunked blocks and scattered pairs are bit-identical to o
   }
 });
 
-Deno.test("KME with one point per input equals CLIP (scale 1/sigma2) up to the constant -1/sigma2", () => {
+Deno.test("KME with one point per input equals CLIP (scale 1/sigma2) up to the constant -1/sigma2", async () => {
   const d = 24;
   const A = randomSets(7, 1, d, 5), B = randomSets(11, 1, d, 6);
   for (const sigma2 of [1, 0.07, 0.02]) {
-    const clip = new ClipScorer({
-      kind: "clip",
+    const clip = new PooledScorer({
       images: A.data,
       captions: B.data,
       dim: d,
@@ -74,8 +76,7 @@ Deno.test("KME with one point per input equals CLIP (scale 1/sigma2) up to the c
     })
       .scoreBlock(0, 7, 0, 11);
     for (const backend of BACKENDS) {
-      const kme = new KmeScorer({ kind: "kme", images: A, captions: B, sigma2, backend })
-        .scoreBlock(0, 7, 0, 11);
+      const kme = (await kmeScorer(A, B, sigma2, backend)).scoreBlock(0, 7, 0, 11);
       for (let k = 0; k < 77; k++) {
         const expected = clip[k] - 1 / sigma2;
         assert.ok(
@@ -87,11 +88,21 @@ Deno.test("KME with one point per input equals CLIP (scale 1/sigma2) up to the c
   }
 });
 
-Deno.test("WPSE scorer = scale * exp(KME score) (kernel mean embedding inner product)", () => {
+// The kernel engines' `finish` hook (a kernel similarity's pair score from the pair's
+// log-sum-exp) on another finish than KME's: scale * exp(KME score) = scale * sum_ij alpha_i
+// beta_j k(u_i, v_j), the kernel mean embedding inner product linearly scaled (the former
+// "wpse" variant of the KME scorer).
+Deno.test("kernel scorer with a custom finish: scale * exp(KME score) (kernel mean embedding inner product)", () => {
   const A = randomSets(4, 5, 9, 21, 1), B = randomSets(6, 7, 9, 22, 2);
-  const sigma2 = 0.3, scale = 12;
+  const sigma2 = 0.3, scale = 12, inv = 1 / sigma2;
   for (const backend of BACKENDS) {
-    const w = new KmeScorer({ kind: "wpse", images: A, captions: B, sigma2, scale, backend });
+    const w = new KernelScorer({
+      images: A,
+      captions: B,
+      score: { invSigma2: inv, finish: (lse) => scale * Math.exp(lse - inv) },
+      backend,
+      similarity: `kme-exp sigma2=${sigma2} scale=${scale}`,
+    });
     const blk = w.scoreBlock(0, 4, 0, 6);
     for (let i = 0; i < 4; i++) {
       for (let c = 0; c < 6; c++) {
@@ -106,21 +117,15 @@ Deno.test("WPSE scorer = scale * exp(KME score) (kernel mean embedding inner pro
       w.scorePairs(Int32Array.from([3]), Int32Array.from([5])),
       blk.subarray(23, 24),
     );
-    assert.match(w.description, /^wpse/);
+    assert.match(w.description, /^kme-exp sigma2=0\.3 scale=12 backend=/);
   }
 });
 
-Deno.test("KME LSE form stays finite where the direct double sum underflows", () => {
+Deno.test("KME LSE form stays finite where the direct double sum underflows", async () => {
   const A = randomSets(3, 4, 16, 7), B = randomSets(4, 5, 16, 8);
   const sigma2 = 0.0005; // exponents (dot - 1) / sigma2 reach -1000: below f64 range
-  const wasm = new KmeScorer({ kind: "kme", images: A, captions: B, sigma2 }).scoreBlock(
-    0,
-    3,
-    0,
-    4,
-  );
-  const js = new KmeScorer({ kind: "kme", images: A, captions: B, sigma2, backend: "js" })
-    .scoreBlock(0, 3, 0, 4);
+  const wasm = (await kmeScorer(A, B, sigma2)).scoreBlock(0, 3, 0, 4);
+  const js = (await kmeScorer(A, B, sigma2, "js")).scoreBlock(0, 3, 0, 4);
   let underflows = 0;
   for (let k = 0; k < 12; k++) {
     assert.ok(Number.isFinite(wasm[k]));
@@ -130,23 +135,13 @@ Deno.test("KME LSE form stays finite where the direct double sum underflows", ()
   assert.ok(underflows > 0, "the direct form was expected to underflow somewhere");
 });
 
-Deno.test("KME scorer input validation", () => {
+Deno.test("KME scorer input validation", async () => {
   const A = randomSets(2, 3, 4, 9), B = randomSets(2, 3, 4, 10);
   B.logits.fill(-Infinity, 3, 6);
-  assert.throws(
-    () => new KmeScorer({ kind: "kme", images: A, captions: B, sigma2: 0.1 }),
-    /set 1 has no finite weight logit/,
-  );
-  assert.throws(
-    () => new KmeScorer({ kind: "kme", images: A, captions: randomSets(2, 3, 5, 1), sigma2: 0.1 }),
-    /dims differ/,
-  );
-  const ok = new KmeScorer({
-    kind: "kme",
-    images: A,
-    captions: randomSets(2, 3, 4, 1),
-    sigma2: 0.1,
-  });
+  const kme = await loadKme(0.1);
+  assert.throws(() => kernelScorer(kme, A, B), /set 1 has no finite weight logit/);
+  assert.throws(() => kernelScorer(kme, A, randomSets(2, 3, 5, 1)), /dims differ/);
+  const ok = kernelScorer(kme, A, randomSets(2, 3, 4, 1));
   assert.throws(() => ok.scoreBlock(1, 2, 0, 1), /outside/);
 });
 
@@ -154,7 +149,7 @@ Deno.test("retrieval through the chunked KME scorer equals retrieval on its full
   const nI = 9;
   const captionImage = Int32Array.from([0, 0, 1, 1, 1, 2, 3, 4, 4, 5, 6, 6, 7, 8, 8, 8, 8]);
   const A = randomSets(nI, 4, 8, 11), B = randomSets(captionImage.length, 5, 8, 12, 1);
-  const s = new KmeScorer({ kind: "kme", images: A, captions: B, sigma2: 0.3 });
+  const s = await kmeScorer(A, B, 0.3);
   const full = s.scoreBlock(0, nI, 0, captionImage.length);
   const a = await evaluateRetrieval(full, captionImage);
   const b = await evaluateRetrieval(s, captionImage, { imageBlock: 2, captionBlock: 5 });
@@ -164,12 +159,13 @@ Deno.test("retrieval through the chunked KME scorer equals retrieval on its full
 
 Deno.test("parallel (Web Worker) scorer equals the in-thread scorer bit for bit", async () => {
   const A = randomSets(10, 5, 12, 13, 1), B = randomSets(17, 7, 12, 14, 2);
-  const spec = { kind: "kme" as const, images: A, captions: B, sigma2: 0.15 };
-  const local = new KmeScorer(spec);
+  const spec: KernelWorkerSpec = { images: A, captions: B, similarity: kmeRecord(0.15) };
+  const local = kernelScorer(await loadSimilarity(spec.similarity), A, B);
   const par = await createParallelScorer(spec, { workers: 2 });
   try {
     assert.equal(par.nImages, 10);
     assert.equal(par.nCaptions, 17);
+    assert.equal(par.description, `${local.description} workers=2`);
     const [x, y] = await Promise.all([par.scoreBlock(0, 10, 0, 17), par.scoreBlock(3, 4, 5, 6)]);
     assert.deepEqual(x, local.scoreBlock(0, 10, 0, 17));
     assert.deepEqual(y, local.scoreBlock(3, 4, 5, 6));
@@ -186,10 +182,10 @@ Deno.test("parallel (Web Worker) scorer equals the in-thread scorer bit for bit"
   }
 });
 
-Deno.test("CLIP scorer: scale * dot, pair-deterministic", () => {
+Deno.test("CLIP (pooled) scorer: scale * dot, pair-deterministic", () => {
   const u = Float32Array.from([1, 0, 0, 1, 0.6, 0.8]);
   const v = Float32Array.from([0, 1, 0.6, 0.8]);
-  const s = new ClipScorer({ kind: "clip", images: u, captions: v, dim: 2, scale: 10 });
+  const s = new PooledScorer({ images: u, captions: v, dim: 2, scale: 10 });
   const blk = s.scoreBlock(0, 3, 0, 2);
   const expected = [0, 6, 10, 8, 8, 10];
   for (let k = 0; k < 6; k++) assert.ok(Math.abs(blk[k] - expected[k]) < 1e-5);

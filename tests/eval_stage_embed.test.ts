@@ -8,8 +8,10 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import stage, { EmbedParams } from "../stages/embed/stage.ts";
-import { poolPoints, readEmbeddings, scorerSpecFor } from "../stages/lib/eval/embeddings.ts";
-import { createScorer } from "../stages/lib/eval/scoring.ts";
+import { readEmbeddings } from "../stages/lib/eval/embeddings.ts";
+import { scorerFor } from "../stages/lib/eval/similarity_scoring.ts";
+import { loadSimilarity } from "../stages/lib/similarity/registry.ts";
+import { softmaxWeightedMeans } from "../stages/lib/similarity/point_sets.ts";
 import { encodeImages, encodeTexts } from "../stages/lib/model/io.ts";
 import { toySplit } from "../stages/lib/model/toy.ts";
 import { saveRandomModel, stageContext, writeToyDataset } from "./eval_stage_helpers.ts";
@@ -64,8 +66,9 @@ for (const similarity of ["kme", "clip"] as const) {
       const eb = await readEmbeddings(b.ctx.outDir);
       const h = ea.header;
       const M = similarity === "clip" ? 1 : 16, N = similarity === "clip" ? 1 : 8;
-      assert.equal(h.format, "kme-embeddings/1");
-      assert.equal(h.similarity, similarity);
+      assert.equal(h.format, "kme-embeddings/2");
+      assert.equal(h.similarity.name, similarity);
+      assert.deepEqual(h.similarity.params, model.config.similarity.params);
       assert.deepEqual([h.M, h.N, h.dim], [M, N, 16]);
       assert.deepEqual(h.counts, {
         images: 20,
@@ -76,9 +79,17 @@ for (const similarity of ["kme", "clip"] as const) {
       assert.equal(h.has_labels, true);
       assert.equal(h.class_names?.length, 8);
       assert.equal(h.files["images.points.f32"].shape.join(), `20,${M},16`);
+      const v = h.similarity.values!;
       if (similarity === "clip") {
-        assert.ok(h.logit_scale! > 14 && h.logit_scale! < 14.3 && h.sigma2 === null);
-      } else assert.ok(Math.abs(h.sigma2! - 0.07) < 1e-6 && h.logit_scale === null);
+        assert.ok(
+          v.logit_scale > 14 && v.logit_scale < 14.3 && !("sigma2" in v),
+          JSON.stringify(v),
+        );
+      } else {assert.ok(
+          Math.abs(v.sigma2 - 0.07) < 1e-6 && !("logit_scale" in v),
+          JSON.stringify(v),
+        );}
+      assert.deepEqual(h.probe, { dim: 16, features: model.sim.probeDoc });
       assert.ok(maxAbsDiff(ea.images!.data, eb.images!.data) < 1e-5);
       assert.ok(maxAbsDiff(ea.captions!.logits, eb.captions!.logits) < 1e-5);
 
@@ -100,15 +111,25 @@ for (const similarity of ["kme", "clip"] as const) {
       assert.deepEqual([...ea.captionText!], texts.map((t) => [...new Set(texts)].indexOf(t)));
       assert.deepEqual([...ea.labels!], [...(await readEmbeddings(b.ctx.outDir)).labels!]);
       assert.ok(
-        maxAbsDiff(ea.pooled!, poolPoints(ea.images!.data, ea.images!.logits, 20, M, 16)) === 0,
+        maxAbsDiff(
+          ea.pooled!,
+          softmaxWeightedMeans({
+            n: 20,
+            points: M,
+            dim: 16,
+            data: ea.images!.data,
+            logits: ea.images!.logits,
+          }),
+        ) === 0,
       );
       if (similarity === "clip") assert.deepEqual(ea.pooled, ea.images!.data);
 
       // The evaluation scorer on the stored sets == the model's training logits.
       const logits = model.logits(ps, pt);
       const want = await logits.data();
-      const sc = createScorer(scorerSpecFor(h, ea.images!, ea.captions!));
-      const got = sc.scoreBlock(0, 20, 0, 40);
+      const sc = await scorerFor(await loadSimilarity(h.similarity), ea.images!, ea.captions!);
+      const got = await sc.scoreBlock(0, 20, 0, 40);
+      sc.close();
       const scale = Math.max(...Array.from(want, Math.abs));
       assert.ok(maxAbsDiff(got, want) < 1e-4 * Math.max(1, scale), `${maxAbsDiff(got, want)}`);
       tf.dispose([ps.points, ps.weights, pt.points, pt.weights, logits]);

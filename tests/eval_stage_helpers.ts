@@ -7,6 +7,8 @@ import type { InputHandle, StageContext } from "../pipeline/stage.ts";
 import { DatasetWriter } from "../stages/lib/dataset/write.ts";
 import { toySplit } from "../stages/lib/model/toy.ts";
 import { type EmbeddingsHeader, EmbeddingsWriter } from "../stages/lib/eval/embeddings.ts";
+import { builtinRecord, loadSimilarity } from "../stages/lib/similarity/registry.ts";
+import type { ScalarValues, SimilarityRecord } from "../stages/lib/similarity/similarity.ts";
 import { makeContext } from "./fixtures/data/context.ts";
 
 export function handle(dir: string, digest = "d"): InputHandle {
@@ -29,8 +31,11 @@ export async function stageContext<P>(
 }
 
 export interface HandEmbeddings {
+  /** A built-in similarity (its default params); its learned values are the two below. */
   similarity: "clip" | "kme" | "wpse";
+  /** clip / wpse: the logit scale. */
   logit_scale?: number;
+  /** kme: the bandwidth. */
   sigma2?: number;
   M: number;
   N: number;
@@ -43,14 +48,30 @@ export interface HandEmbeddings {
   modelDigest?: string;
 }
 
-/** Writes an embeddings folder from explicit point sets (logits default to 0 = uniform). */
+/**
+ * Writes an embeddings folder from explicit point sets (logits default to 0 = uniform). The
+ * header records the built-in similarity with the given values; images.pooled.f32 holds its
+ * linear-probe features, as the embed stage writes them (clip: the point; kme: the
+ * softmax-weighted mean).
+ */
 export async function writeEmbeddings(dir: string, e: HandEmbeddings): Promise<EmbeddingsHeader> {
   await Deno.mkdir(dir, { recursive: true });
+  const values: ScalarValues = {};
+  if (e.logit_scale !== undefined) values.logit_scale = e.logit_scale;
+  if (e.sigma2 !== undefined) values.sigma2 = e.sigma2;
+  const similarity: SimilarityRecord = {
+    name: e.similarity,
+    params: builtinRecord(e.similarity).params,
+    values,
+  };
+  const sim = await loadSimilarity(similarity);
   const w = await EmbeddingsWriter.create(dir, {
     M: e.M,
     N: e.N,
     dim: e.dim,
     labels: e.labels !== undefined,
+    probe: (sets) => sim.sim.probeFeatures(sets, sim.params, sim.values),
+    probeDoc: sim.sim.probeDoc,
   });
   const flat = (sets: { points: number[][]; logits?: number[] }[], P: number) => ({
     points: Float32Array.from(sets.flatMap((s) => s.points.flat())),
@@ -75,9 +96,7 @@ export async function writeEmbeddings(dir: string, e: HandEmbeddings): Promise<E
     e.captions.map((c, k) => c.text ?? `caption ${k}`),
   );
   return await w.finish({
-    similarity: e.similarity,
-    logit_scale: e.logit_scale ?? null,
-    sigma2: e.sigma2 ?? null,
+    similarity,
     split: e.split ?? "test",
     counts: { images: e.images.length, captions: e.captions.length, split_images: e.images.length },
     M: e.M,

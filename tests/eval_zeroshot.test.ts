@@ -1,10 +1,8 @@
 import assert from "node:assert/strict";
-import {
-  clipClassEmbeddings,
-  evaluateZeroShot,
-  kmeClassPointSets,
-} from "../stages/lib/eval/zeroshot.ts";
-import { KmeScorer, type PointSets } from "../stages/lib/eval/scoring.ts";
+import { evaluateZeroShot, kernelClassPointSets } from "../stages/lib/eval/zeroshot.ts";
+import { classEmbeddings } from "../stages/lib/similarity/clip.ts";
+import type { PointSets } from "../stages/lib/similarity/similarity.ts";
+import { kmeScorer } from "./helpers/point_sets.ts";
 import { matrixScorer } from "../stages/lib/eval/retrieval.ts";
 import { Rng } from "../stages/lib/random.ts";
 
@@ -13,10 +11,15 @@ Deno.test("CLIP prompt pooling: normalise(mean of normalised prompts)", () => {
   // class 1: one prompt (0, -5) -> (0, -1)
   const prompts = Float32Array.from([2, 0, 0, -5, 0, 3]);
   const promptClass = Int32Array.from([0, 1, 0]);
-  const out = clipClassEmbeddings(prompts, promptClass, 2, 2);
+  const out = classEmbeddings(prompts, 2, promptClass, 2);
   const r = Math.SQRT1_2;
   for (const [k, e] of [r, r, 0, -1].entries()) assert.ok(Math.abs(out[k] - e) < 1e-7, `${out}`);
-  assert.throws(() => clipClassEmbeddings(prompts, promptClass, 3, 2), /class 2 has no prompt/);
+  // A class without prompts, or a prompt of no class, is refused.
+  assert.throws(() => classEmbeddings(prompts, 2, promptClass, 3), /class 2 has no prompt/);
+  assert.throws(
+    () => classEmbeddings(prompts, 2, Int32Array.from([0, 1, 2]), 2),
+    /promptClass\[2\] = 2 outside/,
+  );
 });
 
 function randomSets(n: number, P: number, d: number, seed: number, pad = 0): PointSets {
@@ -33,18 +36,16 @@ function randomSets(n: number, P: number, d: number, seed: number, pad = 0): Poi
   return { n, points: P, dim: d, data, logits };
 }
 
-Deno.test("KME prompt pooling: s(x, class) = log mean_t exp(s(x, prompt_t))", () => {
+Deno.test("KME prompt pooling: s(x, class) = log mean_t exp(s(x, prompt_t))", async () => {
   const d = 8, sigma2 = 0.25;
   const images = randomSets(4, 3, d, 1);
   const prompts = randomSets(5, 4, d, 2, 1); // 5 prompts with a padding point each
   const promptClass = Int32Array.from([1, 0, 1, 1, 0]); // class 0: 2 prompts, class 1: 3
-  const classes = kmeClassPointSets(prompts, promptClass, 2);
+  const classes = kernelClassPointSets(prompts, promptClass, 2);
   assert.equal(classes.points, 12); // 3 prompts x 4 points, class 0 padded
   for (const backend of ["wasm", "js"] as const) {
-    const perPrompt = new KmeScorer({ kind: "kme", images, captions: prompts, sigma2, backend })
-      .scoreBlock(0, 4, 0, 5);
-    const pooled = new KmeScorer({ kind: "kme", images, captions: classes, sigma2, backend })
-      .scoreBlock(0, 4, 0, 2);
+    const perPrompt = (await kmeScorer(images, prompts, sigma2, backend)).scoreBlock(0, 4, 0, 5);
+    const pooled = (await kmeScorer(images, classes, sigma2, backend)).scoreBlock(0, 4, 0, 2);
     for (let i = 0; i < 4; i++) {
       for (let c = 0; c < 2; c++) {
         const own = [...promptClass.keys()].filter((t) => promptClass[t] === c);

@@ -1,5 +1,6 @@
 /**
- * The fused ops (stages/lib/model/ops.ts), the fused KME block log-sum-exp (similarity.ts) and
+ * The fused ops (stages/lib/model/ops.ts), the fused KME block log-sum-exp (the kme similarity's
+ * training logits, stages/lib/similarity/kme.ts) and
  * the flat AdamW (optim.ts) against the plain formulations they replace, on cpu.
  *
  * Tolerances: LayerNorm's forward is the same op sequence as the moments-based reference, so
@@ -15,12 +16,10 @@ import { initBackend } from "../stages/lib/tf/backend.ts";
 import { gelu, layerNorm } from "../stages/lib/model/ops.ts";
 import { AdamW, clipGlobalNorm } from "../stages/lib/model/optim.ts";
 import { keyedRng } from "../stages/lib/random.ts";
-import {
-  kmeLogits,
-  logWeights,
-  lseLastAxis,
-  type PointSet,
-} from "../stages/lib/model/similarity.ts";
+import { kme, type KmeParams } from "../stages/lib/similarity/kme.ts";
+import { builtinRecord } from "../stages/lib/similarity/registry.ts";
+import { logWeights, lseLastAxis } from "../stages/lib/similarity/tf_ops.ts";
+import type { PointSet } from "../stages/lib/similarity/similarity.ts";
 
 await initBackend("cpu");
 
@@ -91,11 +90,11 @@ function refKme(x: PointSet, y: PointSet, logSigma2: tf.Scalar): tf.Tensor2D {
   const inv = tf.exp(tf.neg(tf.clipByValue(logSigma2, Math.log(0.01), Math.log(10))));
   const u = tf.reshape(x.points, [b1 * m, d]);
   const v = tf.reshape(y.points, [b2 * n, d]);
-  const la = tf.reshape(logWeights(x.weights), [b1 * m, 1]);
-  const lb = tf.reshape(logWeights(y.weights), [1, b2 * n]);
+  const la = tf.reshape(logWeights(tf, x.weights), [b1 * m, 1]);
+  const lb = tf.reshape(logWeights(tf, y.weights), [1, b2 * n]);
   const g = tf.add(tf.add(tf.mul(tf.matMul(u, v, false, true), inv), la), lb);
   const g4 = tf.transpose(tf.reshape(g, [b1, m, b2, n]), [0, 2, 1, 3]);
-  return tf.sub(lseLastAxis(tf.reshape(g4, [b1, b2, m * n])), inv) as tf.Tensor2D;
+  return tf.sub(lseLastAxis(tf, tf.reshape(g4, [b1, b2, m * n])), inv) as tf.Tensor2D;
 }
 
 Deno.test("ml/ops: fused KME block LSE equals autodiff through the plain form (1e-5), with padding", () => {
@@ -126,7 +125,11 @@ Deno.test("ml/ops: fused KME block LSE equals autodiff through the plain form (1
         ),
         w,
       ));
-  const fused = (x: PointSet, y: PointSet, r: tf.Scalar) => kmeLogits(x, y, r);
+  // The kme module's logits with its default clamps [0.01, 10] (those of refKme).
+  const params = builtinRecord("kme").params as KmeParams;
+  assert.deepEqual([params.sigma2_min, params.sigma2_max], [0.01, 10]);
+  const fused = (x: PointSet, y: PointSet, r: tf.Scalar) =>
+    kme.logits(tf, x, y, { log_sigma2: r }, params, { kind: "eval" });
   const args = [px, py, wx, wyRaw, rho];
   const v = loss(fused)(px, py, wx, wyRaw, rho).dataSync()[0];
   const vRef = loss(refKme)(px, py, wx, wyRaw, rho).dataSync()[0];

@@ -79,6 +79,7 @@ function context(
       signal,
       seed: 1,
       facets: { backend: "cpu" },
+      modules: {},
     },
   };
 }
@@ -89,7 +90,10 @@ Deno.test("ml/stage: params defaults, validation and cheap facets", async () => 
   assert.equal(d.backend, "auto");
   assert.equal(d.sigma2_init, 0.07);
   assert.throws(() => PretrainParams.parse({ batch_sise: 3 }));
-  assert.throws(() => PretrainParams.parse({ sigma2_init: 100 }), /sigma2_min <= sigma2_init/);
+  assert.throws(
+    () => PretrainParams.parse({ similarity: "kme", sigma2_init: 100 }),
+    /sigma2_min <= sigma2_init/,
+  );
   assert.deepEqual(await stage.facets!(d), { backend: "wasm" });
   assert.deepEqual(await stage.facets!(PretrainParams.parse({ backend: "cpu" })), {
     backend: "cpu",
@@ -103,7 +107,8 @@ Deno.test("ml/stage: runs, writes the model and log; interrupted + rerun == unin
   try {
     const data = join(root, "data");
     await writeToyDataset(data);
-    const params = PretrainParams.parse(tiny);
+    // As the engine resolves them: schema, then refineParams (fills what a preset fixes).
+    const params = await stage.refineParams!(PretrainParams.parse(tiny), {});
     const mk = async (name: string) => {
       const d = join(root, name);
       await Deno.mkdir(d, { recursive: true });
@@ -126,7 +131,7 @@ Deno.test("ml/stage: runs, writes the model and log; interrupted + rerun == unin
     assert.equal(resA.info!.backend, "cpu");
     const header = JSON.parse(await Deno.readTextFile(join(outA, "model.json")));
     assert.equal(header.format, "kme-clip-model");
-    assert.equal(header.config.similarity, "kme");
+    assert.equal(header.config.similarity.name, "kme");
     assert.equal(header.vocab[0], "<pad>");
     const log = (await Deno.readTextFile(join(outA, "train_log.jsonl"))).trim().split("\n")
       .map((l) => JSON.parse(l));

@@ -14,7 +14,9 @@ import { keyedRng, keySeed, permutation, Rng } from "../stages/lib/random.ts";
 import { tinyConfig, toySplit, toyTrainOptions } from "../stages/lib/model/toy.ts";
 import { train, type TrainOptions } from "../stages/lib/model/train.ts";
 import { OOV, PAD, Vocab, words } from "../stages/lib/model/vocab.ts";
-import type { SimilarityKind } from "../stages/lib/model/similarity.ts";
+
+/** A built-in similarity (stages/lib/similarity/registry.ts). */
+type SimilarityKind = "clip" | "kme" | "wpse";
 
 await initBackend("cpu");
 

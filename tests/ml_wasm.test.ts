@@ -13,7 +13,9 @@ import { keyedRng } from "../stages/lib/random.ts";
 import { tinyConfig, toySplit, toyTrainOptions } from "../stages/lib/model/toy.ts";
 import { train, type TrainOptions } from "../stages/lib/model/train.ts";
 import { Vocab } from "../stages/lib/model/vocab.ts";
-import type { SimilarityKind } from "../stages/lib/model/similarity.ts";
+
+/** A built-in similarity (stages/lib/similarity/registry.ts). */
+type SimilarityKind = "clip" | "kme" | "wpse";
 
 const OPTS: TrainOptions = toyTrainOptions({ steps: 20, warmup: 5, logEvery: 10 });
 

@@ -28,8 +28,8 @@ Deno.test("tiny.yaml: evaluation stages run for clip and kme; metrics in range; 
     assert.deepEqual(rec.stages[at("embed")].metrics, { images: 256, captions: 1280 });
     assert.deepEqual(rec.stages[at("embed_train")].metrics, { images: 1000, captions: 5000 });
     const emb = JSON.parse(await Deno.readTextFile(join(out(at("embed")), "embeddings.json")));
-    assert.equal(emb.format, "kme-embeddings/1");
-    assert.equal(emb.similarity, sim);
+    assert.equal(emb.format, "kme-embeddings/2");
+    assert.equal(emb.similarity.name, sim);
 
     const rm = rec.stages[at("retrieval")].metrics;
     for (const d of ["i2t", "t2i"]) {

@@ -7,9 +7,8 @@ import { join } from "node:path";
 import { StageInputError } from "../../pipeline/stage.ts";
 import { type BackendInfo, type BackendName, initBackend } from "../lib/tf/backend.ts";
 import { encodeImages, encodeTexts, type LoadedModel, loadModel } from "../lib/model/io.ts";
-import type { PointSet } from "../lib/model/similarity.ts";
-import type { PointSets } from "../lib/eval/scoring.ts";
-import type { EmbeddingsHeader } from "../lib/eval/embeddings.ts";
+import type { PointSet, PointSets, SimilarityRecord } from "../lib/similarity/similarity.ts";
+import { type LoadedSimilarity, loadSimilarity } from "../lib/similarity/registry.ts";
 
 export interface Encoded {
   points: Float32Array;
@@ -34,7 +33,8 @@ export interface OpenedModel extends LoadedModel {
   M: number;
   N: number;
   dim: number;
-  scalars: { logit_scale: number | null; sigma2: number | null };
+  /** The training similarity with its learned values (what evaluation scores with). */
+  similarity: LoadedSimilarity;
 }
 
 /** Initialises the backend and loads the model of a pretrain entry. */
@@ -50,17 +50,15 @@ export async function openModel(dir: string, backend: BackendName): Promise<Open
     );
   }
   const c = loaded.model.config;
-  const np = (c.image.height / c.image.patch) * (c.image.widthPx / c.image.patch);
-  const M = c.similarity === "clip" ? 1 : c.points === "queries" ? c.numQueries : np;
-  const N = c.similarity === "clip" ? 1 : c.points === "queries" ? c.numQueries : c.text.maxLen;
-  const s = await loaded.model.scalars();
+  const { M, N } = loaded.model.pointsPerInput();
+  const record: SimilarityRecord = { ...c.similarity, values: await loaded.model.scalars() };
   return {
     ...loaded,
     backend: be,
     M,
     N,
     dim: c.embedDim,
-    scalars: { logit_scale: s.logit_scale ?? null, sigma2: s.sigma2 ?? null },
+    similarity: await loadSimilarity(record),
   };
 }
 
@@ -92,16 +90,4 @@ export async function encodeTextsAll(
     logits.set(e.logits, s * m.N);
   }
   return { n, points: m.N, dim: m.dim, data, logits };
-}
-
-/** The similarity part of an embeddings header, from the model (for scorerSpecFor). */
-export function similarityHeader(
-  m: OpenedModel,
-): Pick<EmbeddingsHeader, "similarity" | "logit_scale" | "sigma2" | "dim"> {
-  return {
-    similarity: m.model.config.similarity,
-    logit_scale: m.scalars.logit_scale,
-    sigma2: m.scalars.sigma2,
-    dim: m.dim,
-  };
 }

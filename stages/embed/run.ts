@@ -36,16 +36,20 @@ export async function run(ctx: StageContext<EmbedParams>): Promise<StageResult> 
     );
   }
   ctx.log(
-    `backend ${m.backend.backend} ${m.backend.version}; ${cfg.similarity} model, M=${m.M} N=${m.N} ` +
+    `backend ${m.backend.backend} ${m.backend.version}; ${cfg.similarity.name} model, M=${m.M} ` +
+      `N=${m.N} ` +
       `d=${m.dim}; split ${p.split}: ${n} of ${split.numImages} images, ${nc} captions`,
   );
 
   const labels = split.labels;
+  const sim = m.similarity;
   const w = await EmbeddingsWriter.create(ctx.outDir, {
     M: m.M,
     N: m.N,
     dim: m.dim,
     labels: labels !== undefined,
+    probe: (sets) => sim.sim.probeFeatures(sets, sim.params, sim.values),
+    probeDoc: sim.sim.probeDoc,
   });
   const t0 = performance.now();
   try {
@@ -84,9 +88,7 @@ export async function run(ctx: StageContext<EmbedParams>): Promise<StageResult> 
   const seconds = (performance.now() - t0) / 1000;
   const training = m.header.training ?? {};
   await w.finish({
-    similarity: cfg.similarity,
-    logit_scale: m.scalars.logit_scale,
-    sigma2: m.scalars.sigma2,
+    similarity: sim.record,
     split: p.split,
     counts: { images: n, captions: nc, split_images: split.numImages },
     M: m.M,
@@ -96,7 +98,7 @@ export async function run(ctx: StageContext<EmbedParams>): Promise<StageResult> 
     class_names: ds.meta.classNames ?? null,
     model: {
       digest: modelIn.digest,
-      points: cfg.similarity === "clip" ? "single" : cfg.points,
+      points: m.M === 1 && m.N === 1 ? "single" : cfg.points,
       embed_dim: m.dim,
       ...(typeof training.steps === "number" ? { steps: training.steps } : {}),
     },

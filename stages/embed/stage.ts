@@ -1,6 +1,6 @@
 /**
  * embed: runs a trained model over one split of a dataset and stores every image's and
- * caption's weighted point set (and a pooled image feature) in the `kme-embeddings/1` format
+ * caption's weighted point set (and a pooled image feature) in the `kme-embeddings/2` format
  * (stages/lib/eval/embeddings.ts, docs/evaluation.md). Light definition; the work is in ./run.ts.
  */
 import { z } from "zod";

@@ -44,7 +44,10 @@ export async function run(ctx: StageContext<LinearProbeParams>): Promise<StageRe
   }
   const tr = await features(ctx.inputs.train.dir, "train");
   const te = await features(ctx.inputs.test.dir, "test");
-  if (tr.header.dim !== te.header.dim || tr.header.model.digest !== te.header.model.digest) {
+  if (
+    tr.header.probe.dim !== te.header.probe.dim ||
+    tr.header.model.digest !== te.header.model.digest
+  ) {
     throw new StageInputError(
       `train and test embeddings come from different models (digests ` +
         `${tr.header.model.digest.slice(0, 12)} / ${te.header.model.digest.slice(0, 12)})`,
@@ -54,7 +57,7 @@ export async function run(ctx: StageContext<LinearProbeParams>): Promise<StageRe
   const sub = subsampleRows(tr.X, tr.y, p.max_train, ctx.seed);
   ctx.log(
     `train ${sub.y.length} (of ${tr.y.length}, split ${tr.header.split}), test ${te.y.length} ` +
-      `(split ${te.header.split}), ${tr.header.dim} features (${p.features})`,
+      `(split ${te.header.split}), ${tr.header.probe.dim} features (${p.features})`,
   );
   ctx.progress.start(p.c_grid.length + 1, "C sweep");
   const t0 = performance.now();
@@ -65,8 +68,8 @@ export async function run(ctx: StageContext<LinearProbeParams>): Promise<StageRe
     standardize: p.standardize,
     maxIterations: p.max_iterations,
     split: `train: ${tr.header.split}, test: ${te.header.split}`,
-    features:
-      `${p.features}: images.pooled.f32 (${tr.header.pooling}), ${tr.header.similarity} model`,
+    features: `${p.features}: images.pooled.f32 (${tr.header.probe.features}), ` +
+      `${tr.header.similarity.name} model`,
     onProgress: (d) => ctx.progress.update(d),
   });
   ctx.progress.stop();

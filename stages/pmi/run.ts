@@ -3,11 +3,11 @@ import { join } from "node:path";
 import { type StageContext, StageInputError, type StageResult } from "../../pipeline/stage.ts";
 import { openDataset } from "../lib/dataset/read.ts";
 import type { BackendName } from "../lib/tf/backend.ts";
-import { makeScorer, scorerSpecFor, similarityDescription } from "../lib/eval/embeddings.ts";
+import { describeSimilarity, scorerFor } from "../lib/eval/similarity_scoring.ts";
 import { pmiFidelity } from "../lib/eval/pmi.ts";
 import { Rng } from "../lib/random.ts";
-import type { PointSets } from "../lib/eval/scoring.ts";
-import { encodeImageBatch, encodeTextsAll, openModel, similarityHeader } from "../embed/encode.ts";
+import type { PointSets } from "../lib/similarity/similarity.ts";
+import { encodeImageBatch, encodeTextsAll, openModel } from "../embed/encode.ts";
 import type { PmiParams } from "./stage.ts";
 
 export const METRICS_FILE = "metrics.json";
@@ -72,7 +72,7 @@ export async function run(ctx: StageContext<PmiParams>): Promise<StageResult> {
   const ds = await openDataset(data.dir);
   const split = ds.split(doc.split);
   const m = await openModel(modelIn.dir, (ctx.facets.backend ?? p.backend) as BackendName);
-  const sim = similarityHeader(m);
+  const sim = m.similarity;
 
   // Encode the grid's images (by index, batched over runs) and its distinct caption texts.
   let images: PointSets, texts: PointSets;
@@ -98,7 +98,7 @@ export async function run(ctx: StageContext<PmiParams>): Promise<StageResult> {
   } finally {
     m.model.dispose();
   }
-  const scorer = await makeScorer(scorerSpecFor(sim, images, texts));
+  const scorer = await scorerFor(sim, images, texts);
   const U = uniq.length;
   const uScores = new Float32Array(R * U);
   try {
@@ -126,7 +126,7 @@ export async function run(ctx: StageContext<PmiParams>): Promise<StageResult> {
   const s = Float64Array.from(keep, (k) => score[k]);
   const t = Float64Array.from(keep, (k) => pmi[k]);
   const f = pmiFidelity(s, t, {
-    similarityName: similarityDescription(sim),
+    similarityName: describeSimilarity(sim),
     pairs: `${R} test images x ${C} grid captions (${U} distinct texts) of ` +
       `${join("<data>", "pmi.json")}, every pair with finite PMI (${keep.length})`,
   });
@@ -148,8 +148,7 @@ export async function run(ctx: StageContext<PmiParams>): Promise<StageResult> {
     stage: "pmi",
     protocol: {
       ...f.protocol,
-      score: "the model's own training similarity s(x, y) (clip: logit_scale * cos; kme: " +
-        "log kernel mean embedding inner product; wpse: logit_scale * KME inner product)",
+      score: `the model's own training similarity s(x, y): ${sim.sim.summary}`,
       scatter: `${SCATTER_FILE}: {"pmi": [...], "score": [...]}, ${pick.length} of ${s.length} ` +
         `pairs (seeded subsample, seed ${ctx.seed}, when more than ${p.scatter_points}), 7 ` +
         "significant digits",

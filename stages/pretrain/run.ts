@@ -7,20 +7,43 @@ import { BatchSource } from "../lib/model/data.ts";
 import { saveModel } from "../lib/model/io.ts";
 import { ClipModel, type ModelConfig } from "../lib/model/model.ts";
 import { keySeed } from "../lib/random.ts";
-import { infoNce } from "../lib/model/similarity.ts";
+import { infoNce } from "../lib/model/loss.ts";
+import { builtinOf, isModulePath, loadSimilarity } from "../lib/similarity/registry.ts";
+import type { SimilarityRecord } from "../lib/similarity/similarity.ts";
 import { type LogRecord, train, type TrainOptions } from "../lib/model/train.ts";
 import { Vocab } from "../lib/model/vocab.ts";
 import type { PretrainParams } from "./stage.ts";
 
 export const LOG_FILE = "train_log.jsonl";
 
+/**
+ * The similarity as the model records it: a built-in's own params (picked out of pretrain's,
+ * which refineParams resolved), or a plugin's `similarity_params` with its module and code digest.
+ */
+export function similarityRecordOf(
+  p: PretrainParams,
+  modules: Record<string, { path: string; digest: string }>,
+): SimilarityRecord {
+  if (isModulePath(p.similarity)) {
+    const m = modules.similarity;
+    if (!m) throw new Error(`similarity module ${p.similarity} was not resolved by the engine`);
+    return { name: p.similarity, module: m, params: p.similarity_params };
+  }
+  const b = builtinOf(p.similarity);
+  if (!b) throw new Error(`unknown similarity '${p.similarity}'`);
+  const all = p as unknown as Record<string, unknown>;
+  const params = Object.fromEntries(Object.keys(b.sim.params.shape).map((k) => [k, all[k]]));
+  return { name: p.similarity, params };
+}
+
 export function modelConfigFromParams(
   p: PretrainParams,
   image: { height: number; width: number; channels: number },
   vocabSize: number,
+  similarity: SimilarityRecord,
 ): ModelConfig {
   return {
-    similarity: p.similarity,
+    similarity,
     embedDim: p.embed_dim,
     image: {
       height: image.height,
@@ -42,12 +65,6 @@ export function modelConfigFromParams(
     },
     points: p.points,
     numQueries: p.num_queries,
-    initTemperature: p.temperature_init,
-    maxScale: p.max_logit_scale,
-    sigma2Init: p.sigma2_init,
-    sigma2Min: p.sigma2_min,
-    sigma2Max: p.sigma2_max,
-    learnSigma2: p.learn_sigma2,
   };
 }
 
@@ -93,7 +110,9 @@ export async function run(ctx: StageContext<PretrainParams>): Promise<StageResul
     maxSize: p.vocab_size,
     minCount: p.min_count,
   });
-  const config = modelConfigFromParams(p, im, vocab.size);
+  const record = similarityRecordOf(p, ctx.modules);
+  const { sim } = await loadSimilarity(record);
+  const config = modelConfigFromParams(p, im, vocab.size, record);
   const imageBytes = im.height * im.width * im.channels;
   let source: BatchSource;
   try {
@@ -111,7 +130,7 @@ export async function run(ctx: StageContext<PretrainParams>): Promise<StageResul
     ctx.log(`train split cached in memory (${trainSplit.numImages} images)`);
   }
 
-  const model = ClipModel.create(config, keySeed(ctx.seed, 1));
+  const model = ClipModel.create(config, keySeed(ctx.seed, 1), sim);
   ctx.log(
     `${p.similarity} model: ${model.params.count()} parameters, vocabulary ${vocab.size}, ` +
       `${source.usable.length} captioned images, ${source.batchesPerEpoch} batches/epoch`,

@@ -1,17 +1,34 @@
 /**
- * pretrain: contrastive image-text pretraining with the CLIP, KME-CLIP or WPSE similarity.
- * Light definition (zod + types); the training code is imported by `run`.
+ * pretrain: contrastive image-text pretraining with a similarity from
+ * stages/lib/similarity/ (CLIP, KME-CLIP, WPSE, their controls) or a plugin module.
+ * Light definition (zod, and similarity modules, which import no TF.js); the training code is
+ * imported by `run`.
  */
 import { z } from "zod";
-import { defineStage } from "../../pipeline/stage.ts";
+import { defineStage, didYouMean } from "../../pipeline/stage.ts";
 import { backendFacets, backendParam } from "../lib/tf/backend_param.ts";
+import {
+  BUILTIN_PARAM_NAMES,
+  builtinOf,
+  builtinParamsShape,
+  isModulePath,
+  loadPlugin,
+  resolveBuiltinParams,
+  resolvePluginParams,
+  SIMILARITY_NAMES,
+} from "../lib/similarity/registry.ts";
 
 const pos = z.int().min(1);
 
-export const PretrainParams = z.strictObject({
-  /** Similarity between image and caption point sets. */
-  similarity: z.enum(["clip", "kme", "wpse"]).default("clip"),
-  /** kme / wpse: points are the encoders' tokens, or K learned query points (cheaper). */
+const PretrainBase = z.strictObject({
+  /**
+   * Similarity between image and caption point sets: a built-in (clip, kme, wpse), a preset
+   * (clip_weighted, kme_one_point) or a module path (README, "Writing a similarity").
+   */
+  similarity: z.string().default("clip"),
+  /** Params of a similarity given by path (its own schema checks them). */
+  similarity_params: z.record(z.string(), z.unknown()).default({}),
+  /** Similarities over point sets: the points are the encoders' tokens, or K learned queries. */
   points: z.enum(["tokens", "queries"]).default("tokens"),
   /** Number of learned query points when points = "queries". */
   num_queries: pos.max(256).default(8),
@@ -33,14 +50,6 @@ export const PretrainParams = z.strictObject({
   /** Vocabulary: at most this many entries (incl. PAD, OOV), words seen >= min_count times. */
   vocab_size: z.int().min(2).default(10000),
   min_count: pos.default(1),
-  /** clip / wpse: the logit scale exp(t) starts at 1 / temperature_init, clamped <= max_logit_scale. */
-  temperature_init: z.number().positive().default(0.07),
-  max_logit_scale: z.number().positive().default(100),
-  /** kme / wpse: kernel bandwidth sigma^2 (log-parametrised, clamped to [min, max]). */
-  sigma2_init: z.number().positive().default(0.07),
-  sigma2_min: z.number().positive().default(0.01),
-  sigma2_max: z.number().positive().default(10),
-  learn_sigma2: z.boolean().default(true),
   batch_size: z.int().min(2).default(128),
   steps: pos.default(2000),
   /** Peak learning rate (AdamW), after `warmup` linear steps, then cosine to min_lr_ratio * lr. */
@@ -60,9 +69,32 @@ export const PretrainParams = z.strictObject({
   /** Keep the training split in memory when it is at most this many MiB. */
   cache_mb: z.int().min(0).default(1024),
   backend: backendParam,
-}).refine((p) => p.sigma2_min <= p.sigma2_init && p.sigma2_init <= p.sigma2_max, {
-  message: "need sigma2_min <= sigma2_init <= sigma2_max",
-  path: ["sigma2_init"],
+});
+
+/** Pretrain's params: its own and, at the top level, every built-in similarity's. */
+export const PretrainParams = PretrainBase.extend(builtinParamsShape()).superRefine((p, ctx) => {
+  const name = p.similarity;
+  if (isModulePath(name)) return; // checked in refineParams, once the module is known
+  if (!builtinOf(name)) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["similarity"],
+      message: `unknown similarity '${name}'${didYouMean(name, SIMILARITY_NAMES)}; known: ` +
+        `${SIMILARITY_NAMES.join(", ")}, or a module path (./my_similarity.ts)`,
+    });
+    return;
+  }
+  if (Object.keys(p.similarity_params).length > 0) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["similarity_params"],
+      message: `similarity_params is for a similarity given by path; '${name}' takes its ` +
+        "params at the top level",
+    });
+  }
+  for (const i of resolveBuiltinParams(name, p).issues) {
+    ctx.addIssue({ code: "custom", path: i.path, message: i.message });
+  }
 }).refine((p) => p.vision_width % p.vision_heads === 0, {
   message: "vision_width must be divisible by vision_heads",
   path: ["vision_heads"],
@@ -72,11 +104,42 @@ export const PretrainParams = z.strictObject({
 });
 export type PretrainParams = z.output<typeof PretrainParams>;
 
+/** Throws the issues as a ZodError, which the engine reports at their file:line. */
+function raise(issues: { path: (string | number)[]; message: string }[]): never {
+  throw new z.ZodError(
+    issues.map((i) => ({
+      code: "custom" as const,
+      path: i.path,
+      message: i.message,
+      input: undefined,
+    })),
+  );
+}
+
 export default defineStage({
   kind: "pretrain",
-  description: "Contrastive image-text pretraining (CLIP / KME-CLIP / WPSE) of a ViT + text " +
-    "transformer; writes model.json + model.bin and train_log.jsonl.",
+  description: "Contrastive image-text pretraining (CLIP / KME-CLIP / WPSE / a plugin " +
+    "similarity) of a ViT + text transformer; writes model.json + model.bin and train_log.jsonl.",
   params: PretrainParams,
+  modules: (p): Record<string, string> =>
+    isModulePath(p.similarity) ? { similarity: p.similarity } : {},
+  async refineParams(p, modules) {
+    // The other similarities' params (set for all instances of a sweep by `defaults:`) are
+    // dropped: they would only put values the model never reads into its key.
+    const without = (keep: string[]) =>
+      Object.fromEntries(
+        Object.entries(p).filter(([k]) => !BUILTIN_PARAM_NAMES.includes(k) || keep.includes(k)),
+      ) as typeof p;
+    if (modules.similarity) {
+      const r = resolvePluginParams(await loadPlugin(modules.similarity), p.similarity_params);
+      if (!r.params) raise(r.issues);
+      return { ...without([]), similarity_params: r.params };
+    }
+    // Fill what a preset fixes, so that the resolved params (and the key) say it.
+    const r = resolveBuiltinParams(p.similarity, p);
+    if (!r.params) raise(r.issues);
+    return { ...without(Object.keys(r.params)), ...r.params };
+  },
   inputs: {
     data: { description: "packed dataset (prepare/*): the train split, and val for val_loss" },
   },

@@ -1,12 +1,9 @@
 /** Heavy part of the retrieval stage: chunked scoring, ranks, metrics and rank files. */
 import { join } from "node:path";
 import { type StageContext, StageInputError, type StageResult } from "../../pipeline/stage.ts";
-import {
-  makeScorer,
-  readEmbeddings,
-  scorerSpecFor,
-  similarityDescription,
-} from "../lib/eval/embeddings.ts";
+import { readEmbeddings } from "../lib/eval/embeddings.ts";
+import { describeSimilarity, scorerFor } from "../lib/eval/similarity_scoring.ts";
+import { loadSimilarity } from "../lib/similarity/registry.ts";
 import { cocoRetrieval, type RetrievalMetrics } from "../lib/eval/retrieval.ts";
 import { resolveKmeEngine } from "../lib/eval/engine_param.ts";
 import { loadOpenBlas } from "../lib/eval/openblas.ts";
@@ -56,14 +53,15 @@ export async function run(ctx: StageContext<RetrievalParams>): Promise<StageResu
       join(input.dir, "captions.image.i32"),
     );
   }
-  const spec = scorerSpecFor(h, emb.images!, emb.captions!);
+  const sim = await loadSimilarity(h.similarity);
   let openblas: string | undefined;
-  if (spec.kind !== "clip") {
-    spec.backend = (ctx.facets.kme_engine ?? resolveKmeEngine(p.kme_engine)) as "wasm" | "blas";
+  let backend: "wasm" | "blas" | undefined;
+  if (sim.sim.scoring.kind === "kernel") {
+    backend = (ctx.facets.kme_engine ?? resolveKmeEngine(p.kme_engine)) as "wasm" | "blas";
     // Loaded here first so that a missing library fails clearly, not inside a worker.
-    if (spec.backend === "blas") openblas = loadOpenBlas().config;
+    if (backend === "blas") openblas = loadOpenBlas().config;
   }
-  const scorer = await makeScorer(spec, p.workers);
+  const scorer = await scorerFor(sim, emb.images!, emb.captions!, { backend, workers: p.workers });
   ctx.log(
     `${h.counts.images} images x ${h.counts.captions} captions (split ${h.split}); ` +
       `scorer: ${scorer.description}`,
@@ -80,7 +78,7 @@ export async function run(ctx: StageContext<RetrievalParams>): Promise<StageResu
       imageBlock: p.image_block,
       captionBlock: p.caption_block,
       split: h.split,
-      similarity: similarityDescription(h),
+      similarity: describeSimilarity(sim),
       onProgress: (done, total) => {
         if (!started) ctx.progress.start(total, "retrieval blocks");
         started = true;

@@ -3,15 +3,17 @@ import { join } from "node:path";
 import { type StageContext, StageInputError, type StageResult } from "../../pipeline/stage.ts";
 import { readMeta } from "../lib/dataset/read.ts";
 import type { BackendName } from "../lib/tf/backend.ts";
+import { type EmbeddingsHeader, readEmbeddings } from "../lib/eval/embeddings.ts";
+import { evaluateZeroShot, kernelClassPointSets } from "../lib/eval/zeroshot.ts";
+import { classCounts } from "../lib/similarity/point_sets.ts";
 import {
-  type EmbeddingsHeader,
-  makeScorer,
-  readEmbeddings,
-  scorerSpecFor,
-  similarityDescription,
-} from "../lib/eval/embeddings.ts";
-import { clipClassEmbeddings, evaluateZeroShot, kmeClassPointSets } from "../lib/eval/zeroshot.ts";
-import type { PointSets } from "../lib/eval/scoring.ts";
+  type ClosableScorer,
+  describeSimilarity,
+  pooledScorer,
+  pooledVectors,
+  scorerFor,
+} from "../lib/eval/similarity_scoring.ts";
+import type { PointSets } from "../lib/similarity/similarity.ts";
 import { encodeTextsAll, openModel } from "../embed/encode.ts";
 import type { ZeroShotParams } from "./stage.ts";
 
@@ -70,21 +72,29 @@ export async function run(ctx: StageContext<ZeroShotParams>): Promise<StageResul
     m.model.dispose();
   }
   const pc = Int32Array.from(promptClass);
-  let classSets: PointSets;
-  if (h.similarity === "clip") {
-    const data = clipClassEmbeddings(enc.data, pc, K, h.dim);
-    classSets = { n: K, points: 1, dim: h.dim, data, logits: new Float32Array(K) };
+  classCounts(pc, K);
+  // The model's own similarity (m.similarity: the header's record with the same values).
+  const sim = m.similarity;
+  const scoring = sim.sim.scoring;
+  let scorer: ClosableScorer;
+  let pooling: string;
+  if (scoring.kind === "pooled") {
+    const images = pooledVectors(sim, emb.images!);
+    const classes = scoring.poolPrompts(pooledVectors(sim, enc).data, images.dim, pc, K);
+    scorer = pooledScorer(sim, images.data, classes, images.dim);
+    pooling = scoring.promptPooling;
   } else {
-    classSets = kmeClassPointSets(enc, pc, K);
+    scorer = await scorerFor(sim, emb.images!, kernelClassPointSets(enc, pc, K) as PointSets);
+    pooling = "the union of the prompts' weighted point sets with weights alpha / T (the mean " +
+      "of their kernel mean embeddings)";
   }
-  const spec = scorerSpecFor(h, emb.images!, classSets);
-  const scorer = await makeScorer(spec);
   let r;
   try {
     r = await evaluateZeroShot(scorer, emb.labels, K, {
       split: h.split,
-      similarity: similarityDescription(h),
+      similarity: describeSimilarity(sim),
       prompts: `${p.templates.length} templates x ${K} classes: ${JSON.stringify(p.templates)}`,
+      pooling,
     });
   } finally {
     scorer.close();

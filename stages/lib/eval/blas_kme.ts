@@ -19,11 +19,12 @@
 import { Code, EXP2_CONSTS, F32, I32, section, str, uleb, V128 } from "./wasm_asm.ts";
 import { emitTileTail } from "./wasm_kme.ts";
 import {
-  finishScore,
   type KernelCaptions,
   type KernelImages,
+  type KernelScore,
   KmeKernel,
   type KmeKernelShape,
+  lseOf,
 } from "./kme_kernel.ts";
 import { loadOpenBlas, type OpenBlas } from "./openblas.ts";
 
@@ -291,10 +292,10 @@ export class BlasKmeKernel extends KmeKernel {
     ni: number,
     c0: number,
     nc: number,
-    invSigma2: number,
+    score: KernelScore,
     out = new Float32Array(ni * nc),
-    wpseScale?: number,
   ): Float32Array {
+    const invSigma2 = score.invSigma2;
     if (ni === 0 || nc === 0) return out;
     this.checkBlock(i0, ni, c0, nc);
     const { mx, sm } = this.views();
@@ -307,7 +308,7 @@ export class BlasKmeKernel extends KmeKernel {
         for (let r = rA; r < rB; r++) {
           for (let q = qA; q < qB; q++) {
             const k = (r - r0) * qn + (q - q0);
-            out[(r - i0) * nc + (q - c0)] = finishScore(mx[k], sm[k], invSigma2, wpseScale);
+            out[(r - i0) * nc + (q - c0)] = score.finish(lseOf(mx[k], sm[k]));
           }
         }
       }
@@ -319,9 +320,9 @@ export class BlasKmeKernel extends KmeKernel {
   scorePairs(
     images: Int32Array,
     captions: Int32Array,
-    invSigma2: number,
-    wpseScale?: number,
+    score: KernelScore,
   ): Float32Array {
+    const invSigma2 = score.invSigma2;
     const out = new Float32Array(images.length);
     const cellsC = Math.ceil(this.nCaptions / this.gc);
     const byCell = new Map<number, number[]>();
@@ -341,7 +342,7 @@ export class BlasKmeKernel extends KmeKernel {
       const { r0, q0, qn } = this.cell(Math.floor(key / cellsC), key % cellsC, inv2);
       for (const p of list) {
         const k = (images[p] - r0) * qn + (captions[p] - q0);
-        out[p] = finishScore(mx[k], sm[k], invSigma2, wpseScale);
+        out[p] = score.finish(lseOf(mx[k], sm[k]));
       }
     }
     return out;

@@ -1,12 +1,13 @@
 /**
- * The embeddings format `kme-embeddings/1` (written by the `embed` stage, read by retrieval,
+ * The embeddings format `kme-embeddings/2` (written by the `embed` stage, read by retrieval,
  * linear-probe and zero-shot; see docs/evaluation.md, "Embeddings files"):
  *
- *   embeddings.json        header (format, similarity and its scalars, split, counts, shapes...)
- *   images.points.f32      [n, M, dim]  unit points per image (CLIP: M = 1, the embedding)
- *   images.logits.f32      [n, M]       weight logits (-Infinity = padding; CLIP: 0)
- *   images.pooled.f32      [n, dim]     pooled feature: CLIP's embedding; KME / WPSE: the
- *                                       alpha-weighted mean of the points (not re-normalised)
+ *   embeddings.json        header (format, the similarity record with its learned values, split,
+ *                          counts, shapes...)
+ *   images.points.f32      [n, M, dim]  unit points per image (one-point heads: M = 1)
+ *   images.logits.f32      [n, M]       raw point scores (-Infinity = padding; one point: 0)
+ *   images.pooled.f32      [n, P]       the similarity's linear-probe features (`probe` in the
+ *                                       header: their dimension P and how they are made)
  *   images.labels.i32      [n]          class labels, when the split has them
  *   captions.points.f32    [nc, N, dim]
  *   captions.logits.f32    [nc, N]
@@ -18,17 +19,9 @@
  */
 import { join } from "node:path";
 import { StageInputError } from "../../../pipeline/stage.ts";
-import {
-  type ClipSpec,
-  createParallelScorer,
-  createScorer,
-  type KmeSpec,
-  type PointSets,
-  type ScorerSpec,
-} from "./scoring.ts";
-import type { BlockScorer } from "./retrieval.ts";
+import type { PointSets, SimilarityRecord } from "../similarity/similarity.ts";
 
-export const EMBEDDINGS_FORMAT = "kme-embeddings/1";
+export const EMBEDDINGS_FORMAT = "kme-embeddings/2";
 export const EMBEDDINGS_JSON = "embeddings.json";
 export const EMB_FILES = {
   imagePoints: "images.points.f32",
@@ -41,18 +34,10 @@ export const EMB_FILES = {
   captionText: "captions.text.i32",
 } as const;
 
-export const POOLING_DOC = "clip: the embedding itself (M = 1); kme / wpse: sum_i alpha_i u_i " +
-  "with alpha = softmax(weight logits), padding excluded (not re-normalised)";
-
-export type SimilarityName = "clip" | "kme" | "wpse";
-
 export interface EmbeddingsHeader {
   format: typeof EMBEDDINGS_FORMAT;
-  similarity: SimilarityName;
-  /** CLIP / WPSE: exp(t) after the clamp. */
-  logit_scale: number | null;
-  /** KME / WPSE: sigma^2 after the clamp. */
-  sigma2: number | null;
+  /** The training similarity, with its learned values: evaluation scores with exactly it. */
+  similarity: SimilarityRecord;
   split: string;
   /** Images and captions stored (after max_images). */
   counts: { images: number; captions: number; split_images: number; distinct_texts?: number };
@@ -62,7 +47,8 @@ export interface EmbeddingsHeader {
   dim: number;
   has_labels: boolean;
   class_names: string[] | null;
-  pooling: string;
+  /** images.pooled.f32: dimension and the similarity's description of its probe features. */
+  probe: { dim: number; features: string };
   byte_order: "little";
   /** The model entry's content digest (zero-shot checks that it encodes with the same model). */
   model: { digest: string; points: string; embed_dim: number; steps?: number };
@@ -102,25 +88,34 @@ class Sink {
   }
 }
 
+export interface WriterShape {
+  M: number;
+  N: number;
+  dim: number;
+  labels: boolean;
+  /** The similarity's linear-probe features of a batch of image sets. */
+  probe(sets: PointSets): { dim: number; data: Float32Array };
+  /** Their description, for the header. */
+  probeDoc: string;
+}
+
 /** Streams batches of point sets into the files of one embeddings folder. */
 export class EmbeddingsWriter {
   private sinks: Record<keyof typeof EMB_FILES, Sink | undefined>;
   private textIds = new Map<string, number>();
+  private probeDim = 0;
   images = 0;
   captions = 0;
 
   private constructor(
     readonly dir: string,
-    readonly shape: { M: number; N: number; dim: number; labels: boolean },
+    readonly shape: WriterShape,
     sinks: Record<keyof typeof EMB_FILES, Sink | undefined>,
   ) {
     this.sinks = sinks;
   }
 
-  static async create(
-    dir: string,
-    shape: { M: number; N: number; dim: number; labels: boolean },
-  ): Promise<EmbeddingsWriter> {
+  static async create(dir: string, shape: WriterShape): Promise<EmbeddingsWriter> {
     const sinks = {} as Record<keyof typeof EMB_FILES, Sink | undefined>;
     for (const [k, name] of Object.entries(EMB_FILES) as [keyof typeof EMB_FILES, string][]) {
       sinks[k] = k === "imageLabels" && !shape.labels
@@ -139,7 +134,9 @@ export class EmbeddingsWriter {
     }
     await this.sinks.imagePoints!.write(points);
     await this.sinks.imageLogits!.write(logits);
-    await this.sinks.imagePooled!.write(poolPoints(points, logits, b, M, dim));
+    const probe = this.shape.probe({ n: b, points: M, dim, data: points, logits });
+    this.probeDim = probe.dim;
+    await this.sinks.imagePooled!.write(probe.data);
     if (this.sinks.imageLabels) {
       if (!labels || labels.length !== b) throw new RangeError("image batch: labels missing");
       await this.sinks.imageLabels.write(labels);
@@ -180,7 +177,7 @@ export class EmbeddingsWriter {
 
   /** Closes the files and writes the header (last). */
   async finish(
-    header: Omit<EmbeddingsHeader, "format" | "files" | "byte_order" | "pooling">,
+    header: Omit<EmbeddingsHeader, "format" | "files" | "byte_order" | "probe">,
   ): Promise<EmbeddingsHeader> {
     this.close();
     const { M, N, dim } = this.shape;
@@ -193,7 +190,7 @@ export class EmbeddingsWriter {
     const files: EmbeddingsHeader["files"] = {
       [EMB_FILES.imagePoints]: { dtype: "float32", shape: [n, M, dim] },
       [EMB_FILES.imageLogits]: { dtype: "float32", shape: [n, M] },
-      [EMB_FILES.imagePooled]: { dtype: "float32", shape: [n, dim] },
+      [EMB_FILES.imagePooled]: { dtype: "float32", shape: [n, this.probeDim] },
       [EMB_FILES.captionPoints]: { dtype: "float32", shape: [nc, N, dim] },
       [EMB_FILES.captionLogits]: { dtype: "float32", shape: [nc, N] },
       [EMB_FILES.captionImage]: { dtype: "int32", shape: [nc] },
@@ -204,45 +201,13 @@ export class EmbeddingsWriter {
       format: EMBEDDINGS_FORMAT,
       ...header,
       counts: { ...header.counts, distinct_texts: this.textIds.size },
-      pooling: POOLING_DOC,
+      probe: { dim: this.probeDim, features: this.shape.probeDoc },
       byte_order: "little",
       files,
     };
     await Deno.writeTextFile(join(this.dir, EMBEDDINGS_JSON), JSON.stringify(full, null, 2) + "\n");
     return full;
   }
-}
-
-/**
- * Pooled features [b, dim]: sum_m softmax(logits)_m * points_m per set (f64 accumulation);
- * padding (-Infinity) gets weight 0. With M = 1 (CLIP) this is the point itself.
- */
-export function poolPoints(
-  points: Float32Array,
-  logits: Float32Array,
-  b: number,
-  M: number,
-  dim: number,
-): Float32Array {
-  const out = new Float32Array(b * dim);
-  const w = new Float64Array(M);
-  const acc = new Float64Array(dim);
-  for (let i = 0; i < b; i++) {
-    let mx = -Infinity;
-    for (let m = 0; m < M; m++) mx = Math.max(mx, logits[i * M + m]);
-    if (!Number.isFinite(mx)) throw new Error(`set ${i} has no finite weight logit`);
-    let s = 0;
-    for (let m = 0; m < M; m++) s += w[m] = Math.exp(logits[i * M + m] - mx);
-    acc.fill(0);
-    for (let m = 0; m < M; m++) {
-      const a = w[m] / s;
-      if (a === 0) continue;
-      const o = (i * M + m) * dim;
-      for (let k = 0; k < dim; k++) acc[k] += a * points[o + k];
-    }
-    for (let k = 0; k < dim; k++) out[i * dim + k] = acc[k];
-  }
-  return out;
 }
 
 // ---- reading -------------------------------------------------------------------------------
@@ -351,77 +316,10 @@ export async function readEmbeddings(dir: string, parts?: ReadParts): Promise<Em
     }
   }
   if (want.pooled) {
-    out.pooled = await readArray(dir, EMB_FILES.imagePooled, Float32Array, n * h.dim);
+    out.pooled = await readArray(dir, EMB_FILES.imagePooled, Float32Array, n * h.probe.dim);
   }
   if (want.labels && h.has_labels) {
     out.labels = await readArray(dir, EMB_FILES.imageLabels, Int32Array, n);
   }
   return out;
-}
-
-/** "clip scale=14.2" / "kme sigma2=0.05" / "wpse sigma2=.. scale=..": for protocols. */
-export type SimilarityHeader = Pick<
-  EmbeddingsHeader,
-  "similarity" | "logit_scale" | "sigma2" | "dim"
->;
-
-export function similarityDescription(h: SimilarityHeader): string {
-  if (h.similarity === "clip") return `clip logit_scale=${h.logit_scale}`;
-  if (h.similarity === "kme") return `kme sigma2=${h.sigma2}`;
-  return `wpse sigma2=${h.sigma2} logit_scale=${h.logit_scale}`;
-}
-
-/**
- * The scorer spec of the training similarity for image point sets x caption point sets
- * (captions may be zero-shot classes). CLIP uses the single point as the embedding.
- */
-export function scorerSpecFor(
-  h: SimilarityHeader,
-  images: PointSets,
-  captions: PointSets,
-): ScorerSpec {
-  if (h.similarity === "clip") {
-    if (images.points !== 1 || captions.points !== 1) {
-      throw new RangeError(
-        `clip embeddings need one point per input (${images.points}, ${captions.points})`,
-      );
-    }
-    const spec: ClipSpec = {
-      kind: "clip",
-      images: images.data,
-      captions: captions.data,
-      dim: h.dim,
-      scale: h.logit_scale ?? 1,
-    };
-    return spec;
-  }
-  if (!(h.sigma2 !== null && h.sigma2 > 0)) throw new RangeError(`${h.similarity}: sigma2 missing`);
-  const spec: KmeSpec = { kind: h.similarity, images, captions, sigma2: h.sigma2 };
-  if (h.similarity === "wpse") spec.scale = h.logit_scale ?? 1;
-  return spec;
-}
-
-/** A scorer with a close(): in-thread, or Web Workers when the work is large enough to pay. */
-export interface ClosableScorer extends BlockScorer {
-  readonly description: string;
-  close(): void;
-}
-
-/**
- * Picks the in-thread scorer for small jobs and `workers` Web Workers (0 = one per core) for
- * KME / WPSE jobs above about 2e9 multiply-adds (a few seconds single-threaded). Both give
- * bit-identical scores (docs/evaluation.md, section 1).
- */
-export async function makeScorer(spec: ScorerSpec, workers = 0): Promise<ClosableScorer> {
-  const cores = workers > 0 ? workers : (navigator.hardwareConcurrency ?? 1);
-  let work = 0;
-  if (spec.kind !== "clip") {
-    work = spec.images.n * spec.captions.n * spec.images.points * spec.captions.points *
-      spec.images.dim;
-  }
-  if (cores > 1 && work > 2e9) {
-    return await createParallelScorer(spec, { workers: cores });
-  }
-  const s = createScorer(spec);
-  return Object.assign(s, { close() {} });
 }

@@ -1,7 +1,8 @@
 /**
  * What the two KME kernels (wasm_kme.ts: one fused wasm kernel; blas_kme.ts: OpenBLAS sgemm +
  * a wasm log-sum-exp) share: the padded shape, the kernel's wasm memory with a bump allocator,
- * point-major packing of the sets, the block check, and the f64 finish of a score.
+ * point-major packing of the sets, the block check, and the f64 log-sum-exp of a pair, which the
+ * similarity's `finish` turns into the score.
  */
 
 export interface KmeKernelShape {
@@ -29,10 +30,19 @@ export interface KernelSets {
 export type KernelImages = KernelSets & { M: number };
 export type KernelCaptions = KernelSets & { N: number };
 
-/** The score from a pair's tile max and sum (log2 units), in f64: KME, or WPSE with a scale. */
-export function finishScore(mx: number, sm: number, invSigma2: number, wpseScale?: number): number {
-  const s = mx * Math.LN2 + Math.log(sm) - invSigma2;
-  return wpseScale === undefined ? s : wpseScale * Math.exp(s);
+/**
+ * What a kernel similarity (stages/lib/similarity/, scoring.kind "kernel") tells the engines:
+ * the scale of the dot products, and the pair score from the pair's log-sum-exp.
+ */
+export interface KernelScore {
+  invSigma2: number;
+  /** lse = LSE_ij(<u_i, v_j> * invSigma2 + log alpha_i + log beta_j), in f64. */
+  finish(lse: number): number;
+}
+
+/** A pair's log-sum-exp in f64 from its tile max and sum (log2 units, as the kernels keep them). */
+export function lseOf(mx: number, sm: number): number {
+  return mx * Math.LN2 + Math.log(sm);
 }
 
 /** A KME kernel over loaded images and captions. Not thread-safe; workers each own one. */
@@ -50,26 +60,20 @@ export abstract class KmeKernel {
   abstract load(images: KernelImages, captions: KernelCaptions): void;
 
   /**
-   * Scores of images [i0, i0+ni) x captions [c0, c0+nc), row-major, as f32: the KME score,
-   * or with `wpseScale` the WPSE score wpseScale * exp(KME score).
+   * Scores of images [i0, i0+ni) x captions [c0, c0+nc), row-major, as f32: the similarity's
+   * finish of each pair's log-sum-exp.
    */
   abstract scoreBlock(
     i0: number,
     ni: number,
     c0: number,
     nc: number,
-    invSigma2: number,
+    score: KernelScore,
     out?: Float32Array,
-    wpseScale?: number,
   ): Float32Array;
 
   /** Scores of scattered pairs. */
-  abstract scorePairs(
-    images: Int32Array,
-    captions: Int32Array,
-    invSigma2: number,
-    wpseScale?: number,
-  ): Float32Array;
+  abstract scorePairs(images: Int32Array, captions: Int32Array, score: KernelScore): Float32Array;
 
   /** Forgets every allocation (the start of `load`). */
   protected resetMemory(): void {

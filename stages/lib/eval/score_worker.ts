@@ -1,17 +1,25 @@
 /// <reference lib="deno.worker" />
 /**
- * Web Worker side of `createParallelScorer` (scoring.ts): builds the scorer from the spec sent
- * by "init", then answers "block" and "pairs" requests, transferring the result buffers.
+ * Web Worker side of `createParallelScorer` (scoring.ts): loads the similarity named by the
+ * spec sent with "init" (a built-in, or a plugin module by path), builds its KernelScorer, then
+ * answers "block" and "pairs" requests, transferring the result buffers.
  */
-import { createScorer, type ScorerSpec, type SyncScorer } from "./scoring.ts";
+import type { KernelWorkerSpec, SyncScorer } from "./scoring.ts";
+import { loadSimilarity } from "../similarity/registry.ts";
+import { kernelScorer } from "./similarity_scoring.ts";
 
 let scorer: SyncScorer | undefined;
 
-self.onmessage = (e: MessageEvent) => {
+async function init(spec: KernelWorkerSpec): Promise<SyncScorer> {
+  const l = await loadSimilarity(spec.similarity);
+  return kernelScorer(l, spec.images, spec.captions, spec.backend);
+}
+
+self.onmessage = async (e: MessageEvent) => {
   const m = e.data;
   try {
     if (m.type === "init") {
-      scorer = createScorer(m.spec as ScorerSpec);
+      scorer = await init(m.spec as KernelWorkerSpec);
       m.spec = undefined; // the wasm scorer keeps a packed copy: let the clone be collected
       self.postMessage({
         type: "ready",

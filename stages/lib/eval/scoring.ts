@@ -1,143 +1,59 @@
 /**
- * Similarity scores for evaluation, in plain TypeScript / WebAssembly (no TensorFlow.js):
- * exact up to f32 rounding, deterministic, and pair-deterministic (a score does not depend on
- * the block it is computed in), so chunked retrieval equals unchunked retrieval exactly.
+ * Pair scores for evaluation, in plain TypeScript / WebAssembly (no TensorFlow.js): exact up to
+ * f32 rounding, deterministic, and pair-deterministic (a score does not depend on the block it
+ * is computed in), so chunked retrieval equals unchunked retrieval exactly. Two scorers, one per
+ * scoring path of a similarity (stages/lib/similarity/similarity.ts); similarity_scoring.ts
+ * picks the path from the similarity:
  *
- * - CLIP: s(x, y) = scale * <u, v>.
- * - KME:  s(x, y) = LSE_ij(<u_i, v_j> / sigma2 + log alpha_i + log beta_j) - 1 / sigma2,
- *   alpha = softmax(image weight logits), beta = softmax(caption weight logits), padding
- *   points have logit -Infinity. Points are used as given (the encoders L2-normalise them).
+ * - PooledScorer: s = scale * <f(x), f(y)> over vectors computed once per input.
+ * - KernelScorer: s = finish(LSE_ij(<u_i, v_j> * invSigma2 + log alpha_i + log beta_j)),
+ *   alpha = softmax(image point scores), beta = softmax(caption point scores), padding points
+ *   have score -Infinity. Engines: "wasm" (SIMD kernel, wasm_kme.ts; f32 dot products and sums,
+ *   the same bits on every machine), "blas" (OpenBLAS sgemm for the dot products + the same
+ *   wasm log-sum-exp, blas_kme.ts; 1.5-1.8x faster end to end, equal to "wasm" up to f32
+ *   rounding) and "js" (f64 throughout; slower; a second reference).
  *
- * Backends for KME: "wasm" (SIMD kernel, wasm_kme.ts; f32 dot products and sums, the same
- * bits on every machine), "blas" (OpenBLAS sgemm for the dot products + the same wasm
- * log-sum-exp, blas_kme.ts; 1.5-1.8x faster end to end, equal to "wasm" up to f32 rounding) and "js" (f64
- * throughout; slower; a second reference). `createParallelScorer` runs either scorer in
- * Web Workers (one per core) behind the same BlockScorer interface.
+ * `createParallelScorer` runs a KernelScorer in Web Workers (one per core) behind the same
+ * BlockScorer interface; each worker loads the similarity from its record.
  */
 import type { BlockScorer } from "./retrieval.ts";
 import { WasmKmeKernel } from "./wasm_kme.ts";
 import { BlasKmeKernel } from "./blas_kme.ts";
-import { type KmeKernel, paddedShape } from "./kme_kernel.ts";
+import { type KernelScore, type KmeKernel, paddedShape } from "./kme_kernel.ts";
+import { logSoftmaxSets, validatePointSets } from "../similarity/point_sets.ts";
+import type { PointSets, SimilarityRecord } from "../similarity/similarity.ts";
 
-/** n weighted point sets of `points` points in R^dim. */
-export interface PointSets {
-  n: number;
-  points: number;
-  dim: number;
-  /** [n, points, dim] row-major. */
-  data: Float32Array;
-  /** [n, points] weight logits; -Infinity marks padding. Each set needs one finite logit. */
-  logits: Float32Array;
-}
-
-export function validatePointSets(s: PointSets, what: string): void {
-  if (s.data.length !== s.n * s.points * s.dim) {
-    throw new RangeError(
-      `${what}: data has ${s.data.length} values, expected ${s.n}x${s.points}x${s.dim}`,
-    );
-  }
-  if (s.logits.length !== s.n * s.points) {
-    throw new RangeError(
-      `${what}: logits has ${s.logits.length} values, expected ${s.n}x${s.points}`,
-    );
-  }
-}
-
-/** Per-set log-softmax of the weight logits (f64 internally), padding stays -Infinity. */
-export function logSoftmaxSets(s: PointSets, what = "point sets"): Float32Array {
-  const out = new Float32Array(s.n * s.points);
-  for (let i = 0; i < s.n; i++) {
-    const o = i * s.points;
-    let mx = -Infinity;
-    for (let m = 0; m < s.points; m++) mx = Math.max(mx, s.logits[o + m]);
-    if (!Number.isFinite(mx)) {
-      throw new Error(`${what}: set ${i} has no finite weight logit (max ${mx})`);
-    }
-    let sum = 0;
-    for (let m = 0; m < s.points; m++) sum += Math.exp(s.logits[o + m] - mx);
-    const lse = mx + Math.log(sum);
-    for (let m = 0; m < s.points; m++) out[o + m] = s.logits[o + m] - lse;
-  }
-  return out;
-}
-
-/**
- * Naive reference in f64, the direct double sum:
- * log( sum_ij alpha_i beta_j exp((<u_i, v_j> - 1) / sigma2) ). Underflows for tiny sigma2;
- * for tests only.
- */
-export function kmeScoreReference(
-  images: PointSets,
-  i: number,
-  captions: PointSets,
-  c: number,
-  sigma2: number,
-): number {
-  const d = images.dim;
-  const softmax = (logits: Float32Array, o: number, n: number) => {
-    let mx = -Infinity;
-    for (let k = 0; k < n; k++) mx = Math.max(mx, logits[o + k]);
-    const w = new Float64Array(n);
-    let s = 0;
-    for (let k = 0; k < n; k++) s += w[k] = Math.exp(logits[o + k] - mx);
-    return w.map((x) => x / s);
-  };
-  const alpha = softmax(images.logits, i * images.points, images.points);
-  const beta = softmax(captions.logits, c * captions.points, captions.points);
-  let total = 0;
-  for (let m = 0; m < images.points; m++) {
-    for (let n = 0; n < captions.points; n++) {
-      let dot = 0;
-      for (let k = 0; k < d; k++) {
-        dot += images.data[(i * images.points + m) * d + k] *
-          captions.data[(c * captions.points + n) * d + k];
-      }
-      total += alpha[m] * beta[n] * Math.exp((dot - 1) / sigma2);
-    }
-  }
-  return Math.log(total);
-}
+export type { PointSets };
+export type { KernelScore };
 
 export type KmeBackend = "wasm" | "blas" | "js";
 
-export interface KmeSpec {
-  /**
-   * "kme": the LSE score above. "wpse": scale * exp(KME score) = scale * sum_ij alpha_i
-   * beta_j k(u_i, v_j), the kernel mean embedding inner product linearly scaled (the
-   * model's third similarity); same kernel, different finishing step.
-   */
-  kind: "kme" | "wpse";
+export interface KernelSpec {
   images: PointSets;
   captions: PointSets;
-  sigma2: number;
+  score: KernelScore;
   /** Default "wasm". */
   backend?: KmeBackend;
-  /** WPSE only: the logit scale exp(t) (default 1). */
-  scale?: number;
+  /** What the similarity is, for protocols (e.g. "kme sigma2=0.05"). */
+  similarity?: string;
 }
 
-export interface ClipSpec {
-  kind: "clip";
-  /** [nImages, dim] embeddings (normally L2-normalised). */
+export interface PooledSpec {
+  /** [nImages, dim] vectors f(x). */
   images: Float32Array;
   /** [nCaptions, dim]. */
   captions: Float32Array;
   dim: number;
-  /** Logit scale exp(t); default 1 (plain dot product). */
+  /** Default 1 (plain dot product). */
   scale?: number;
+  similarity?: string;
 }
-
-export type ScorerSpec = KmeSpec | ClipSpec;
 
 /** A synchronous in-thread scorer. */
 export interface SyncScorer extends BlockScorer {
   scoreBlock(i0: number, ni: number, c0: number, nc: number): Float32Array;
   scorePairs(images: Int32Array, captions: Int32Array): Float32Array;
   readonly description: string;
-}
-
-export function createScorer(spec: ScorerSpec): SyncScorer {
-  return spec.kind === "clip" ? new ClipScorer(spec) : new KmeScorer(spec);
 }
 
 function checkBlock(s: BlockScorer, i0: number, ni: number, c0: number, nc: number): void {
@@ -151,36 +67,34 @@ function checkBlock(s: BlockScorer, i0: number, ni: number, c0: number, nc: numb
   }
 }
 
-export class KmeScorer implements SyncScorer {
+export class KernelScorer implements SyncScorer {
   readonly nImages: number;
   readonly nCaptions: number;
   readonly description: string;
-  private readonly invS2: number;
+  private readonly score: KernelScore;
   private readonly la: Float32Array;
   private readonly lb: Float32Array;
   private readonly kernel?: KmeKernel;
-  private readonly wpseScale?: number;
 
   /** The raw sets, kept only by the "js" backend (the wasm kernel holds a packed copy). */
   private readonly sets?: { images: PointSets; captions: PointSets };
 
-  constructor(spec: KmeSpec) {
-    const { images, captions, sigma2 } = spec;
+  constructor(spec: KernelSpec) {
+    const { images, captions, score } = spec;
     validatePointSets(images, "images");
     validatePointSets(captions, "captions");
     if (images.dim !== captions.dim) {
       throw new RangeError(`dims differ: images ${images.dim}, captions ${captions.dim}`);
     }
-    if (!(sigma2 > 0 && Number.isFinite(sigma2))) {
-      throw new RangeError(`sigma2 must be > 0, got ${sigma2}`);
+    if (!(score.invSigma2 > 0 && Number.isFinite(score.invSigma2))) {
+      throw new RangeError(`invSigma2 must be > 0 and finite, got ${score.invSigma2}`);
     }
     this.nImages = images.n;
     this.nCaptions = captions.n;
-    this.invS2 = 1 / sigma2;
+    this.score = score;
     this.la = logSoftmaxSets(images, "images");
     this.lb = logSoftmaxSets(captions, "captions");
     const backend = spec.backend ?? "wasm";
-    this.wpseScale = spec.kind === "wpse" ? spec.scale ?? 1 : undefined;
     let engine: string = backend;
     if (backend === "wasm" || backend === "blas") {
       const shape = paddedShape(images.points, captions.points, images.dim);
@@ -208,41 +122,38 @@ export class KmeScorer implements SyncScorer {
     } else {
       throw new RangeError(`unknown KME backend "${backend}" (wasm, blas or js)`);
     }
-    this.description = spec.kind === "wpse"
-      ? `wpse sigma2=${sigma2} scale=${this.wpseScale} backend=${engine}`
-      : `kme sigma2=${sigma2} backend=${engine}`;
+    this.description = `${spec.similarity ?? `kernel invSigma2=${score.invSigma2}`} ` +
+      `backend=${engine}`;
   }
 
   scoreBlock(i0: number, ni: number, c0: number, nc: number): Float32Array {
     checkBlock(this, i0, ni, c0, nc);
     if (this.kernel) {
       const out = new Float32Array(ni * nc);
-      return this.kernel.scoreBlock(i0, ni, c0, nc, this.invS2, out, this.wpseScale);
+      return this.kernel.scoreBlock(i0, ni, c0, nc, this.score, out);
     }
     const out = new Float32Array(ni * nc);
     for (let r = 0; r < ni; r++) {
-      for (let c = 0; c < nc; c++) out[r * nc + c] = this.finish(this.pairJs(i0 + r, c0 + c));
+      for (let c = 0; c < nc; c++) {
+        out[r * nc + c] = this.score.finish(this.pairLseJs(i0 + r, c0 + c));
+      }
     }
     return out;
   }
 
   scorePairs(images: Int32Array, captions: Int32Array): Float32Array {
-    if (this.kernel) return this.kernel.scorePairs(images, captions, this.invS2, this.wpseScale);
+    if (this.kernel) return this.kernel.scorePairs(images, captions, this.score);
     const out = new Float32Array(images.length);
     for (let p = 0; p < images.length; p++) {
-      out[p] = this.finish(this.pairJs(images[p], captions[p]));
+      out[p] = this.score.finish(this.pairLseJs(images[p], captions[p]));
     }
     return out;
   }
 
-  private finish(kme: number): number {
-    return this.wpseScale === undefined ? kme : this.wpseScale * Math.exp(kme);
-  }
-
-  /** f64 LSE form; padding points (log-weight -Infinity) are skipped. */
-  private pairJs(i: number, c: number): number {
+  /** The pair's log-sum-exp in f64; padding points (log-weight -Infinity) are skipped. */
+  private pairLseJs(i: number, c: number): number {
     const { images: A, captions: B } = this.sets!;
-    const d = A.dim, M = A.points, N = B.points, inv = this.invS2;
+    const d = A.dim, M = A.points, N = B.points, inv = this.score.invSigma2;
     const la = this.la, lb = this.lb, a = A.data, b = B.data;
     let mx = -Infinity;
     const xs = new Float64Array(M * N);
@@ -264,17 +175,17 @@ export class KmeScorer implements SyncScorer {
     }
     let sum = 0;
     for (let k = 0; k < M * N; k++) sum += Math.exp(xs[k] - mx);
-    return mx + Math.log(sum) - inv;
+    return mx + Math.log(sum);
   }
 }
 
-export class ClipScorer implements SyncScorer {
+export class PooledScorer implements SyncScorer {
   readonly nImages: number;
   readonly nCaptions: number;
   readonly description: string;
   private readonly scale: number;
 
-  constructor(private readonly spec: ClipSpec) {
+  constructor(private readonly spec: PooledSpec) {
     const { images, captions, dim } = spec;
     if (images.length % dim !== 0 || captions.length % dim !== 0) {
       throw new RangeError(`embedding lengths are not multiples of dim ${dim}`);
@@ -282,7 +193,7 @@ export class ClipScorer implements SyncScorer {
     this.nImages = images.length / dim;
     this.nCaptions = captions.length / dim;
     this.scale = spec.scale ?? 1;
-    this.description = `clip scale=${this.scale}`;
+    this.description = spec.similarity ?? `pooled scale=${this.scale}`;
   }
 
   scoreBlock(i0: number, ni: number, c0: number, nc: number): Float32Array {
@@ -311,6 +222,14 @@ export class ClipScorer implements SyncScorer {
   }
 }
 
+/** What a worker needs to build a KernelScorer: data, engine, and the similarity to load. */
+export interface KernelWorkerSpec {
+  images: PointSets;
+  captions: PointSets;
+  backend?: KmeBackend;
+  similarity: SimilarityRecord;
+}
+
 // ---- Web Worker pool ----------------------------------------------------------------------
 
 export interface ParallelScorer extends BlockScorer {
@@ -329,12 +248,13 @@ interface Pending {
 }
 
 /**
- * Runs `createScorer(spec)` in `workers` Web Workers (default: navigator.hardwareConcurrency)
- * and spreads blocks over them. Each worker holds its own copy of the data. Results are
- * identical to the in-thread scorer's (same code, pair-deterministic).
+ * Runs a KernelScorer in `workers` Web Workers (default: navigator.hardwareConcurrency) and
+ * spreads blocks over them. Each worker holds its own copy of the data and loads the similarity
+ * from its record (score_worker.ts). Results are identical to the in-thread scorer's (same code,
+ * pair-deterministic).
  */
 export async function createParallelScorer(
-  spec: ScorerSpec,
+  spec: KernelWorkerSpec,
   opts: { workers?: number } = {},
 ): Promise<ParallelScorer> {
   const n = Math.max(1, opts.workers ?? navigator.hardwareConcurrency ?? 1);

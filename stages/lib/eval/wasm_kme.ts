@@ -28,11 +28,12 @@
 
 import { Code, emitExp2, EXP2_CONSTS, F32, I32, section, str, uleb, V128 } from "./wasm_asm.ts";
 import {
-  finishScore,
   type KernelCaptions,
   type KernelImages,
+  type KernelScore,
   KmeKernel,
   type KmeKernelShape,
+  lseOf,
 } from "./kme_kernel.ts";
 
 // ---- the kernel -----------------------------------------------------------------------------
@@ -354,10 +355,10 @@ export class WasmKmeKernel extends KmeKernel {
     ni: number,
     c0: number,
     nc: number,
-    invSigma2: number,
+    score: KernelScore,
     out = new Float32Array(ni * nc),
-    wpseScale?: number,
   ): Float32Array {
+    const invSigma2 = score.invSigma2;
     if (ni === 0 || nc === 0) return out;
     this.checkBlock(i0, ni, c0, nc);
     const { Mp, Np, dim } = this.shape;
@@ -385,7 +386,7 @@ export class WasmKmeKernel extends KmeKernel {
       const sm = new Float32Array(buf, this.outPtr + rowsPerCall * nc * 4, rn * nc);
       const base = r0 * nc;
       for (let k = 0; k < rn * nc; k++) {
-        out[base + k] = finishScore(mx[k], sm[k], invSigma2, wpseScale);
+        out[base + k] = score.finish(lseOf(mx[k], sm[k]));
       }
     }
     return out;
@@ -394,13 +395,12 @@ export class WasmKmeKernel extends KmeKernel {
   scorePairs(
     images: Int32Array,
     captions: Int32Array,
-    invSigma2: number,
-    wpseScale?: number,
+    score: KernelScore,
   ): Float32Array {
     const out = new Float32Array(images.length);
     const one = new Float32Array(1);
     for (let p = 0; p < images.length; p++) {
-      out[p] = this.scoreBlock(images[p], 1, captions[p], 1, invSigma2, one, wpseScale)[0];
+      out[p] = this.scoreBlock(images[p], 1, captions[p], 1, score, one)[0];
     }
     return out;
   }

@@ -1,74 +1,30 @@
 /**
  * Zero-shot classification: each class is described by several text prompts (templates);
  * the prompts are pooled in the embedding and images are scored against the pooled class
- * embedding with the training similarity.
+ * embedding with the training similarity. How prompts pool depends on the scoring path:
  *
- * - CLIP: class embedding = normalise(mean_t normalise(e_t)).
- * - KME: the class is the union of its prompts' weighted point sets, each prompt's weights
- *   alpha_ti divided by its number of prompts T_c (log-weights - log T_c). Its kernel mean
- *   embedding is the mean of the prompts' mean embeddings, so
+ * - pooled similarities: the similarity's own `poolPrompts` over the prompts' vectors (CLIP:
+ *   normalise(mean_t normalise(e_t)); WPSE: the mean of the f(prompt_t)).
+ * - kernel similarities (here): the class is the union of its prompts' weighted point sets,
+ *   each prompt's weights alpha_ti divided by its number of prompts T_c (log-weights - log T_c).
+ *   Its kernel mean embedding is the mean of the prompts' mean embeddings, so for KME
  *   s(x, class) = log( (1/T_c) sum_t exp(s(x, prompt_t)) ).
  *
  * Metrics: top-1, top-5 (only when there are >= 5 classes) and mean per-class recall (top-1
  * recall averaged over the classes that have test images), in percent. Ties are
  * pessimistic: rank = 1 + #{other classes scoring >= the true class}.
  */
-import { logSoftmaxSets, type PointSets } from "./scoring.ts";
+import { classCounts, logSoftmaxSets } from "../similarity/point_sets.ts";
+import type { PointSets } from "../similarity/similarity.ts";
 import type { BlockScorer } from "./retrieval.ts";
 import type { Protocol } from "./protocol.ts";
 
-function classCounts(promptClass: Int32Array, nClasses: number): Int32Array {
-  const counts = new Int32Array(nClasses);
-  for (let t = 0; t < promptClass.length; t++) {
-    const c = promptClass[t];
-    if (!(c >= 0 && c < nClasses)) {
-      throw new RangeError(`promptClass[${t}] = ${c} outside [0, ${nClasses})`);
-    }
-    counts[c]++;
-  }
-  const empty = counts.indexOf(0);
-  if (empty >= 0) throw new Error(`class ${empty} has no prompt`);
-  return counts;
-}
-
-/** CLIP pooling: prompts [nPrompts, dim] -> classes [nClasses, dim]. */
-export function clipClassEmbeddings(
-  prompts: Float32Array,
-  promptClass: Int32Array,
-  nClasses: number,
-  dim: number,
-): Float32Array {
-  if (prompts.length !== promptClass.length * dim) {
-    throw new RangeError(
-      `prompts has ${prompts.length} values, expected ${promptClass.length}x${dim}`,
-    );
-  }
-  const counts = classCounts(promptClass, nClasses);
-  const acc = new Float64Array(nClasses * dim);
-  for (let t = 0; t < promptClass.length; t++) {
-    let s = 0;
-    for (let k = 0; k < dim; k++) s += prompts[t * dim + k] ** 2;
-    const inv = 1 / Math.sqrt(s);
-    if (!Number.isFinite(inv)) throw new Error(`prompt ${t} has zero norm`);
-    const o = promptClass[t] * dim;
-    for (let k = 0; k < dim; k++) acc[o + k] += prompts[t * dim + k] * inv;
-  }
-  const out = new Float32Array(nClasses * dim);
-  for (let c = 0; c < nClasses; c++) {
-    let s = 0;
-    for (let k = 0; k < dim; k++) s += (acc[c * dim + k] / counts[c]) ** 2;
-    const inv = 1 / Math.sqrt(s) / counts[c];
-    for (let k = 0; k < dim; k++) out[c * dim + k] = acc[c * dim + k] * inv;
-  }
-  return out;
-}
-
 /**
- * KME pooling: prompt point sets -> one point set per class holding the union of its
+ * Kernel pooling: prompt point sets -> one point set per class holding the union of its
  * prompts' points (padded with -Infinity logits to the largest class). The class logits are
  * normalised log-weights: log softmax(prompt logits) - log T_c.
  */
-export function kmeClassPointSets(
+export function kernelClassPointSets(
   prompts: PointSets,
   promptClass: Int32Array,
   nClasses: number,
@@ -102,6 +58,8 @@ export interface ZeroShotOptions {
   similarity?: string;
   /** e.g. "80 CLIP ImageNet templates". */
   prompts?: string;
+  /** How the prompts were pooled into a class. */
+  pooling?: string;
 }
 
 export interface ZeroShotResult {
@@ -188,8 +146,7 @@ export async function evaluateZeroShot(
       similarity: opts.similarity ?? "unspecified",
       split: opts.split ?? "unspecified",
       prompts: opts.prompts ?? "unspecified",
-      pooling: "CLIP: normalise(mean of normalised prompt embeddings); KME: union of the " +
-        "prompts' weighted point sets with weights alpha/T (the mean of the mean embeddings)",
+      pooling: opts.pooling ?? "unspecified",
       tieRule: "pessimistic: rank = 1 + #{other classes scoring >= the true class}",
       metrics: "top-1, top-5 (only with >= 5 classes), mean per-class recall (top-1, over the " +
         "classes with test images), percent",

@@ -3,8 +3,9 @@
  * preprocessing, training summary, tensor index) + `model.bin` (raw little-endian float32).
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { ClipModel, type ModelConfig } from "./model.ts";
-import { type PointSet, tidyPointSet } from "./similarity.ts";
+import { ClipModel, type ModelConfig, tidyPointSet } from "./model.ts";
+import type { PointSet } from "../similarity/similarity.ts";
+import { loadSimilarity } from "../similarity/registry.ts";
 import { type BundleHeader, type NamedTensor, readBundle, writeBundle } from "./tensorfile.ts";
 import { Vocab } from "./vocab.ts";
 
@@ -64,7 +65,8 @@ export interface LoadedModel {
 export async function loadModel(dir: string): Promise<LoadedModel> {
   const { header, tensors } = await readBundle<ModelHeader>(dir, MODEL_HEADER, MODEL_FORMAT);
   const values = new Map([...tensors].map(([k, t]) => [k, t.values]));
-  const model = ClipModel.fromValues(header.config, values);
+  const { sim } = await loadSimilarity(header.config.similarity);
+  const model = ClipModel.fromValues(header.config, values, sim);
   return { model, vocab: new Vocab(header.vocab), header };
 }
 

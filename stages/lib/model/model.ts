@@ -1,27 +1,43 @@
 /**
  * The two-tower model: a small ViT for images and a transformer over word tokens for text.
- * Each tower outputs a weighted point set (see similarity.ts); the head decides how tokens
- * become points:
- * - clip: masked mean of the tokens -> linear projection -> L2 normalise (one point, weight 0);
- * - kme / wpse with points "tokens": every (non-padding) token -> projection -> L2 normalise,
- *   weight logit = linear(token); padding gets -Infinity;
- * - kme / wpse with points "queries": K learned queries attend over the tokens (one multi-head
+ * Each tower outputs a weighted point set (stages/lib/similarity/similarity.ts); the similarity
+ * says how tokens become points (its `head`):
+ * - "mean": masked mean of the tokens -> linear projection -> L2 normalise (one point, score 0);
+ * - "sets" with points "tokens": every (non-padding) token -> projection -> L2 normalise,
+ *   score = linear(token); padding gets -Infinity;
+ * - "sets" with points "queries": K learned queries attend over the tokens (one multi-head
  *   cross-attention, as in an attentional pooler) -> LN -> projection -> L2 normalise,
- *   weight logit = linear(pooled).
+ *   score = linear(pooled).
+ * The similarity's learnable scalars (logit scale, bandwidth) are parameters of the model too.
  *
  * All activations inside the towers are kept as 2D [B*T, width] so matmuls are plain 2D.
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { dense, gelu, layerNorm as fusedLayerNorm } from "./ops.ts";
+import { infoNce } from "./loss.ts";
 import { ParamStore } from "./params.ts";
-import {
-  infoNce,
-  type PointSet,
-  type SimilarityKind,
-  similarityLogits,
-  type SimilarityParams,
-  tidyPointSet,
-} from "./similarity.ts";
+import type {
+  Draw,
+  EncoderHead,
+  PointSet,
+  ScalarSpec,
+  ScalarTensors,
+  ScalarValues,
+  Similarity,
+  SimilarityRecord,
+} from "../similarity/similarity.ts";
+import { builtinOf } from "../similarity/registry.ts";
+
+function builtinSimilarity(r: SimilarityRecord): Similarity<unknown> {
+  const b = r.module ? undefined : builtinOf(r.name);
+  if (!b) throw new Error(`similarity '${r.name}' is not built in: pass its loaded module`);
+  return b.sim;
+}
+
+/** tf.tidy for functions returning a point set (tfjs' typings want an index signature). */
+export function tidyPointSet(fn: () => PointSet): PointSet {
+  return tf.tidy(fn as unknown as () => tf.TensorContainer) as unknown as PointSet;
+}
 
 export interface TowerConfig {
   /** Transformer width. */
@@ -45,23 +61,15 @@ export interface TextTowerConfig extends TowerConfig {
 }
 
 export interface ModelConfig {
-  similarity: SimilarityKind;
+  /** The similarity (name, params; a plugin's module), without learned values. */
+  similarity: SimilarityRecord;
   /** Dimension d of the (unit) points. */
   embedDim: number;
   image: ImageTowerConfig;
   text: TextTowerConfig;
-  /** kme / wpse: token points or K learned query points. */
+  /** Heads of kind "sets": token points or K learned query points. */
   points: "tokens" | "queries";
   numQueries: number;
-  /** clip / wpse: t is initialised to log(1 / initTemperature). */
-  initTemperature: number;
-  maxScale: number;
-  /** kme / wpse: sigma^2 initial value and clamp. */
-  sigma2Init: number;
-  sigma2Min: number;
-  sigma2Max: number;
-  /** Whether sigma^2 is learned (else fixed at sigma2Init). */
-  learnSigma2: boolean;
 }
 
 export function numPatches(c: ImageTowerConfig): number {
@@ -119,9 +127,15 @@ function declareTower(p: ParamStore, pre: string, t: TowerConfig) {
   declareNorm(p, `${pre}.lnf`, t.width);
 }
 
-function declareHead(p: ParamStore, pre: string, c: ModelConfig, width: number) {
+function declareHead(
+  p: ParamStore,
+  pre: string,
+  c: ModelConfig,
+  head: EncoderHead,
+  width: number,
+) {
   const projStd = 1 / Math.sqrt(width);
-  if (c.similarity === "clip") {
+  if (head.points === "mean") {
     declareLinear(p, `${pre}.proj`, width, c.embedDim, projStd, false);
     return;
   }
@@ -134,32 +148,35 @@ function declareHead(p: ParamStore, pre: string, c: ModelConfig, width: number) 
     declareNorm(p, `${pre}.pool.ln`, width);
   }
   declareLinear(p, `${pre}.proj`, width, c.embedDim, projStd, false);
-  // Weight logits start at exactly 0: uniform weights.
-  p.declare(`${pre}.wt.w`, [width, 1], { kind: "const", value: 0 }, true);
-  p.declare(`${pre}.wt.b`, [1], { kind: "const", value: 0 }, false);
+  if (head.scoreInit === "normal") {
+    // sony/wpse's weight_proj: no bias, N(0, 1/width).
+    p.declare(`${pre}.wt.w`, [width, 1], { kind: "normal", std: projStd }, true);
+  } else {
+    // Scores start at exactly 0: uniform softmax weights.
+    p.declare(`${pre}.wt.w`, [width, 1], { kind: "const", value: 0 }, true);
+    p.declare(`${pre}.wt.b`, [1], { kind: "const", value: 0 }, false);
+  }
 }
 
-export function declareParams(c: ModelConfig): ParamStore {
+export function declareParams(c: ModelConfig, sim: Similarity<unknown>): ParamStore {
   validateConfig(c);
+  const head = sim.head(c.similarity.params);
   const p = new ParamStore();
   const im = c.image;
   const pdim = im.patch * im.patch * im.channels;
   declareLinear(p, "img.patch", pdim, im.width, 1 / Math.sqrt(pdim));
   p.declare("img.pos", [numPatches(im), im.width], { kind: "normal", std: 0.02 }, false);
   declareTower(p, "img", im);
-  declareHead(p, "img", c, im.width);
+  declareHead(p, "img", c, head, im.width);
 
   const tx = c.text;
   p.declare("txt.tok", [tx.vocabSize, tx.width], { kind: "normal", std: 0.02 }, true);
   p.declare("txt.pos", [tx.maxLen, tx.width], { kind: "normal", std: 0.01 }, false);
   declareTower(p, "txt", tx);
-  declareHead(p, "txt", c, tx.width);
+  declareHead(p, "txt", c, head, tx.width);
 
-  if (c.similarity === "clip" || c.similarity === "wpse") {
-    p.declare("logit_scale", [], { kind: "const", value: Math.log(1 / c.initTemperature) }, false);
-  }
-  if (c.similarity === "kme" || c.similarity === "wpse") {
-    p.declare("log_sigma2", [], { kind: "const", value: Math.log(c.sigma2Init) }, false);
+  for (const s of sim.scalars(c.similarity.params)) {
+    p.declare(s.name, [], { kind: "const", value: s.init }, false);
   }
   return p;
 }
@@ -242,6 +259,7 @@ function tower(
   return layerNorm(p, `${pre}.lnf`, x);
 }
 
+/** (The same normalisation as stages/lib/similarity/tf_ops.ts, on this module's tf.) */
 function l2normalize(x: tf.Tensor, eps = 1e-12): tf.Tensor {
   return tf.mul(x, tf.rsqrt(tf.maximum(tf.sum(tf.square(x), -1, true), eps)));
 }
@@ -267,24 +285,48 @@ export function patchify(images: tf.Tensor4D, patch: number): tf.Tensor3D {
 export class ClipModel {
   readonly config: ModelConfig;
   readonly params: ParamStore;
+  /** The similarity module (config.similarity names it). */
+  readonly sim: Similarity<unknown>;
+  private readonly head_: EncoderHead;
+  private readonly scalarSpecs: ScalarSpec[];
 
-  private constructor(config: ModelConfig, params: ParamStore) {
+  private constructor(config: ModelConfig, params: ParamStore, sim: Similarity<unknown>) {
     this.config = config;
     this.params = params;
+    this.sim = sim;
+    this.head_ = sim.head(config.similarity.params);
+    this.scalarSpecs = sim.scalars(config.similarity.params);
   }
 
-  /** A freshly initialised model (deterministic in `seed`, identical on every backend). */
-  static create(config: ModelConfig, seed: number): ClipModel {
-    const p = declareParams(config);
+  /**
+   * A freshly initialised model (deterministic in `seed`, identical on every backend). `sim`:
+   * the loaded similarity module; a built-in is found by name when omitted.
+   */
+  static create(config: ModelConfig, seed: number, sim?: Similarity<unknown>): ClipModel {
+    sim ??= builtinSimilarity(config.similarity);
+    const p = declareParams(config, sim);
     p.initialise(seed);
-    return new ClipModel(config, p);
+    return new ClipModel(config, p, sim);
   }
 
   /** A model with the given parameter values (e.g. read from a saved model). */
-  static fromValues(config: ModelConfig, values: Map<string, Float32Array>): ClipModel {
-    const p = declareParams(config);
+  static fromValues(
+    config: ModelConfig,
+    values: Map<string, Float32Array>,
+    sim?: Similarity<unknown>,
+  ): ClipModel {
+    sim ??= builtinSimilarity(config.similarity);
+    const p = declareParams(config, sim);
     p.initialiseFrom(values);
-    return new ClipModel(config, p);
+    return new ClipModel(config, p, sim);
+  }
+
+  /** Point sets of kind "sets" have this many points per image / per caption; "mean" has 1. */
+  pointsPerInput(): { M: number; N: number } {
+    if (this.head_.points === "mean") return { M: 1, N: 1 };
+    const c = this.config;
+    if (c.points === "queries") return { M: c.numQueries, N: c.numQueries };
+    return { M: numPatches(c.image), N: c.text.maxLen };
   }
 
   /** Point set of a batch of images [B, H, W, C] (pixel values 0..255). */
@@ -333,7 +375,7 @@ export class ClipModel {
     const c = this.config;
     const p = this.params;
     const width = x.shape[1];
-    if (c.similarity === "clip") {
+    if (this.head_.points === "mean") {
       const x3 = tf.reshape(x, [b, t, width]);
       let pooled: tf.Tensor2D;
       if (mask === undefined) {
@@ -350,7 +392,7 @@ export class ClipModel {
     }
     if (c.points === "tokens") {
       const u = l2normalize(linear(p, `${pre}.proj`, x, false));
-      let w = tf.reshape(linear(p, `${pre}.wt`, x), [b, t]) as tf.Tensor2D;
+      let w = tf.reshape(this.scores(pre, x), [b, t]) as tf.Tensor2D;
       if (mask !== undefined) w = tf.where(tf.greater(mask, 0.5), w, tf.fill([b, t], NEG_INF));
       return { points: tf.reshape(u, [b, t, c.embedDim]), weights: w };
     }
@@ -367,75 +409,59 @@ export class ClipModel {
     const pooled = linear(p, `${pre}.pool.out`, mergeHeads(attend(q, kk, vv, bias)));
     const h = layerNorm(p, `${pre}.pool.ln`, pooled); // [B*K, width]
     const u = l2normalize(linear(p, `${pre}.proj`, h, false));
-    const w = tf.reshape(linear(p, `${pre}.wt`, h), [b, k]) as tf.Tensor2D;
+    const w = tf.reshape(this.scores(pre, h), [b, k]) as tf.Tensor2D;
     return { points: tf.reshape(u, [b, k, c.embedDim]), weights: w };
   }
 
-  /** The similarity's scalar parameters as tensors (the variables themselves). */
-  similarityParams(): SimilarityParams {
-    const c = this.config;
-    const out: SimilarityParams = {
-      maxScale: c.maxScale,
-      sigma2Min: c.sigma2Min,
-      sigma2Max: c.sigma2Max,
-    };
-    if (this.params.vars.has("logit_scale")) {
-      out.logScale = this.params.get("logit_scale") as tf.Scalar;
-    }
-    if (this.params.vars.has("log_sigma2")) {
-      out.logSigma2 = this.params.get("log_sigma2") as tf.Scalar;
-    }
+  /** The points' raw scores: a linear map of their features (no bias for sony/wpse's head). */
+  private scores(pre: string, x: tf.Tensor2D): tf.Tensor2D {
+    return linear(this.params, `${pre}.wt`, x, this.params.vars.has(`${pre}.wt.b`));
+  }
+
+  /** The similarity's scalars as tensors (the variables themselves). */
+  scalarTensors(): ScalarTensors {
+    const out: ScalarTensors = {};
+    for (const s of this.scalarSpecs) out[s.name] = this.params.get(s.name) as tf.Scalar;
     return out;
   }
 
-  /** Logits [B1, B2] between image and text point sets. */
-  logits(images: PointSet, texts: PointSet): tf.Tensor2D {
-    return similarityLogits(this.config.similarity, images, texts, this.similarityParams());
+  /** Logits [B1, B2] between image and text point sets (`draw`: the similarity's randomness). */
+  logits(images: PointSet, texts: PointSet, draw: Draw = { kind: "eval" }): tf.Tensor2D {
+    const c = this.config.similarity;
+    return this.sim.logits(tf, images, texts, this.scalarTensors(), c.params, draw);
   }
 
   /** Symmetric InfoNCE loss of a batch of matching (image, caption) pairs. */
-  loss(images: tf.Tensor4D, ids: tf.Tensor2D): tf.Scalar {
-    return tf.tidy(() => infoNce(this.logits(this.encodeImages(images), this.encodeTexts(ids))));
+  loss(images: tf.Tensor4D, ids: tf.Tensor2D, draw: Draw = { kind: "eval" }): tf.Scalar {
+    return tf.tidy(() =>
+      infoNce(this.logits(this.encodeImages(images), this.encodeTexts(ids), draw))
+    );
   }
 
   /** Names of the variables that receive gradients. */
   trainableNames(): string[] {
-    return this.params.specs
-      .map((s) => s.name)
-      .filter((n) => n !== "log_sigma2" || this.config.learnSigma2);
+    const fixed = new Set(this.scalarSpecs.filter((s) => !s.learn).map((s) => s.name));
+    return this.params.specs.map((s) => s.name).filter((n) => !fixed.has(n));
   }
 
   /**
-   * Clamps the similarity scalars in place (after an optimizer step): t <= log(maxScale),
-   * log sigma^2 in [log min, log max], as open_clip clamps its logit scale.
+   * Clamps the similarity scalars in place after an optimizer step (as open_clip clamps its
+   * logit scale), to the [min, max] of their ScalarSpec.
    */
   clampScalars(): void {
-    const c = this.config;
     tf.tidy(() => {
-      if (this.params.vars.has("logit_scale")) {
-        const v = this.params.get("logit_scale");
-        v.assign(tf.minimum(v, Math.log(c.maxScale)));
-      }
-      if (this.params.vars.has("log_sigma2")) {
-        const v = this.params.get("log_sigma2");
-        v.assign(tf.clipByValue(v, Math.log(c.sigma2Min), Math.log(c.sigma2Max)));
+      for (const s of this.scalarSpecs) {
+        const v = this.params.get(s.name);
+        v.assign(s.min === -Infinity ? tf.minimum(v, s.max) : tf.clipByValue(v, s.min, s.max));
       }
     });
   }
 
-  /** Current temperature-like scalars as numbers: {logit_scale, sigma2}. */
-  async scalars(): Promise<Record<string, number>> {
-    const out: Record<string, number> = {};
-    const c = this.config;
-    if (this.params.vars.has("logit_scale")) {
-      const t = (await this.params.get("logit_scale").data())[0];
-      out.logit_scale = Math.min(Math.exp(t), c.maxScale);
-    }
-    if (this.params.vars.has("log_sigma2")) {
-      const r = (await this.params.get("log_sigma2").data())[0];
-      out.sigma2 = Math.min(Math.max(Math.exp(r), c.sigma2Min), c.sigma2Max);
-    }
-    return out;
+  /** Effective values of the similarity's scalars, e.g. {logit_scale} or {sigma2}. */
+  async scalars(): Promise<ScalarValues> {
+    const raw: Record<string, number> = {};
+    for (const s of this.scalarSpecs) raw[s.name] = (await this.params.get(s.name).data())[0];
+    return this.sim.values(raw, this.config.similarity.params);
   }
 
   dispose(): void {

@@ -6,7 +6,7 @@
 import type { SplitLike } from "./data.ts";
 import type { ModelConfig } from "./model.ts";
 import { keyedRng } from "../random.ts";
-import type { SimilarityKind } from "./similarity.ts";
+import { builtinRecord } from "../similarity/registry.ts";
 import type { TrainOptions } from "./train.ts";
 
 export const TOY_COLOURS: [string, [number, number, number]][] = [
@@ -58,13 +58,14 @@ export function toySplit(n: number, seed: number, size = 16): SplitLike & { imag
 
 /** A very small model configuration (for tests: a step takes milliseconds). */
 export function tinyConfig(
-  similarity: SimilarityKind,
+  similarity: string,
   vocabSize: number,
   over: Partial<ModelConfig> = {},
   size = 16,
+  similarityParams: Record<string, unknown> = {},
 ): ModelConfig {
   return {
-    similarity,
+    similarity: builtinRecord(similarity, similarityParams),
     embedDim: 16,
     image: {
       height: size,
@@ -79,12 +80,6 @@ export function tinyConfig(
     text: { maxLen: 8, vocabSize, width: 32, depth: 1, heads: 2, mlp: 64 },
     points: "tokens",
     numQueries: 4,
-    initTemperature: 0.07,
-    maxScale: 100,
-    sigma2Init: 0.07,
-    sigma2Min: 0.01,
-    sigma2Max: 10,
-    learnSigma2: true,
     ...over,
   };
 }

@@ -11,6 +11,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { join } from "node:path";
 import type { Batch, BatchSource } from "./data.ts";
 import type { ClipModel } from "./model.ts";
+import type { Draw } from "../similarity/similarity.ts";
 import { AdamW, clipGlobalNorm, learningRate } from "./optim.ts";
 import { type NamedTensor, readBundle, writeBundle, writeFileAtomic } from "./tensorfile.ts";
 
@@ -37,10 +38,8 @@ export interface LogRecord {
   loss: number;
   lr: number;
   grad_norm: number;
-  /** clip / wpse: exp(t) after clamping. */
-  logit_scale?: number;
-  /** kme / wpse: sigma^2 after clamping. */
-  sigma2?: number;
+  /** The similarity's scalars after clamping (e.g. logit_scale, sigma2) are spread in here. */
+  [scalar: string]: number;
   samples_per_s: number;
   elapsed_s: number;
 }
@@ -187,11 +186,12 @@ export async function trainStep(
   ids: tf.Tensor2D,
   lr: number,
   gradClip: number,
+  draw: Draw = { kind: "eval" },
 ): Promise<{ loss: number; gradNorm: number }> {
   const names = opt.names();
   const vars = names.map((n) => model.params.get(n));
   const byVarName = new Map(vars.map((v, i) => [v.name, names[i]]));
-  const { value, grads } = tf.variableGrads(() => model.loss(images, ids), vars);
+  const { value, grads } = tf.variableGrads(() => model.loss(images, ids, draw), vars);
   const named: Record<string, tf.Tensor> = {};
   for (const [vn, g] of Object.entries(grads)) named[byVarName.get(vn)!] = g;
   let flat: tf.Tensor1D;
@@ -301,7 +301,9 @@ export async function train(args: TrainArgs): Promise<TrainResult> {
         });
         let r: { loss: number; gradNorm: number };
         try {
-          r = await trainStep(model, opt, images, ids, lr, o.gradClip);
+          // The similarity's randomness (WPSE's features) is a function of (seed, step) alone.
+          const draw = { kind: "train" as const, step, seed };
+          r = await trainStep(model, opt, images, ids, lr, o.gradClip, draw);
         } finally {
           images.dispose();
           ids.dispose();
