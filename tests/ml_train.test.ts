@@ -139,8 +139,8 @@ async function run(
   return { r, w, losses };
 }
 
-Deno.test("ml/train: same seed gives bit-identical weights on cpu (clip and kme)", async () => {
-  for (const sim of ["clip", "kme"] as const) {
+Deno.test("ml/train: same seed gives bit-identical weights on cpu (clip, kme, wpse)", async () => {
+  for (const sim of ["clip", "kme", "wpse"] as const) {
     const a = await run(sim);
     const b = await run(sim);
     assertSameWeights(a.w, b.w, sim);
@@ -151,7 +151,8 @@ Deno.test("ml/train: same seed gives bit-identical weights on cpu (clip and kme)
 });
 
 Deno.test("ml/train: K steps + checkpoint + fresh state + N-K steps == N steps, bit for bit", async () => {
-  for (const sim of ["clip", "kme"] as const) {
+  // wpse: its random features are redrawn every step from (seed, step) alone.
+  for (const sim of ["clip", "kme", "wpse"] as const) {
     const dir = await tempDir();
     try {
       const straight = await run(sim, { steps: 7, checkpointEvery: 0 });

@@ -53,7 +53,7 @@ Deno.test("ml/backend: 'tensorflow' without tfjs-node fails with the install com
   await assert.rejects(initBackend("tensorflow"), /deno add npm:@tensorflow\/tfjs-node/);
 });
 
-Deno.test("ml/wasm: patched kernels (segment sum for gather's gradient, transposed matmul) match cpu", async () => {
+Deno.test("ml/wasm: patched kernels (segment sum for gather's gradient, transposed matmul, cos, sin) match cpu", async () => {
   const rng = keyedRng(4);
   const e = Float32Array.from({ length: 50 * 6 }, () => rng.normal());
   const ids = Int32Array.from({ length: 40 }, () => rng.int(50));
@@ -75,6 +75,8 @@ Deno.test("ml/wasm: patched kernels (segment sum for gather's gradient, transpos
         tf.matMul(A, B, false, true),
         tf.matMul(tf.transpose(A), tf.transpose(B), true, false),
         tf.matMul(tf.reshape(A, [1, 7, 5]), tf.reshape(B, [1, 9, 5]), false, true),
+        // WPSE's random features: cos of large angles, and its gradient (through sin).
+        tf.grad((x: tf.Tensor) => tf.sum(tf.mul(tf.cos(tf.mul(x, 9)), tf.sin(x))))(A),
       ];
     });
     results[be] = await Promise.all(out.map(async (t) => (await t.data()) as Float32Array));
@@ -93,7 +95,7 @@ Deno.test("ml/wasm: patched kernels (segment sum for gather's gradient, transpos
 });
 
 Deno.test("ml/wasm: cpu and wasm give the same 20-step loss curve (|diff| < 1e-3)", async () => {
-  for (const sim of ["clip", "kme"] as const) {
+  for (const sim of ["clip", "kme", "wpse"] as const) {
     const cpu = await curve("cpu", sim);
     const wasm = await curve("wasm", sim);
     assert.equal(cpu.losses.length, 20);

@@ -33,6 +33,11 @@
  *    kernel copying rows with `copyWithin` takes ~0.1 ms. Out-of-range indices throw, as on
  *    cpu.
  *
+ * 7. `Cos` and `Sin`: the wasm kernels call emscripten's libm, ~70 ns per element (1.8M
+ *    elements, one WPSE step's random-feature angles: 128 ms); a JS loop over heap views with
+ *    V8's `Math.cos` / `Math.sin` (fdlibm, the same bits everywhere) takes a fraction of that.
+ *    Only WPSE uses them; no other similarity's results depend on this patch.
+ *
  * `Conv2DBackpropFilter` is also missing on wasm; the model never uses conv2d (patches are
  * cut by reshape/transpose and embedded with a matmul), so nothing is patched for it.
  */
@@ -176,6 +181,18 @@ export function installPatches(tf: Tf, backend: string): string[] {
     patched.push(name);
   }
 
+  for (const [name, fn] of [["Cos", Math.cos], ["Sin", Math.sin]] as const) {
+    if (tf.getKernel(name, "wasm") === undefined) continue;
+    tf.unregisterKernel(name, "wasm");
+    tf.registerKernel({
+      kernelName: name,
+      backendName: "wasm",
+      kernelFunc: ((args: Parameters<KernelFunc>[0]) =>
+        unaryJs(args.backend as WasmBackendLike, args.inputs.x, fn)) as never,
+    });
+    patched.push(name);
+  }
+
   if (tf.getKernel("GatherV2", "wasm") !== undefined) {
     const wasmGather = tf.getKernel("GatherV2", "wasm")!;
     const gather = wasmGather.kernelFunc as unknown as KernelFunc;
@@ -194,6 +211,16 @@ export function installPatches(tf: Tf, backend: string): string[] {
     patched.push("GatherV2");
   }
   return patched;
+}
+
+/** y = fn(x) elementwise (float32), on heap views. */
+function unaryJs(b: WasmBackendLike, x: TensorInfoLike, fn: (v: number) => number): TensorInfoLike {
+  if (x.dtype !== "float32") throw new Error(`unary JS kernel: ${x.dtype} input, need float32`);
+  const out = b.makeOutput(x.shape, "float32");
+  const xv = b.typedArrayFromHeap(x) as Float32Array;
+  const ov = b.typedArrayFromHeap(out) as Float32Array;
+  for (let i = 0; i < xv.length; i++) ov[i] = fn(xv[i]);
+  return out;
 }
 
 // ---------------------------------------------------------------- matmul
