@@ -87,8 +87,8 @@ Deno.test("similarity names and params are checked before anything runs", async 
       /bad\.yaml:10:\d+: error: .*scale_init/,
     ],
     [
-      ["similarity: ./gated_centroid.ts", "similarity_params: { scale: 3 }"],
-      /bad\.yaml:10:\d+: error: .*scale/,
+      ["similarity: ./gated_centroid.ts", "similarity_params: { scale_int: 3 }"],
+      /bad\.yaml:10:\d+: error: .*unknown param 'scale_int' of similarity gated_centroid \(did you mean 'scale_init'\?\); its params: scale_init/,
     ],
     [["similarity: clip_weighted", "pool: mean"], /bad\.yaml:10:\d+: error: .*fixes pool/],
     [["similarity: kme", "similarity_params: { a: 1 }"], /bad\.yaml:10:\d+: error: .*by path/],

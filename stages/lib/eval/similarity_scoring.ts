@@ -97,8 +97,10 @@ export async function scorerFor(
   const cores = (opts.workers ?? 0) > 0 ? opts.workers! : (navigator.hardwareConcurrency ?? 1);
   const work = images.n * captions.n * images.points * captions.points * images.dim;
   if (cores > 1 && work > 2e9) {
+    // The workers load the similarity from a record: the one with these params and values.
+    const similarity = { ...l.record, params: l.params, values: l.values };
     return await createParallelScorer(
-      { images, captions, backend: opts.backend, similarity: l.record },
+      { images, captions, backend: opts.backend, similarity },
       { workers: cores },
     );
   }

@@ -7,6 +7,7 @@
  */
 import { pathToFileURL } from "node:url";
 import { z } from "zod";
+import { didYouMean } from "../../../pipeline/stage.ts";
 import { clip, ClipParams } from "./clip.ts";
 import { kme, KmeParams } from "./kme.ts";
 import { wpse, WpseParams } from "./wpse.ts";
@@ -177,11 +178,18 @@ export function resolvePluginParams(
 ): { params?: Record<string, unknown>; issues: ParamIssue[] } {
   const parsed = sim.params.safeParse(given);
   if (!parsed.success) {
+    const known = Object.keys(sim.params.shape);
     return {
-      issues: parsed.error.issues.map((i) => ({
-        path: ["similarity_params", ...(i.path as string[])],
-        message: i.message,
-      })),
+      issues: parsed.error.issues.flatMap((i) =>
+        // An unknown key is reported at that key, with its closest name and the full list.
+        i.code === "unrecognized_keys"
+          ? i.keys.map((k) => ({
+            path: ["similarity_params", ...(i.path as string[]), k],
+            message: `unknown param '${k}' of similarity ${sim.name}${didYouMean(k, known)}; ` +
+              `its params: ${known.join(", ") || "(none)"}`,
+          }))
+          : [{ path: ["similarity_params", ...(i.path as string[])], message: i.message }]
+      ),
     };
   }
   const params = parsed.data as Record<string, unknown>;
