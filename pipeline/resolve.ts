@@ -9,7 +9,7 @@ import { ConfigError } from "./errors.ts";
 import { type MergedExperiment, type Resources, zodToConfigError } from "./experiment_file.ts";
 import type { CodeFingerprint, ProjectResolver } from "./fingerprint.ts";
 import { fromFileUrl, toFileUrl } from "./paths.ts";
-import type { Stage } from "./stage.ts";
+import type { ParamSource, Stage } from "./stage.ts";
 import { didYouMean } from "./suggest.ts";
 import type { PathSeg } from "./yaml_source.ts";
 
@@ -409,7 +409,13 @@ async function resolveInstance(
   if (def.refineParams) {
     const paths = Object.fromEntries(Object.entries(modules).map(([k, m]) => [k, m.path]));
     try {
-      params = (await def.refineParams(params, paths)) as Record<string, unknown>;
+      const setBy = Object.fromEntries(
+        Object.keys(raw).map((k) => {
+          const at = prefixOf(k);
+          return [k, at[0] === "defaults" ? "defaults" : at[2] === "matrix" ? "matrix" : "params"];
+        }),
+      ) as Record<string, ParamSource>;
+      params = (await def.refineParams(params, paths, setBy)) as Record<string, unknown>;
     } catch (e) {
       if (e instanceof ConfigError) throw e;
       if (isZodError(e)) throw schemaError(e);

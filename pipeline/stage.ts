@@ -76,6 +76,9 @@ export interface StageContext<P> {
   modules: Record<string, ModuleHandle>;
 }
 
+/** Where a param's value came from in the experiment file (see `Stage.refineParams`). */
+export type ParamSource = "params" | "matrix" | "defaults";
+
 /** A code module named by a stage's params, as resolved by the engine. */
 export interface ModuleHandle {
   path: string;
@@ -124,9 +127,15 @@ export interface Stage<P = unknown> {
    * plan is not cached) and returns the final params, e.g. with a plugin's own defaults
    * filled in, so that they are part of the cache key. A thrown `ZodError` (issue paths
    * relative to the params) is reported at the offending key like a schema error; any other
-   * error at the module's param.
+   * error at the module's param. `setBy` says where each given param was set: on the stage
+   * itself (`params:`), by its `matrix:`, or by `defaults:` (which reach every instance, so a
+   * value there may be meant for other instances only).
    */
-  refineParams?(params: P, modules: Record<string, string>): Promise<P>;
+  refineParams?(
+    params: P,
+    modules: Record<string, string>,
+    setBy?: Record<string, ParamSource>,
+  ): Promise<P>;
   run(ctx: StageContext<P>): Promise<StageResult | void>;
   /**
    * Optional, for `diff`: compares outputs of this stage from two sides (A and B, paired by

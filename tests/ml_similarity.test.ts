@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../stages/lib/tf/backend.ts";
 import { infoNce } from "../stages/lib/model/loss.ts";
-import { builtinRecord, loadSimilarity } from "../stages/lib/similarity/registry.ts";
+import { builtinRecord, fileSha256, loadSimilarity } from "../stages/lib/similarity/registry.ts";
 import type {
   PointSet,
   PointSets,
@@ -376,4 +376,28 @@ Deno.test("ml/similarity: WPSE draws new features at every training step and a f
   assert.deepEqual(s1, s1again, "a step's features depend on (seed, step) alone (resume)");
   assert.notDeepEqual(s1, s2, "features are resampled at every step");
   tf.dispose([x.points, x.weights, y.points, y.weights, t.logit_scale]);
+});
+
+Deno.test("ml/similarity: a plugin recorded with a model is not loaded once its file changed", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/plugin.ts`;
+    const src = await Deno.readTextFile(
+      new URL("./fixtures/similarity/gated_centroid.ts", import.meta.url),
+    );
+    await Deno.writeTextFile(
+      path,
+      src.replace("../../../stages/", new URL("../stages/", import.meta.url).pathname),
+    );
+    const record = {
+      name: "./plugin.ts",
+      module: { path, digest: "d".repeat(64), sha256: fileSha256(path) },
+      params: { scale_init: 10 },
+    };
+    assert.equal((await loadSimilarity(record)).sim.name, "gated_centroid");
+    await Deno.writeTextFile(path, "\n// edited\n", { append: true });
+    await assert.rejects(() => loadSimilarity(record), /changed since it was recorded/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -93,7 +93,20 @@ Deno.test("similarity names and params are checked before anything runs", async 
     [["similarity: clip_weighted", "pool: mean"], /bad\.yaml:10:\d+: error: .*fixes pool/],
     [["similarity: kme", "similarity_params: { a: 1 }"], /bad\.yaml:10:\d+: error: .*by path/],
     [["similarity: ./missing.ts"], /bad\.yaml:9:\d+: error: .*missing\.ts.*not found/],
+    [
+      ["similarity: ./broken.ts"],
+      /bad\.yaml:9:\d+: error: .*must default-export a Similarity .*summary must be a string.*scoring\.finish must be a function/,
+    ],
+    [["similarity: kme", "pool: weighted"], /bad\.yaml:10:\d+: error: .*'kme' does not use 'pool'/],
   ];
+  // A plugin that lacks members is refused before any training, not in embed after it.
+  await sb.write(
+    "broken.ts",
+    'import { z } from "zod";\nexport default { name: "broken", params: z.strictObject({}), ' +
+      'head: () => ({ points: "mean" }), scalars: () => [], values: () => ({}), ' +
+      'logits: () => { throw new Error("unused"); }, probeFeatures: () => ({}), ' +
+      'probeDoc: "", describe: () => "", scoring: { kind: "kernel", invSigma2: () => 1 } };\n',
+  );
   for (const [params, want] of cases) {
     const f = await sb.write(
       "bad.yaml",

@@ -8,7 +8,7 @@ import { saveModel } from "../lib/model/io.ts";
 import { ClipModel, type ModelConfig } from "../lib/model/model.ts";
 import { keySeed } from "../lib/random.ts";
 import { infoNce } from "../lib/model/loss.ts";
-import { builtinOf, isModulePath, loadSimilarity } from "../lib/similarity/registry.ts";
+import { builtinOf, fileSha256, isModulePath, loadSimilarity } from "../lib/similarity/registry.ts";
 import type { SimilarityRecord } from "../lib/similarity/similarity.ts";
 import { type LogRecord, train, type TrainOptions } from "../lib/model/train.ts";
 import { Vocab } from "../lib/model/vocab.ts";
@@ -27,7 +27,8 @@ export function similarityRecordOf(
   if (isModulePath(p.similarity)) {
     const m = modules.similarity;
     if (!m) throw new Error(`similarity module ${p.similarity} was not resolved by the engine`);
-    return { name: p.similarity, module: m, params: p.similarity_params };
+    const module = { path: m.path, digest: m.digest, sha256: fileSha256(m.path) };
+    return { name: p.similarity, module, params: p.similarity_params };
   }
   const b = builtinOf(p.similarity);
   if (!b) throw new Error(`unknown similarity '${p.similarity}'`);

@@ -123,9 +123,26 @@ export default defineStage({
   params: PretrainParams,
   modules: (p): Record<string, string> =>
     isModulePath(p.similarity) ? { similarity: p.similarity } : {},
-  async refineParams(p, modules) {
-    // The other similarities' params (set for all instances of a sweep by `defaults:`) are
-    // dropped: they would only put values the model never reads into its key.
+  async refineParams(p, modules, setBy = {}) {
+    // Another similarity's param set for this stage (not by `defaults:`, and not while the
+    // similarity itself is swept, where it may be meant for the other instances) is a mistake:
+    // it would change nothing. Otherwise such params are dropped, so that values the model
+    // never reads stay out of its key.
+    const own = modules.similarity
+      ? []
+      : Object.keys(builtinOf(p.similarity)?.sim.params.shape ?? {});
+    const foreign = BUILTIN_PARAM_NAMES.filter((k) => !own.includes(k) && k in setBy);
+    if (setBy.similarity !== "matrix") {
+      const meant = foreign.filter((k) => setBy[k] === "params" || setBy[k] === "matrix");
+      if (meant.length) {
+        raise(meant.map((k) => ({
+          path: [k],
+          message: `similarity '${p.similarity}' does not use '${k}'` +
+            (modules.similarity ? " (a plugin takes its params under similarity_params)" : "") +
+            "; remove it, or set it under defaults: to share it across a sweep",
+        })));
+      }
+    }
     const without = (keep: string[]) =>
       Object.fromEntries(
         Object.entries(p).filter(([k]) => !BUILTIN_PARAM_NAMES.includes(k) || keep.includes(k)),

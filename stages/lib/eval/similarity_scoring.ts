@@ -19,7 +19,8 @@ export interface ClosableScorer extends BlockScorer {
 /** "kme sigma2=0.05": the similarity with its learned values, for protocols. */
 export function describeSimilarity(l: LoadedSimilarity): string {
   const own = l.sim.describe(l.params, l.values);
-  return l.record.module ? `${own} (module ${l.record.name})` : own;
+  const m = l.record.module;
+  return m ? `${own} (module ${l.record.name}, code ${m.digest.slice(0, 12)})` : own;
 }
 
 /** The kernel engines' view of a kernel similarity. */
@@ -67,11 +68,16 @@ export function pooledScorer(
 ): ClosableScorer {
   const s = l.sim.scoring;
   if (s.kind !== "pooled") throw new Error(`similarity ${l.record.name} is not a pooled one`);
+  const scale = s.scale(l.params, l.values);
+  if (!(Number.isFinite(scale) && scale > 0)) {
+    // e.g. a record without its learned values: scoring at scale 1 would go unnoticed.
+    throw new Error(`similarity ${l.record.name}: its scale is ${scale}, not a positive number`);
+  }
   const scorer = new PooledScorer({
     images,
     captions,
     dim,
-    scale: s.scale(l.params, l.values),
+    scale,
     similarity: describeSimilarity(l),
   });
   return Object.assign(scorer, { close() {} });

@@ -3,8 +3,10 @@
  * fixed, so that a control has one name for sweeps and `diff --by similarity`) and plugins (a
  * module given by path). Light: zod and the similarity modules, which import no TF.js.
  *
- * Adding a built-in similarity is one module in this folder plus one line in BUILTIN.
+ * Adding a built-in similarity is one module in this folder plus its entry in BUILTIN and its
+ * params in the `Shape` type below (which types pretrain's params).
  */
+import { createHash } from "node:crypto";
 import { pathToFileURL } from "node:url";
 import { z } from "zod";
 import { didYouMean } from "../../../pipeline/stage.ts";
@@ -24,7 +26,7 @@ export interface Preset {
   summary: string;
 }
 
-export const PRESETS: Record<string, Preset> = {
+const PRESET_TABLE = {
   clip_weighted: {
     similarity: "clip",
     params: { pool: "weighted" },
@@ -35,7 +37,9 @@ export const PRESETS: Record<string, Preset> = {
     params: { one_point: true },
     summary: "kme with one_point: true (Proposition 2: CLIP up to the scale): a control",
   },
-};
+} as const satisfies Record<string, Preset>;
+
+export const PRESETS: Record<string, Preset> = PRESET_TABLE;
 
 export const SIMILARITY_NAMES = [...Object.keys(BUILTIN), ...Object.keys(PRESETS)];
 
@@ -82,7 +86,10 @@ export function builtinParamsShape(): BuiltinParamsShape {
 }
 
 type Shape = typeof ClipParams.shape & typeof KmeParams.shape & typeof WpseParams.shape;
-type Governed = "pool" | "one_point";
+/** The params some preset fixes. */
+type Governed = { [K in keyof typeof PRESET_TABLE]: keyof (typeof PRESET_TABLE)[K]["params"] }[
+  keyof typeof PRESET_TABLE
+];
 /** builtinParamsShape's type, for pretrain's typed params (one line per built-in in Shape). */
 export type BuiltinParamsShape = {
   [K in keyof Shape]: K extends Governed ? z.ZodOptional<z.ZodType<z.output<Shape[K]>>>
@@ -157,18 +164,42 @@ export async function loadPlugin(path: string): Promise<AnySimilarity> {
     throw new Error(`similarity module ${path} failed to load: ${(e as Error).message}`);
   }
   const s = mod.default;
-  const missing = ["name", "params", "head", "scalars", "values", "logits", "scoring"]
-    .filter((k) => !(s && k in s));
-  if (!s || missing.length || !(s.params instanceof z.ZodObject)) {
+  const problems = s && typeof s === "object" ? shapeProblems(s) : ["no default export"];
+  if (problems.length) {
     throw new Error(
       `similarity module ${path} must default-export a Similarity ` +
-        `(stages/lib/similarity/similarity.ts); missing: ${missing.join(", ") || "params schema"}`,
+        `(stages/lib/similarity/similarity.ts): ${problems.join("; ")}`,
     );
   }
-  if (s.scoring.kind !== "pooled" && s.scoring.kind !== "kernel") {
-    throw new Error(`similarity module ${path}: scoring.kind must be "pooled" or "kernel"`);
-  }
-  return s;
+  return s!;
+}
+
+/** What a plugin's default export lacks, checked before any training so that it fails early. */
+function shapeProblems(s: AnySimilarity): string[] {
+  const out: string[] = [];
+  const need = (o: object, keys: string[], type: "string" | "function", where = "") => {
+    for (const k of keys) {
+      const v = (o as Record<string, unknown>)[k];
+      if (type === "string" ? typeof v !== "string" : typeof v !== "function") {
+        out.push(`${where}${k} must be a ${type}`);
+      }
+    }
+  };
+  need(s, ["name", "summary", "probeDoc"], "string");
+  need(s, ["head", "scalars", "values", "logits", "probeFeatures", "describe"], "function");
+  if (!(s.params instanceof z.ZodObject)) out.push("params must be a zod object schema");
+  const sc = s.scoring as unknown as Record<string, unknown> | undefined;
+  if (sc?.kind === "pooled") {
+    need(sc, ["embed", "scale", "poolPrompts"], "function", "scoring.");
+    need(sc, ["promptPooling"], "string", "scoring.");
+  } else if (sc?.kind === "kernel") need(sc, ["invSigma2", "finish"], "function", "scoring.");
+  else out.push('scoring.kind must be "pooled" or "kernel"');
+  return out;
+}
+
+/** sha256 of a plugin file, recorded with a model so that a changed plugin is not used. */
+export function fileSha256(path: string): string {
+  return createHash("sha256").update(Deno.readFileSync(path)).digest("hex");
 }
 
 /** A plugin's params (`similarity_params:`) checked by its schema, or the issues. */
@@ -211,8 +242,22 @@ export interface LoadedSimilarity {
 /** The similarity a model or embeddings file recorded. */
 export async function loadSimilarity(record: SimilarityRecord): Promise<LoadedSimilarity> {
   let sim: AnySimilarity;
-  if (record.module) sim = await loadPlugin(record.module.path);
-  else {
+  if (record.module) {
+    const { path, sha256 } = record.module;
+    let now: string;
+    try {
+      now = fileSha256(path);
+    } catch (e) {
+      throw new Error(`similarity module ${path} cannot be read (${(e as Error).message})`);
+    }
+    if (sha256 !== undefined && now !== sha256) {
+      throw new Error(
+        `similarity module ${path} changed since it was recorded (sha256 ${sha256.slice(0, 12)}, ` +
+          `now ${now.slice(0, 12)}); run the experiment again so that the model is retrained`,
+      );
+    }
+    sim = await loadPlugin(path);
+  } else {
     const b = builtinOf(record.name);
     if (!b) throw new Error(`unknown similarity '${record.name}' (known: ${SIMILARITY_NAMES})`);
     sim = b.sim;

@@ -147,8 +147,11 @@ export interface Similarity<P = Record<string, unknown>> {
 export interface SimilarityRecord {
   /** As the experiment named it: a built-in name or preset (`clip_weighted`), or a path. */
   name: string;
-  /** Plugins: the module's absolute path and the digest of its code (and its imports). */
-  module?: { path: string; digest: string };
+  /**
+   * Plugins: the module's absolute path, the digest of its code (and its imports, from the
+   * engine) and the sha256 of the file itself (checked whenever the module is loaded again).
+   */
+  module?: { path: string; digest: string; sha256?: string };
   /** The similarity's own params, resolved (defaults and preset applied). */
   params: Record<string, unknown>;
   /** Effective scalar values after training (absent before). */

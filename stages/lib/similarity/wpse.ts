@@ -84,12 +84,16 @@ export function embedTf(tf: TF, x: PointSet, f: Frequencies, p: WpseParams): tfc
   return tf.tidy(() => {
     const [b, m, d] = x.points.shape;
     if (d !== f.d) throw new Error(`wpse: points have ${d} dims, frequencies ${f.d}`);
+    // Non-finite scores are padding (isFinite: comparison ops have no gradient in TF.js, and a
+    // where() over isNaN masks computes wrong bits on tfjs-wasm 4.22). A NaN score means a
+    // diverged model, whose points are NaN too: the loss is NaN and training stops anyway.
     const real = tf.isFinite(x.weights);
     const zeros = tf.zerosLike(x.weights);
     const a = p.weight_tanh_alpha;
     const w = tf.mul(tf.tanh(tf.div(tf.where(real, x.weights, zeros), a)), a);
-    // Not cast(bool): tfjs-webgpu 4.22 keeps a bool's storage through a float cast.
-    const count = tf.sum(tf.where(real, tf.onesLike(x.weights), zeros), 1, true);
+    // Not cast(bool): tfjs-webgpu 4.22 keeps a bool's storage through a float cast. At least 1:
+    // an all-padding set (the vocabulary never makes one) gets f = 0, not 0/0.
+    const count = tf.maximum(tf.sum(tf.where(real, tf.onesLike(x.weights), zeros), 1, true), 1);
     const wm = tf.expandDims(tf.where(real, tf.div(w, count), zeros), 2); // [B, M, 1]
     const lin = tf.sum(tf.mul(x.points, wm), 1);
     const proj = tf.add(
@@ -119,6 +123,9 @@ export function logitsWith(
   );
 }
 
+/** Non-finite scores mark padding, as in training. */
+const isPadding = (r: number) => !Number.isFinite(r);
+
 /** f of every set, [n, d + D], in f64 (stored as f32). */
 export function embedSets(sets: PointSets, f: Frequencies, p: WpseParams): Float32Array {
   const { n, points: M, dim: d, data, logits } = sets;
@@ -129,13 +136,13 @@ export function embedSets(sets: PointSets, f: Frequencies, p: WpseParams): Float
   const lin = new Float64Array(d), rff = new Float64Array(D);
   for (let i = 0; i < n; i++) {
     let T = 0;
-    for (let m = 0; m < M; m++) if (Number.isFinite(logits[i * M + m])) T++;
+    for (let m = 0; m < M; m++) if (!isPadding(logits[i * M + m])) T++;
     if (T === 0) throw new Error(`wpse: set ${i} has no real point`);
     lin.fill(0);
     rff.fill(0);
     for (let m = 0; m < M; m++) {
       const r = logits[i * M + m];
-      if (!Number.isFinite(r)) continue;
+      if (isPadding(r)) continue;
       const wt = (a * Math.tanh(r / a)) / T;
       const o = (i * M + m) * d;
       for (let k = 0; k < d; k++) lin[k] += wt * data[o + k];
@@ -204,7 +211,8 @@ export const wpse: Similarity<WpseParams> = {
     "frequencies), unscaled",
   describe: (p, v) =>
     `wpse logit_scale=${v.logit_scale} D=${p.rff_features} sigma=${p.rff_sigma} ` +
-    `weights=${p.linear_weight}/${p.rff_weight} eval_seed=${p.rff_eval_seed}`,
+    `weights=${p.linear_weight}/${p.rff_weight} tanh_alpha=${p.weight_tanh_alpha} ` +
+    `eval_seed=${p.rff_eval_seed}`,
 };
 
 /** Class vector = the mean of its prompts' vectors, [nClasses, dim]. */
