@@ -27,6 +27,7 @@ import type {
   SimilarityRecord,
 } from "../similarity/similarity.ts";
 import { builtinOf } from "../similarity/registry.ts";
+import { l2normalize } from "../similarity/tf_ops.ts";
 
 function builtinSimilarity(r: SimilarityRecord): Similarity<unknown> {
   const b = r.module ? undefined : builtinOf(r.name);
@@ -259,11 +260,6 @@ function tower(
   return layerNorm(p, `${pre}.lnf`, x);
 }
 
-/** (The same normalisation as stages/lib/similarity/tf_ops.ts, on this module's tf.) */
-function l2normalize(x: tf.Tensor, eps = 1e-12): tf.Tensor {
-  return tf.mul(x, tf.rsqrt(tf.maximum(tf.sum(tf.square(x), -1, true), eps)));
-}
-
 /**
  * Images [B, H, W, C] (uint8 or float pixel values 0..255) -> patches [B, P, patch*patch*C],
  * scaled to [-1, 1]. Pure reshape/transpose (no conv, so no Conv2DBackpropFilter is needed).
@@ -384,14 +380,14 @@ export class ClipModel {
         const m3 = tf.expandDims(mask, 2);
         pooled = tf.div(tf.sum(tf.mul(x3, m3), 1), tf.maximum(tf.sum(m3, 1), 1));
       }
-      const u = l2normalize(linear(p, `${pre}.proj`, pooled, false));
+      const u = l2normalize(tf, linear(p, `${pre}.proj`, pooled, false));
       return {
         points: tf.reshape(u, [b, 1, c.embedDim]),
         weights: tf.zeros([b, 1]),
       };
     }
     if (c.points === "tokens") {
-      const u = l2normalize(linear(p, `${pre}.proj`, x, false));
+      const u = l2normalize(tf, linear(p, `${pre}.proj`, x, false));
       let w = tf.reshape(this.scores(pre, x), [b, t]) as tf.Tensor2D;
       if (mask !== undefined) w = tf.where(tf.greater(mask, 0.5), w, tf.fill([b, t], NEG_INF));
       return { points: tf.reshape(u, [b, t, c.embedDim]), weights: w };
@@ -408,7 +404,7 @@ export class ClipModel {
       : tf.reshape(tf.mul(tf.sub(1, mask), MASK_BIAS), [b, 1, 1, t]);
     const pooled = linear(p, `${pre}.pool.out`, mergeHeads(attend(q, kk, vv, bias)));
     const h = layerNorm(p, `${pre}.pool.ln`, pooled); // [B*K, width]
-    const u = l2normalize(linear(p, `${pre}.proj`, h, false));
+    const u = l2normalize(tf, linear(p, `${pre}.proj`, h, false));
     const w = tf.reshape(this.scores(pre, h), [b, k]) as tf.Tensor2D;
     return { points: tf.reshape(u, [b, k, c.embedDim]), weights: w };
   }
