@@ -28,6 +28,19 @@ import type {
 } from "../similarity/similarity.ts";
 import { builtinOf } from "../similarity/registry.ts";
 import { l2normalize } from "../similarity/tf_ops.ts";
+import { type ImageInput, isPacked, unpackPatches } from "./batch_tensors.ts";
+import {
+  attentionFits,
+  attentionFused,
+  fusedOps,
+  l2normalizeFused,
+  meanPoolFused,
+} from "./gpu_ops.ts";
+
+/** Rows scaled to unit L2 norm (one fused op on webgpu). */
+function unit(x: tf.Tensor2D): tf.Tensor2D {
+  return (fusedOps() ? l2normalizeFused(x) : l2normalize(tf, x)) as tf.Tensor2D;
+}
 
 function builtinSimilarity(r: SimilarityRecord): Similarity<unknown> {
   const b = r.module ? undefined : builtinOf(r.name);
@@ -239,8 +252,14 @@ function block(
   const w = x.shape[1];
   const h = layerNorm(p, `${pre}.ln1`, x);
   const qkv = linear(p, `${pre}.attn.qkv`, h);
-  const [q, k, v] = tf.split(qkv, [w, w, w], 1).map((z) => splitHeads(z, b, t, heads));
-  const a = mergeHeads(attend(q, k, v, bias));
+  let a: tf.Tensor2D;
+  if (fusedOps() && attentionFits(t, w / heads)) {
+    const keyBias = bias === undefined ? undefined : tf.reshape(bias, [b, t]) as tf.Tensor2D;
+    a = attentionFused(qkv, b, heads, keyBias);
+  } else {
+    const [q, k, v] = tf.split(qkv, [w, w, w], 1).map((z) => splitHeads(z, b, t, heads));
+    a = mergeHeads(attend(q, k, v, bias));
+  }
   x = tf.add(x, linear(p, `${pre}.attn.out`, a));
   const h2 = layerNorm(p, `${pre}.ln2`, x);
   const m = linear(p, `${pre}.mlp.fc2`, gelu(linear(p, `${pre}.mlp.fc1`, h2)) as tf.Tensor2D);
@@ -325,14 +344,21 @@ export class ClipModel {
     return { M: numPatches(c.image), N: c.text.maxLen };
   }
 
-  /** Point set of a batch of images [B, H, W, C] (pixel values 0..255). */
-  encodeImages(images: tf.Tensor4D): PointSet {
+  /** Point set of a batch of images [B, H, W, C] (pixel values 0..255), or packed bytes. */
+  encodeImages(images: ImageInput): PointSet {
     return tidyPointSet(() => {
       const c = this.config.image;
-      const [b] = images.shape;
       const np = numPatches(c);
-      const patches = patchify(images, c.patch);
-      const x0 = linear(this.params, "img.patch", tf.reshape(patches, [b * np, -1]) as tf.Tensor2D);
+      let b: number;
+      let patches: tf.Tensor2D;
+      if (isPacked(images)) {
+        b = images.words.shape[0];
+        patches = unpackPatches(images, c);
+      } else {
+        b = images.shape[0];
+        patches = tf.reshape(patchify(images, c.patch), [b * np, -1]);
+      }
+      const x0 = linear(this.params, "img.patch", patches);
       const x1 = addPositions(x0, this.params.get("img.pos"), b, np);
       const x = tower(this.params, "img", c, x1, b, np);
       const ps = this.head("img", x, b, np, undefined);
@@ -374,20 +400,22 @@ export class ClipModel {
     if (this.head_.points === "mean") {
       const x3 = tf.reshape(x, [b, t, width]);
       let pooled: tf.Tensor2D;
-      if (mask === undefined) {
+      if (fusedOps()) {
+        pooled = meanPoolFused(x, b, mask);
+      } else if (mask === undefined) {
         pooled = tf.mean(x3, 1);
       } else {
         const m3 = tf.expandDims(mask, 2);
         pooled = tf.div(tf.sum(tf.mul(x3, m3), 1), tf.maximum(tf.sum(m3, 1), 1));
       }
-      const u = l2normalize(tf, linear(p, `${pre}.proj`, pooled, false));
+      const u = unit(linear(p, `${pre}.proj`, pooled, false));
       return {
         points: tf.reshape(u, [b, 1, c.embedDim]),
         weights: tf.zeros([b, 1]),
       };
     }
     if (c.points === "tokens") {
-      const u = l2normalize(tf, linear(p, `${pre}.proj`, x, false));
+      const u = unit(linear(p, `${pre}.proj`, x, false));
       let w = tf.reshape(this.scores(pre, x), [b, t]) as tf.Tensor2D;
       if (mask !== undefined) w = tf.where(tf.greater(mask, 0.5), w, tf.fill([b, t], NEG_INF));
       return { points: tf.reshape(u, [b, t, c.embedDim]), weights: w };
@@ -404,7 +432,7 @@ export class ClipModel {
       : tf.reshape(tf.mul(tf.sub(1, mask), MASK_BIAS), [b, 1, 1, t]);
     const pooled = linear(p, `${pre}.pool.out`, mergeHeads(attend(q, kk, vv, bias)));
     const h = layerNorm(p, `${pre}.pool.ln`, pooled); // [B*K, width]
-    const u = l2normalize(tf, linear(p, `${pre}.proj`, h, false));
+    const u = unit(linear(p, `${pre}.proj`, h, false));
     const w = tf.reshape(this.scores(pre, h), [b, k]) as tf.Tensor2D;
     return { points: tf.reshape(u, [b, k, c.embedDim]), weights: w };
   }
@@ -428,7 +456,7 @@ export class ClipModel {
   }
 
   /** Symmetric InfoNCE loss of a batch of matching (image, caption) pairs. */
-  loss(images: tf.Tensor4D, ids: tf.Tensor2D, draw: Draw = { kind: "eval" }): tf.Scalar {
+  loss(images: ImageInput, ids: tf.Tensor2D, draw: Draw = { kind: "eval" }): tf.Scalar {
     return tf.tidy(() =>
       infoNce(this.logits(this.encodeImages(images), this.encodeTexts(ids), draw))
     );

@@ -13,6 +13,7 @@
  * Bias gradients (`sum(dy, 0)`) need no fused op since the wasm `Sum` patch (patches.ts).
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { denseFused, fusedOps, geluFused, layerNormFused } from "./gpu_ops.ts";
 
 // deno-lint-ignore no-explicit-any
 type Any = any;
@@ -22,8 +23,9 @@ export function sumRows(x: tf.Tensor): tf.Tensor1D {
   return tf.sum(x, 0) as tf.Tensor1D;
 }
 
-/** y = x w (+ b): a linear layer on 2-D activations. */
+/** y = x w (+ b): a linear layer on 2-D activations (fused with its bias on webgpu). */
 export function dense(x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor1D): tf.Tensor2D {
+  if (b !== undefined && fusedOps()) return denseFused(x, w, b);
   const y = tf.matMul(x, w) as tf.Tensor2D;
   return b === undefined ? y : tf.add(y, b);
 }
@@ -31,7 +33,11 @@ export function dense(x: tf.Tensor2D, w: tf.Tensor2D, b?: tf.Tensor1D): tf.Tenso
 const LN_EPS = 1e-5;
 
 /** LayerNorm over the last axis of x [N, C] with gain g [C] and bias b [C] (eps 1e-5). */
-export const layerNorm: (x: tf.Tensor2D, g: tf.Tensor1D, b: tf.Tensor1D) => tf.Tensor2D = tf
+export function layerNorm(x: tf.Tensor2D, g: tf.Tensor1D, b: tf.Tensor1D): tf.Tensor2D {
+  return fusedOps() ? layerNormFused(x, g, b) : layerNormComposite(x, g, b);
+}
+
+const layerNormComposite: (x: tf.Tensor2D, g: tf.Tensor1D, b: tf.Tensor1D) => tf.Tensor2D = tf
   .customGrad(
     (x: Any, g: Any, b: Any, save: Any) => {
       const mean = tf.mean(x, -1, true);
@@ -58,7 +64,11 @@ const GELU_C1 = 2 * Math.sqrt(2 / Math.PI); // 2 z = x (C1 + C2 x^2)
 const GELU_C2 = GELU_C1 * 0.044715;
 
 /** GELU, tanh approximation, as x * sigmoid(2 z) with a closed-form gradient. */
-export const gelu: (x: tf.Tensor) => tf.Tensor = tf.customGrad((x: Any, save: Any) => {
+export function gelu(x: tf.Tensor): tf.Tensor {
+  return fusedOps() ? geluFused(x) : geluComposite(x);
+}
+
+const geluComposite: (x: tf.Tensor) => tf.Tensor = tf.customGrad((x: Any, save: Any) => {
   const s = tf.sigmoid(tf.mul(x, tf.add(tf.mul(tf.square(x), GELU_C2), GELU_C1)));
   save([x, s]);
   return {

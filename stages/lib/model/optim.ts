@@ -11,6 +11,7 @@
  * bit-identical to an uninterrupted run.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { adamwStepWebgpu } from "../tf/kernels/adamw.ts";
 
 export interface AdamWConfig {
   beta1: number;
@@ -127,6 +128,50 @@ export class AdamW {
       const parts = tf.split(p2, this.entries.map((e) => e.size));
       this.entries.forEach((e, i) => e.variable.assign(tf.reshape(parts[i], e.shape)));
     });
+  }
+
+  /**
+   * Clips the gradients (by name, all of `names()`) to global norm `maxNorm` (<= 0: no
+   * clipping) and applies one update; returns the norm before clipping (caller disposes). On
+   * webgpu the update runs in place in a few dispatches (kernels/adamw.ts); elsewhere through
+   * the flat vector, bit for bit as before.
+   */
+  applyClipped(grads: Record<string, tf.Tensor>, lr: number, maxNorm: number): tf.Scalar {
+    if (tf.getBackend() !== "webgpu") {
+      const flat = this.flatten(grads);
+      const { grad, norm } = clipGlobalNorm(flat, maxNorm);
+      flat.dispose();
+      try {
+        this.applyFlat(grad, lr);
+      } finally {
+        grad.dispose();
+      }
+      return norm;
+    }
+    this.step += 1;
+    const { beta1, beta2, eps, weightDecay } = this.config;
+    const norm = adamwStepWebgpu({
+      params: this.entries.map((e) => e.variable),
+      grads: this.entries.map((e) => {
+        const g = grads[e.name];
+        if (g === undefined) throw new Error(`no gradient for parameter ${e.name}`);
+        return g;
+      }),
+      decay: this.entries.map((e) => e.decay && weightDecay > 0),
+      m: this.m,
+      v: this.v,
+      lr,
+      beta1,
+      beta2,
+      eps,
+      weightDecay,
+      bc1: 1 - Math.pow(beta1, this.step),
+      bc2: 1 - Math.pow(beta2, this.step),
+      maxNorm,
+    });
+    const scalar = tf.reshape(norm, []) as tf.Scalar;
+    norm.dispose();
+    return scalar;
   }
 
   /** Applies one update with learning rate `lr`; `grads` by parameter name. */

@@ -12,8 +12,9 @@ import { join } from "node:path";
 import type { Batch, BatchSource } from "./data.ts";
 import type { ClipModel } from "./model.ts";
 import type { Draw } from "../similarity/similarity.ts";
-import { AdamW, clipGlobalNorm, learningRate } from "./optim.ts";
+import { AdamW, learningRate } from "./optim.ts";
 import { type NamedTensor, readBundle, writeBundle, writeFileAtomic } from "./tensorfile.ts";
+import { batchTensors, type ImageInput } from "./batch_tensors.ts";
 
 export interface TrainOptions {
   steps: number;
@@ -173,45 +174,118 @@ export function createOptimizer(model: ClipModel, o: TrainOptions): AdamW {
   );
 }
 
+/** A step's loss and gradient norm (before clipping), still on the backend. */
+export interface StepTensors {
+  loss: tf.Scalar;
+  gradNorm: tf.Scalar;
+}
+
 /**
- * One optimisation step; returns (loss, gradient norm before clipping). The gradients are
- * flattened into one vector, clipped and applied by the flat AdamW (optim.ts). The two
- * scalars are read once at the end: on wasm and cpu every kernel has run by then anyway; on
- * webgpu it is the step's only synchronisation.
+ * One optimisation step, queued: the gradients are clipped to a global norm and applied by
+ * AdamW (optim.ts), and nothing is read back, so on webgpu the next step's
+ * kernels queue behind this one's. The caller reads (and disposes) the two scalars.
  */
-export async function trainStep(
+export function trainStepTensors(
   model: ClipModel,
   opt: AdamW,
-  images: tf.Tensor4D,
+  images: ImageInput,
   ids: tf.Tensor2D,
   lr: number,
   gradClip: number,
   draw: Draw = { kind: "eval" },
-): Promise<{ loss: number; gradNorm: number }> {
+): StepTensors {
   const names = opt.names();
   const vars = names.map((n) => model.params.get(n));
   const byVarName = new Map(vars.map((v, i) => [v.name, names[i]]));
   const { value, grads } = tf.variableGrads(() => model.loss(images, ids, draw), vars);
   const named: Record<string, tf.Tensor> = {};
   for (const [vn, g] of Object.entries(grads)) named[byVarName.get(vn)!] = g;
-  let flat: tf.Tensor1D;
+  let norm: tf.Scalar;
   try {
-    flat = opt.flatten(named);
+    norm = opt.applyClipped(named, lr, gradClip);
   } finally {
     tf.dispose(Object.values(named));
   }
-  const { grad, norm } = clipGlobalNorm(flat, gradClip);
-  flat.dispose();
-  try {
-    opt.applyFlat(grad, lr);
-  } finally {
-    grad.dispose();
-  }
   model.clampScalars();
-  const [loss, gradNorm] = [(await value.data())[0], (await norm.data())[0]];
-  value.dispose();
-  norm.dispose();
-  return { loss, gradNorm };
+  return { loss: value, gradNorm: norm };
+}
+
+/** One optimisation step; returns (loss, gradient norm before clipping), read back. */
+export async function trainStep(
+  model: ClipModel,
+  opt: AdamW,
+  images: ImageInput,
+  ids: tf.Tensor2D,
+  lr: number,
+  gradClip: number,
+  draw: Draw = { kind: "eval" },
+): Promise<{ loss: number; gradNorm: number }> {
+  const t = trainStepTensors(model, opt, images, ids, lr, gradClip, draw);
+  try {
+    const [loss, gradNorm] = await readScalars([t.loss, t.gradNorm]);
+    return { loss, gradNorm };
+  } finally {
+    t.loss.dispose();
+    t.gradNorm.dispose();
+  }
+}
+
+/** Several scalars in one read-back (one stack, one copy from the GPU). */
+export async function readScalars(xs: tf.Scalar[]): Promise<number[]> {
+  if (xs.length === 0) return [];
+  if (xs.length === 1) return [(await xs[0].data())[0]];
+  const all = tf.stack(xs);
+  try {
+    return Array.from(await all.data());
+  } finally {
+    all.dispose();
+  }
+}
+
+/**
+ * Steps whose loss is not read yet. On webgpu a read-back stalls the queue, so the losses wait
+ * here until a logging or checkpoint step (or the end) reads them all at once; elsewhere every
+ * step is read at once (the values are on the host anyway, and the progress line stays live).
+ * A non-finite loss is found when read, always before a checkpoint is written.
+ */
+class PendingLosses {
+  private readonly steps: { step: number; batch: number; t: StepTensors }[] = [];
+
+  constructor(readonly deferred: boolean) {}
+
+  push(step: number, batch: number, t: StepTensors): void {
+    this.steps.push({ step, batch, t });
+  }
+
+  get size(): number {
+    return this.steps.length;
+  }
+
+  /** Reads every pending step: (step, batch, loss, gradNorm) in order; throws on a NaN loss. */
+  async read(): Promise<{ step: number; batch: number; loss: number; gradNorm: number }[]> {
+    const taken = this.steps.splice(0);
+    let values: number[];
+    try {
+      values = await readScalars(taken.flatMap((p) => [p.t.loss, p.t.gradNorm]));
+    } finally {
+      for (const p of taken) tf.dispose([p.t.loss, p.t.gradNorm]);
+    }
+    const out = taken.map((p, i) => ({
+      step: p.step,
+      batch: p.batch,
+      loss: values[2 * i],
+      gradNorm: values[2 * i + 1],
+    }));
+    const bad = out.find((r) => !Number.isFinite(r.loss));
+    if (bad) {
+      throw new Error(`loss is ${bad.loss} at step ${bad.step}; lower lr or enable grad_clip`);
+    }
+    return out;
+  }
+
+  dispose(): void {
+    for (const p of this.steps.splice(0)) tf.dispose([p.t.loss, p.t.gradNorm]);
+  }
 }
 
 async function truncateLog(path: string, upTo: number): Promise<void> {
@@ -255,18 +329,32 @@ export async function train(args: TrainArgs): Promise<TrainResult> {
       ? undefined
       : await Deno.open(args.logPath, { append: true, create: true });
 
-    const save = async () => {
-      if (args.checkpointDir === undefined) return;
-      await saveCheckpoint(args.checkpointDir, model, opt, source, seed, recent, { train: o });
-    };
-
-    const [h, w, c] = imageShapeOf(model);
+    const pending = new PendingLosses(tf.getBackend() === "webgpu");
     const t0 = performance.now();
     let windowStart = t0;
     let windowSamples = 0;
     let samples = 0;
     let lastLoss = NaN;
+    let lastGradNorm = NaN;
     let stopped = false;
+    /** Reads the pending steps' losses (a NaN throws here, before any checkpoint). */
+    const settle = async () => {
+      if (pending.size === 0) return;
+      const read = await pending.read();
+      const sps = samples / ((performance.now() - t0) / 1000);
+      for (const r of read) {
+        lastLoss = r.loss;
+        lastGradNorm = r.gradNorm;
+        recent.push(r.loss);
+        if (recent.length > 20) recent.shift();
+        args.onStep?.(r.step, r.loss, sps);
+      }
+    };
+    const save = async () => {
+      await settle();
+      if (args.checkpointDir === undefined) return;
+      await saveCheckpoint(args.checkpointDir, model, opt, source, seed, recent, { train: o });
+    };
     // The next batch is read while this step computes (disk reads of an uncached split are
     // asynchronous). batch(step) is a pure function of the step, so prefetching changes only
     // the time; a failed prefetch is reported where it is awaited.
@@ -291,41 +379,35 @@ export async function train(args: TrainArgs): Promise<TrainResult> {
         const step = opt.step; // 0-based index of this update
         const batch = await (prefetched?.step === step ? prefetched.batch : source.batch(step));
         prefetched = step + 1 < o.steps ? prefetch(step + 1) : undefined;
-        const images = tf.tensor4d(batch.images, [batch.size, h, w, c], "int32");
-        const ids = tf.tensor2d(batch.ids, [batch.size, source.maxLen], "int32");
         const lr = learningRate(step, {
           lr: o.lr,
           warmup: o.warmup,
           steps: o.steps,
           minLrRatio: o.minLrRatio,
         });
-        let r: { loss: number; gradNorm: number };
+        const tensors = batchTensors(model, batch);
         try {
           // The similarity's randomness (WPSE's features) is a function of (seed, step) alone.
           const draw = { kind: "train" as const, step, seed };
-          r = await trainStep(model, opt, images, ids, lr, o.gradClip, draw);
+          const t = trainStepTensors(model, opt, tensors.images, tensors.ids, lr, o.gradClip, draw);
+          pending.push(opt.step, batch.size, t);
         } finally {
-          images.dispose();
-          ids.dispose();
+          tensors.dispose(); // on webgpu, freed once the queued kernels no longer need it
         }
-        if (!Number.isFinite(r.loss)) {
-          throw new Error(`loss is ${r.loss} at step ${opt.step}; lower lr or enable grad_clip`);
-        }
-        lastLoss = r.loss;
-        recent.push(r.loss);
-        if (recent.length > 20) recent.shift();
         samples += batch.size;
         windowSamples += batch.size;
-        const now = performance.now();
-        const sps = samples / ((now - t0) / 1000);
-        args.onStep?.(opt.step, r.loss, sps);
-        if (opt.step % o.logEvery === 0 || opt.step === o.steps) {
+        const logs = opt.step % o.logEvery === 0 || opt.step === o.steps;
+        const checkpoints = o.checkpointEvery > 0 && opt.step % o.checkpointEvery === 0 &&
+          opt.step < o.steps;
+        if (!pending.deferred || logs || checkpoints) await settle();
+        if (logs) {
+          const now = performance.now();
           const rec: LogRecord = {
             step: opt.step,
             epoch: source.cursor(step).epoch,
-            loss: r.loss,
+            loss: lastLoss,
             lr,
-            grad_norm: r.gradNorm,
+            grad_norm: lastGradNorm,
             ...(await model.scalars()),
             samples_per_s: windowSamples / Math.max(1e-9, (now - windowStart) / 1000),
             elapsed_s: (now - t0) / 1000,
@@ -337,12 +419,11 @@ export async function train(args: TrainArgs): Promise<TrainResult> {
           }
           args.onLog?.(rec);
         }
-        if (o.checkpointEvery > 0 && opt.step % o.checkpointEvery === 0 && opt.step < o.steps) {
-          await save();
-        }
+        if (checkpoints) await save();
       }
       if (!stopped) await save();
     } finally {
+      pending.dispose();
       logFile?.close();
     }
     const elapsed = (performance.now() - t0) / 1000;
@@ -358,9 +439,4 @@ export async function train(args: TrainArgs): Promise<TrainResult> {
   } finally {
     opt.dispose();
   }
-}
-
-function imageShapeOf(model: ClipModel): [number, number, number] {
-  const im = model.config.image;
-  return [im.height, im.widthPx, im.channels];
 }

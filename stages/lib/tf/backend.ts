@@ -133,6 +133,28 @@ function guardBindingSize(backend: WebgpuBackendLike): void {
   };
 }
 
+/**
+ * WebGPU reports an invalid shader or pipeline as an event, and the dispatch then silently
+ * writes nothing (a kernel with a WGSL error gave zeros). Say so on stderr, once per message,
+ * and keep the messages for `webgpuErrors()` (tests assert there are none).
+ */
+function reportDeviceErrors(backend: WebgpuBackendLike): void {
+  const device = backend.device as unknown as EventTarget;
+  device.addEventListener("uncapturederror", (e: Event) => {
+    const msg = String((e as unknown as { error?: { message?: string } }).error?.message ?? e);
+    if (deviceErrors.includes(msg)) return;
+    deviceErrors.push(msg);
+    console.error(`webgpu error: ${msg.trim()}`);
+  });
+}
+
+const deviceErrors: string[] = [];
+
+/** WebGPU validation errors seen so far in this process (see reportDeviceErrors). */
+export function webgpuErrors(): readonly string[] {
+  return deviceErrors;
+}
+
 /** Folder of tfjs-backend-wasm's .wasm binaries, as a file path with a trailing slash. */
 export function wasmBinaryDir(): string {
   for (const nm of nodeModulesDirs()) {
@@ -177,6 +199,7 @@ export async function initBackend(
   const tf = await loadTf();
   if (!opts.debug) tf.enableProdMode(); // also silences tfjs' "install tfjs-node" console banner
   const { installPatches } = await import("./patches.ts");
+  const { registerKernels } = await import("./kernels/mod.ts");
 
   let info: BackendInfo;
   switch (name) {
@@ -239,10 +262,13 @@ export async function initBackend(
         );
       }
       await import("@tensorflow/tfjs-backend-webgpu"); // exports no version: same release as core
+      const { registerWebgpuBackend } = await import("./webgpu_device.ts");
+      await registerWebgpuBackend(tf);
       if (!(await tf.setBackend("webgpu"))) {
         throw new BackendUnavailableError("the webgpu backend failed to initialise");
       }
       guardBindingSize(tf.backend() as unknown as WebgpuBackendLike);
+      reportDeviceErrors(tf.backend() as unknown as WebgpuBackendLike);
       info = { tf, backend: "webgpu", version: tf.version_core, threads: 0, adapter };
       break;
     }
@@ -253,6 +279,7 @@ export async function initBackend(
   }
   await tf.ready();
   installPatches(tf, info.backend);
+  registerKernels(tf);
   return info;
 }
 

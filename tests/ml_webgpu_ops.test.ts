@@ -1,0 +1,262 @@
+/**
+ * The fused webgpu ops (stages/lib/model/gpu_ops.ts, kernels in stages/lib/tf/kernels/) against
+ * the composites of stock ops on cpu: values and gradients, on shapes with padding, masks and
+ * sizes that are not multiples of a workgroup. Skipped, with the reason printed, without a
+ * WebGPU adapter (Deno's software llvmpipe is one).
+ */
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs-core";
+import { initBackend, webgpuAdapterDescription, webgpuErrors } from "../stages/lib/tf/backend.ts";
+import { keyedRng } from "../stages/lib/random.ts";
+import { dense, gelu, layerNorm } from "../stages/lib/model/ops.ts";
+import { infoNce } from "../stages/lib/model/loss.ts";
+import {
+  attentionFused,
+  fusedOps,
+  l2normalizeFused,
+  meanPoolFused,
+} from "../stages/lib/model/gpu_ops.ts";
+import { l2normalize } from "../stages/lib/similarity/tf_ops.ts";
+import { packImages, unpackPatches } from "../stages/lib/model/batch_tensors.ts";
+import { patchify } from "../stages/lib/model/model.ts";
+import { AdamW } from "../stages/lib/model/optim.ts";
+
+const adapter = await webgpuAdapterDescription();
+const skip = adapter === undefined ? " [skipped: no WebGPU adapter]" : "";
+
+function randn(shape: number[], seed: number, scale = 1): tf.Tensor {
+  const rng = keyedRng(seed, 0x0f);
+  const n = shape.reduce((a, b) => a * b, 1);
+  const v = new Float32Array(n);
+  for (let i = 0; i < n; i++) v[i] = scale * rng.normal();
+  return tf.tensor(v, shape, "float32");
+}
+
+/** Value and gradients (w.r.t. the first `nGrad` inputs) of sum(f(...) * r) as plain arrays. */
+async function evaluate(
+  f: (...xs: tf.Tensor[]) => tf.Tensor,
+  inputs: () => tf.Tensor[],
+  nGrad: number,
+): Promise<Float32Array[]> {
+  const xs = inputs();
+  const y = f(...xs);
+  const r = randn(y.shape, 99);
+  const g = tf.grads((...a: tf.Tensor[]) => tf.sum(tf.mul(f(...a, ...xs.slice(nGrad)), r)))(
+    xs.slice(0, nGrad),
+  );
+  const out = [await y.data(), ...(await Promise.all(g.map((t) => t.data())))] as Float32Array[];
+  tf.dispose([...xs, y, r, ...g]);
+  return out;
+}
+
+function maxRelDiff(a: Float32Array, b: Float32Array): number {
+  let scale = 1e-6;
+  for (let i = 0; i < a.length; i++) scale = Math.max(scale, Math.abs(a[i]));
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i]));
+  return d / scale;
+}
+
+interface Case {
+  name: string;
+  cpu: (...xs: tf.Tensor[]) => tf.Tensor;
+  gpu: (...xs: tf.Tensor[]) => tf.Tensor;
+  inputs: () => tf.Tensor[];
+  nGrad: number;
+}
+
+const B = 5;
+const T = 7;
+const W = 24;
+const HEADS = 3;
+const mask = () =>
+  tf.tensor2d(Array.from({ length: B * T }, (_, i) => (i % T < 2 + (i / T | 0) ? 1 : 0)), [B, T]);
+
+/** The composite attention of model.ts (split heads, scaled scores, bias, softmax, merge). */
+function attentionComposite(qkv: tf.Tensor, keyBias?: tf.Tensor): tf.Tensor {
+  const dh = W / HEADS;
+  const heads = (z: tf.Tensor) => tf.transpose(tf.reshape(z, [B, T, HEADS, dh]), [0, 2, 1, 3]);
+  const [q, k, v] = tf.split(qkv, [W, W, W], 1).map(heads);
+  let s = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(dh));
+  if (keyBias) s = tf.add(s, tf.reshape(keyBias, [B, 1, 1, T]));
+  const a = tf.matMul(tf.softmax(s, -1), v);
+  return tf.reshape(tf.transpose(a, [0, 2, 1, 3]), [B * T, W]);
+}
+
+const cases: Case[] = [
+  {
+    name: "dense with bias",
+    cpu: (x, w, b) => dense(x as tf.Tensor2D, w as tf.Tensor2D, b as tf.Tensor1D),
+    gpu: (x, w, b) => dense(x as tf.Tensor2D, w as tf.Tensor2D, b as tf.Tensor1D),
+    inputs: () => [randn([37, 19], 1), randn([19, 23], 2), randn([23], 3)],
+    nGrad: 3,
+  },
+  {
+    name: "layer norm",
+    cpu: (x, g, b) => layerNorm(x as tf.Tensor2D, g as tf.Tensor1D, b as tf.Tensor1D),
+    gpu: (x, g, b) => layerNorm(x as tf.Tensor2D, g as tf.Tensor1D, b as tf.Tensor1D),
+    inputs: () => [randn([67, 33], 4, 3), randn([33], 5), randn([33], 6)],
+    nGrad: 3,
+  },
+  {
+    name: "gelu",
+    cpu: (x) => gelu(x),
+    gpu: (x) => gelu(x),
+    inputs: () => [randn([130, 3], 7, 2)],
+    nGrad: 1,
+  },
+  {
+    name: "l2 normalise",
+    cpu: (x) => l2normalize(tf, x),
+    gpu: (x) => l2normalizeFused(x),
+    inputs: () => [randn([41, 9], 8)],
+    nGrad: 1,
+  },
+  {
+    name: "mean pool",
+    cpu: (x) => tf.mean(tf.reshape(x, [B, T, W]), 1),
+    gpu: (x) => meanPoolFused(x as tf.Tensor2D, B),
+    inputs: () => [randn([B * T, W], 9)],
+    nGrad: 1,
+  },
+  {
+    name: "masked mean pool",
+    cpu: (x, m) => {
+      const m3 = tf.expandDims(m, 2);
+      return tf.div(tf.sum(tf.mul(tf.reshape(x, [B, T, W]), m3), 1), tf.maximum(tf.sum(m3, 1), 1));
+    },
+    gpu: (x, m) => meanPoolFused(x as tf.Tensor2D, B, m as tf.Tensor2D),
+    inputs: () => [randn([B * T, W], 10), mask()],
+    nGrad: 1,
+  },
+  {
+    name: "InfoNCE",
+    cpu: (l) => infoNce(l as tf.Tensor2D),
+    gpu: (l) => infoNce(l as tf.Tensor2D),
+    inputs: () => [randn([13, 13], 11, 4)],
+    nGrad: 1,
+  },
+  {
+    name: "attention",
+    cpu: (qkv) => attentionComposite(qkv),
+    gpu: (qkv) => attentionFused(qkv as tf.Tensor2D, B, HEADS),
+    inputs: () => [randn([B * T, 3 * W], 12)],
+    nGrad: 1,
+  },
+  {
+    name: "attention with padded keys",
+    cpu: (qkv, kb) => attentionComposite(qkv, kb),
+    gpu: (qkv, kb) => attentionFused(qkv as tf.Tensor2D, B, HEADS, kb as tf.Tensor2D),
+    inputs: () => [randn([B * T, 3 * W], 13), tf.mul(tf.sub(1, mask()), -1e9)],
+    nGrad: 1,
+  },
+];
+
+Deno.test({
+  name: "ml/webgpu ops: every fused op and its gradient match the cpu composite" + skip,
+  ignore: adapter === undefined,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const expected: Float32Array[][] = [];
+    await initBackend("cpu");
+    assert.equal(fusedOps(), false);
+    for (const c of cases) expected.push(await evaluate(c.cpu, c.inputs, c.nGrad));
+    await initBackend("webgpu");
+    assert.equal(fusedOps(), true);
+    for (const [k, c] of cases.entries()) {
+      const got = await evaluate(c.gpu, c.inputs, c.nGrad);
+      got.forEach((g, i) => {
+        const d = maxRelDiff(expected[k][i], g);
+        const what = i === 0 ? "value" : `gradient ${i}`;
+        assert.ok(d < 1e-4, `${c.name}: ${what} differs by ${d.toExponential(2)} (relative)`);
+      });
+    }
+    assert.deepEqual(webgpuErrors(), []);
+  },
+});
+
+Deno.test({
+  name: "ml/webgpu ops: packed image bytes unpack to patchify's patches" + skip,
+  ignore: adapter === undefined,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    // 3 images of 8 x 12 x 3 bytes in 4 x 4 patches; 8 * 12 * 3 = 288 bytes, a multiple of 4,
+    // and a 6 x 10 x 3 case (180 bytes) whose images are padded to 4-byte words.
+    for (const [h, w, p] of [[8, 12, 4], [6, 10, 2]]) {
+      const c = {
+        height: h,
+        widthPx: w,
+        channels: 3,
+        patch: p,
+        width: 8,
+        depth: 1,
+        heads: 1,
+        mlp: 8,
+      };
+      const bytes = new Uint8Array(3 * h * w * 3).map((_, i) => (i * 37 + 11) % 256);
+      await initBackend("cpu");
+      const want = await patchify(tf.tensor4d(bytes, [3, h, w, 3], "int32"), p).data();
+      for (const be of ["cpu", "webgpu"] as const) {
+        await initBackend(be);
+        const packed = packImages(bytes, 3, c);
+        const got = unpackPatches(packed, c);
+        assert.deepEqual(got.shape, [3 * (h / p) * (w / p), p * p * 3]);
+        assert.ok(maxRelDiff(want as Float32Array, await got.data() as Float32Array) < 1e-6, be);
+        tf.dispose([packed.words, got]);
+      }
+    }
+    assert.deepEqual(webgpuErrors(), []);
+  },
+});
+
+Deno.test({
+  name: "ml/webgpu ops: in-place AdamW with clipping matches the flat AdamW on cpu" + skip,
+  ignore: adapter === undefined,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    // 20 parameters (more than one group at any binding limit), some without decay; clipping
+    // active (max norm 1 against gradients of norm ~8) in the first run, off in the second.
+    const shapes = Array.from({ length: 20 }, (_, i) => (i % 3 === 0 ? [i + 1] : [i + 2, 3]));
+    const run = async (maxNorm: number) => {
+      const params = shapes.map((s, i) => tf.variable(randn(s, 100 + i), true, `p${i}`));
+      const opt = new AdamW(
+        { beta1: 0.9, beta2: 0.98, eps: 1e-6, weightDecay: 0.1 },
+        params.map((v, i) => [`p${i}`, { variable: v, decay: i % 3 !== 0 }]),
+      );
+      const norms: number[] = [];
+      for (let step = 0; step < 3; step++) {
+        const grads = Object.fromEntries(
+          shapes.map((s, i) => [`p${i}`, randn(s, 200 + 7 * step + i)]),
+        );
+        const norm = opt.applyClipped(grads, 0.01 * (step + 1), maxNorm);
+        norms.push((await norm.data())[0]);
+        tf.dispose([norm, ...Object.values(grads)]);
+      }
+      const out = {
+        norms,
+        params: await Promise.all(params.map((p) => p.data())) as Float32Array[],
+        m: await opt.m.data() as Float32Array,
+        v: await opt.v.data() as Float32Array,
+      };
+      opt.dispose();
+      tf.dispose(params);
+      return out;
+    };
+    for (const maxNorm of [1, 0]) {
+      await initBackend("cpu");
+      const want = await run(maxNorm);
+      await initBackend("webgpu");
+      const got = await run(maxNorm);
+      want.norms.forEach((n, i) => assert.ok(Math.abs(n - got.norms[i]) < 1e-5 * n, `norm ${i}`));
+      want.params.forEach((p, i) => {
+        assert.ok(maxRelDiff(p, got.params[i]) < 1e-5, `param ${i} (max norm ${maxNorm})`);
+      });
+      assert.ok(maxRelDiff(want.m, got.m) < 1e-5, "m");
+      assert.ok(maxRelDiff(want.v, got.v) < 1e-5, "v");
+    }
+    assert.deepEqual(webgpuErrors(), []);
+  },
+});
