@@ -91,3 +91,79 @@ Deno.test({
     ok.dispose();
   },
 });
+
+async function trainWebgpu(
+  sim: "clip" | "kme",
+  o: { steps: number; stopAfter?: number; ckpt?: string; modelSeed?: number; lr?: number },
+) {
+  const split = toySplit(64, 3);
+  const vocab = Vocab.build(split.captions.map((c) => c.text), { maxSize: 64, minCount: 1 });
+  const model = ClipModel.create(tinyConfig(sim, vocab.size), o.modelSeed ?? 5);
+  const losses: number[] = [];
+  const r = await train({
+    model,
+    source: new BatchSource(split, vocab, { batchSize: 8, maxLen: 8, seed: 2, imageBytes: 768 }),
+    options: { ...OPTS, steps: o.steps, logEvery: 4, checkpointEvery: 0, lr: o.lr ?? OPTS.lr },
+    checkpointDir: o.ckpt,
+    stopAfter: o.stopAfter,
+    onStep: (_s, l) => losses.push(l),
+  });
+  const weights = new Map<string, Float32Array>();
+  for (const s of model.params.specs) {
+    weights.set(s.name, (await model.params.get(s.name).data()) as Float32Array);
+  }
+  model.dispose();
+  return { r, losses, weights };
+}
+
+Deno.test({
+  name: "ml/webgpu: K steps + checkpoint + fresh state + N-K steps == N steps, bit for bit" +
+    (adapter === undefined ? " [skipped: no WebGPU adapter]" : ""),
+  ignore: adapter === undefined,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    await initBackend("webgpu");
+    for (const sim of ["clip", "kme"] as const) {
+      const dir = await Deno.makeTempDir();
+      try {
+        // Losses are read on logging steps only (every 4th here): the stop at step 3 and the
+        // end read the rest, so every step's loss still arrives, in order.
+        const straight = await trainWebgpu(sim, { steps: 7 });
+        const first = await trainWebgpu(sim, { steps: 7, stopAfter: 3, ckpt: dir });
+        assert.equal(first.r.steps, 3);
+        const second = await trainWebgpu(sim, { steps: 7, ckpt: dir, modelSeed: 99 });
+        assert.equal(second.r.resumedFrom, 3);
+        assert.deepEqual([...first.losses, ...second.losses], straight.losses, sim);
+        for (const [name, w] of straight.weights) {
+          assert.deepEqual(second.weights.get(name), w, `${sim}: ${name} after resume`);
+        }
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "ml/webgpu: a NaN loss, read only on a logging step, stops training before any " +
+    "checkpoint" + (adapter === undefined ? " [skipped: no WebGPU adapter]" : ""),
+  ignore: adapter === undefined,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    await initBackend("webgpu");
+    const dir = await Deno.makeTempDir();
+    try {
+      // lr = NaN makes every weight NaN after the first update, so step 2's loss is NaN;
+      // the loop learns it at step 4 (its first logging step), never checkpointed it.
+      await assert.rejects(
+        trainWebgpu("clip", { steps: 8, ckpt: dir, lr: NaN }),
+        /loss is NaN at step 2/,
+      );
+      assert.deepEqual([...Deno.readDirSync(dir)], [], "no checkpoint written");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

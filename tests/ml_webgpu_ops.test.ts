@@ -20,6 +20,10 @@ import { l2normalize } from "../stages/lib/similarity/tf_ops.ts";
 import { packImages, unpackPatches } from "../stages/lib/model/batch_tensors.ts";
 import { patchify } from "../stages/lib/model/model.ts";
 import { AdamW } from "../stages/lib/model/optim.ts";
+import { kme, KmeParams } from "../stages/lib/similarity/kme.ts";
+import * as kmeNames from "../stages/lib/similarity/kme.ts";
+import * as opsNames from "../stages/lib/similarity/tf_ops.ts";
+import * as kernels from "../stages/lib/tf/kernels/block_lse.ts";
 
 const adapter = await webgpuAdapterDescription();
 const skip = adapter === undefined ? " [skipped: no WebGPU adapter]" : "";
@@ -83,7 +87,37 @@ function attentionComposite(qkv: tf.Tensor, keyBias?: tf.Tensor): tf.Tensor {
   return tf.reshape(tf.transpose(a, [0, 2, 1, 3]), [B * T, W]);
 }
 
+/** The KME block LSE through kme's logits path: uAug [B1*M, D] x vAug [B2*N, D] -> [B1, B2]. */
+const kmeLogits = (x: tf.Tensor, y: tf.Tensor, wx: tf.Tensor, wy: tf.Tensor) =>
+  kme.logits(
+    tf,
+    { points: x as tf.Tensor3D, weights: wx as tf.Tensor2D },
+    { points: y as tf.Tensor3D, weights: wy as tf.Tensor2D },
+    { log_sigma2: tf.scalar(Math.log(0.3)) },
+    KmeParams.parse({}),
+    { kind: "eval" },
+  );
+// Text-like weights: the last two points of every set are padding (-Infinity).
+const paddedScores = () =>
+  tf.where(
+    tf.greater(tf.tile(tf.tensor2d([[1, 1, 1, 1, 0, 0]]), [3, 1]), 0.5),
+    randn([3, 6], 21),
+    tf.fill([3, 6], -Infinity),
+  );
+
 const cases: Case[] = [
+  {
+    name: "KME logits (block LSE and log weights)",
+    cpu: kmeLogits,
+    gpu: kmeLogits,
+    inputs: () => [
+      l2normalize(tf, randn([4, 5, 8], 22)),
+      l2normalize(tf, randn([3, 6, 8], 23)),
+      randn([4, 5], 24),
+      paddedScores(),
+    ],
+    nGrad: 4,
+  },
   {
     name: "dense with bias",
     cpu: (x, w, b) => dense(x as tf.Tensor2D, w as tf.Tensor2D, b as tf.Tensor1D),
@@ -97,6 +131,23 @@ const cases: Case[] = [
     gpu: (x, g, b) => layerNorm(x as tf.Tensor2D, g as tf.Tensor1D, b as tf.Tensor1D),
     inputs: () => [randn([67, 33], 4, 3), randn([33], 5), randn([33], 6)],
     nGrad: 3,
+  },
+  {
+    name: "dense and layer norm over more rows than one pass sums (two-pass column sums)",
+    cpu: (x, w, b, g) =>
+      layerNorm(
+        dense(x as tf.Tensor2D, w as tf.Tensor2D, b as tf.Tensor1D),
+        g as tf.Tensor1D,
+        b as tf.Tensor1D,
+      ),
+    gpu: (x, w, b, g) =>
+      layerNorm(
+        dense(x as tf.Tensor2D, w as tf.Tensor2D, b as tf.Tensor1D),
+        g as tf.Tensor1D,
+        b as tf.Tensor1D,
+      ),
+    inputs: () => [randn([5000, 6], 30), randn([6, 9], 31), randn([9], 32), randn([9], 33)],
+    nGrad: 4,
   },
   {
     name: "gelu",
@@ -145,12 +196,19 @@ const cases: Case[] = [
   },
   {
     name: "attention with padded keys",
-    cpu: (qkv, kb) => attentionComposite(qkv, kb),
-    gpu: (qkv, kb) => attentionFused(qkv as tf.Tensor2D, B, HEADS, kb as tf.Tensor2D),
-    inputs: () => [randn([B * T, 3 * W], 13), tf.mul(tf.sub(1, mask()), -1e9)],
+    cpu: (qkv, m) => attentionComposite(qkv, tf.mul(tf.sub(1, m), -1e9)),
+    gpu: (qkv, m) => attentionFused(qkv as tf.Tensor2D, B, HEADS, m as tf.Tensor2D),
+    inputs: () => [randn([B * T, 3 * W], 13), mask()],
     nGrad: 1,
   },
 ];
+
+Deno.test("ml/webgpu ops: the similarity modules call our kernels by their names", () => {
+  assert.equal(kmeNames.BLOCK_LSE, kernels.BLOCK_LSE);
+  assert.equal(kmeNames.BLOCK_LSE_GRAD, kernels.BLOCK_LSE_GRAD);
+  assert.equal(opsNames.LOG_SOFTMAX_ROWS, kernels.LOG_SOFTMAX_ROWS);
+  assert.equal(opsNames.LOG_SOFTMAX_ROWS_GRAD, kernels.LOG_SOFTMAX_ROWS_GRAD);
+});
 
 Deno.test({
   name: "ml/webgpu ops: every fused op and its gradient match the cpu composite" + skip,

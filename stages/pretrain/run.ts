@@ -12,6 +12,7 @@ import { builtinOf, fileSha256, isModulePath, loadSimilarity } from "../lib/simi
 import type { SimilarityRecord } from "../lib/similarity/similarity.ts";
 import { type LogRecord, train, type TrainOptions } from "../lib/model/train.ts";
 import { Vocab } from "../lib/model/vocab.ts";
+import { formatDuration, project } from "./projection.ts";
 import type { PretrainParams } from "./stage.ts";
 
 export const LOG_FILE = "train_log.jsonl";
@@ -141,6 +142,7 @@ export async function run(ctx: StageContext<PretrainParams>): Promise<StageResul
   const o = trainOptionsFromParams(p);
   try {
     ctx.progress.start(p.steps, "pretrain");
+    let logRecords = 0;
     const result = await train({
       model,
       source,
@@ -151,6 +153,15 @@ export async function run(ctx: StageContext<PretrainParams>): Promise<StageResul
       log: ctx.log,
       onStep: (step, loss, sps) =>
         ctx.progress.update(step, { loss: loss.toFixed(4), "samples/s": sps.toFixed(1) }),
+      onLog: (rec) => {
+        if (++logRecords !== 2) return;
+        const pr = project(p.steps, rec.step, p.batch_size, rec.samples_per_s);
+        ctx.log(
+          `projected: ${formatDuration(pr.totalS)} for ${p.steps} steps, ` +
+            `${formatDuration(pr.remainingS)} to go (${rec.samples_per_s.toFixed(1)} samples/s ` +
+            `over the last ${p.log_every} steps, on ${be.backend})`,
+        );
+      },
     });
     ctx.progress.stop();
 

@@ -7,8 +7,8 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { callKernel, hasKernel } from "../tf/kernels/define.ts";
-import { COL_SUM } from "../tf/kernels/col_sum.ts";
-import { LAYER_NORM, LAYER_NORM_DGDB, LAYER_NORM_DX, ROW_STATS } from "../tf/kernels/layer_norm.ts";
+import { COL_SUM, COL_SUM_PARTIAL, SINGLE_PASS_ROWS } from "../tf/kernels/col_sum.ts";
+import { LAYER_NORM, LAYER_NORM_DG, LAYER_NORM_DX, ROW_STATS } from "../tf/kernels/layer_norm.ts";
 import { GELU, GELU_GRAD } from "../tf/kernels/gelu.ts";
 import { L2_NORMALIZE, L2_NORMALIZE_GRAD } from "../tf/kernels/l2_normalize.ts";
 import {
@@ -18,6 +18,7 @@ import {
   MEAN_POOL_MASKED_GRAD,
 } from "../tf/kernels/mean_pool.ts";
 import { INFO_NCE_GRAD, INFO_NCE_LOSS, INFO_NCE_LSE } from "../tf/kernels/info_nce.ts";
+import { TOKEN_MASK } from "../tf/kernels/token_mask.ts";
 import {
   ATTENTION,
   ATTENTION_BWD_KV,
@@ -34,9 +35,15 @@ export function fusedOps(): boolean {
   return hasKernel(LAYER_NORM);
 }
 
+/** Token ids [B, L] (PAD = 0) -> [B, L] float: 1 for a real token, 0 for padding. */
+export function tokenMask(ids: tf.Tensor2D): tf.Tensor2D {
+  return callKernel(TOKEN_MASK, { ids });
+}
+
 /** Sum over the rows of x [N, C] -> [C]. */
 export function colSum(x: tf.Tensor2D): tf.Tensor1D {
-  return callKernel(COL_SUM, { x });
+  if (x.shape[0] <= SINGLE_PASS_ROWS) return callKernel(COL_SUM, { x });
+  return tf.tidy(() => callKernel(COL_SUM, { x: callKernel(COL_SUM_PARTIAL, { x }) }));
 }
 
 /** y = x w + b (one fused matmul forward; dx, dw by matmul and db by a column sum). */
@@ -60,9 +67,9 @@ export const layerNormFused = tf.customGrad((x: Any, g: Any, b: Any, save: Any) 
     gradFunc: (dy: Any, saved: Any) => {
       const [xs, st, gs] = saved as tf.Tensor[];
       const dx = callKernel(LAYER_NORM_DX, { x: xs, stats: st, g: gs, dy });
-      const dgdb = callKernel<tf.Tensor2D>(LAYER_NORM_DGDB, { x: xs, stats: st, dy });
-      const [dg, db] = tf.unstack(dgdb);
-      return [dx, dg, db];
+      const part = callKernel<tf.Tensor2D>(LAYER_NORM_DG, { x: xs, stats: st, dy });
+      const dg = part.shape[0] === 1 ? tf.reshape(part, [part.shape[1]]) : colSum(part);
+      return [dx, dg, colSum(dy)];
     },
   };
 }) as unknown as (x: tf.Tensor2D, g: tf.Tensor1D, b: tf.Tensor1D) => tf.Tensor2D;
@@ -131,17 +138,17 @@ export function attentionFits(tokens: number, headDim: number): boolean {
 }
 
 /**
- * Self-attention from qkv [B * T, 3W] to the merged heads [B * T, W]; `keyBias` [B, T] holds 0
- * or a large negative number for padded keys.
+ * Self-attention from qkv [B * T, 3W] to the merged heads [B * T, W]; `keyMask` [B, T] is 1 for
+ * a real key and 0 for padding (which gets a bias of -1e9).
  */
 export function attentionFused(
   qkv: tf.Tensor2D,
   batch: number,
   heads: number,
-  keyBias?: tf.Tensor2D,
+  keyMask?: tf.Tensor2D,
 ): tf.Tensor2D {
   const attrs = { batch, heads };
-  if (keyBias === undefined) {
+  if (keyMask === undefined) {
     const f = tf.customGrad((qkv: Any, save: Any) => {
       save([qkv]);
       return {
@@ -154,19 +161,19 @@ export function attentionFused(
     }) as unknown as (x: tf.Tensor) => tf.Tensor2D;
     return f(qkv);
   }
-  const f = tf.customGrad((qkv: Any, bias: Any, save: Any) => {
-    save([qkv, bias]);
+  const f = tf.customGrad((qkv: Any, mask: Any, save: Any) => {
+    save([qkv, mask]);
     return {
-      value: callKernel(`${ATTENTION}Masked`, { qkv, bias }, attrs),
+      value: callKernel(`${ATTENTION}Masked`, { qkv, mask }, attrs),
       gradFunc: (dout: Any, saved: Any) => {
-        const [q, kb] = saved as tf.Tensor[];
-        const aux = callKernel(`${ATTENTION_BWD_Q}Masked`, { qkv: q, dout, bias: kb }, attrs);
+        const [q, km] = saved as tf.Tensor[];
+        const aux = callKernel(`${ATTENTION_BWD_Q}Masked`, { qkv: q, dout, mask: km }, attrs);
         return [
-          callKernel(`${ATTENTION_BWD_KV}Masked`, { qkv: q, dout, aux, bias: kb }, attrs),
-          tf.zerosLike(kb),
+          callKernel(`${ATTENTION_BWD_KV}Masked`, { qkv: q, dout, aux, mask: km }, attrs),
+          tf.zerosLike(km),
         ];
       },
     };
-  }) as unknown as (x: tf.Tensor, b: tf.Tensor) => tf.Tensor2D;
-  return f(qkv, keyBias);
+  }) as unknown as (x: tf.Tensor, m: tf.Tensor) => tf.Tensor2D;
+  return f(qkv, keyMask);
 }

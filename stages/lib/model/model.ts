@@ -35,6 +35,7 @@ import {
   fusedOps,
   l2normalizeFused,
   meanPoolFused,
+  tokenMask,
 } from "./gpu_ops.ts";
 
 /** Rows scaled to unit L2 norm (one fused op on webgpu). */
@@ -247,23 +248,38 @@ function block(
   b: number,
   t: number,
   heads: number,
-  bias?: tf.Tensor,
+  mask?: KeyMask,
 ): tf.Tensor2D {
   const w = x.shape[1];
   const h = layerNorm(p, `${pre}.ln1`, x);
   const qkv = linear(p, `${pre}.attn.qkv`, h);
   let a: tf.Tensor2D;
   if (fusedOps() && attentionFits(t, w / heads)) {
-    const keyBias = bias === undefined ? undefined : tf.reshape(bias, [b, t]) as tf.Tensor2D;
-    a = attentionFused(qkv, b, heads, keyBias);
+    a = attentionFused(qkv, b, heads, mask?.mask);
   } else {
     const [q, k, v] = tf.split(qkv, [w, w, w], 1).map((z) => splitHeads(z, b, t, heads));
-    a = mergeHeads(attend(q, k, v, bias));
+    a = mergeHeads(attend(q, k, v, mask?.bias()));
   }
   x = tf.add(x, linear(p, `${pre}.attn.out`, a));
   const h2 = layerNorm(p, `${pre}.ln2`, x);
   const m = linear(p, `${pre}.mlp.fc2`, gelu(linear(p, `${pre}.mlp.fc1`, h2)) as tf.Tensor2D);
   return tf.add(x, m);
+}
+
+/** Which keys are real: the mask [B, T] (1 real), and the additive bias the composite wants. */
+interface KeyMask {
+  mask: tf.Tensor2D;
+  /** [B, 1, 1, T]: 0, or MASK_BIAS for padding (made once, when first asked for). */
+  bias(): tf.Tensor;
+}
+
+function keyMask(mask: tf.Tensor2D): KeyMask {
+  const [b, t] = mask.shape;
+  let bias: tf.Tensor | undefined;
+  return {
+    mask,
+    bias: () => bias ??= tf.reshape(tf.mul(tf.sub(1, mask), MASK_BIAS), [b, 1, 1, t]),
+  };
 }
 
 function tower(
@@ -273,9 +289,9 @@ function tower(
   x: tf.Tensor2D,
   b: number,
   t: number,
-  bias?: tf.Tensor,
+  mask?: KeyMask,
 ): tf.Tensor2D {
-  for (let i = 0; i < cfg.depth; i++) x = block(p, `${pre}.blk${i}`, x, b, t, cfg.heads, bias);
+  for (let i = 0; i < cfg.depth; i++) x = block(p, `${pre}.blk${i}`, x, b, t, cfg.heads, mask);
   return layerNorm(p, `${pre}.lnf`, x);
 }
 
@@ -379,9 +395,10 @@ export class ClipModel {
         : tf.slice(this.params.get("txt.pos"), [0, 0], [l, c.width]);
       // [B, L], 1 for real tokens. Not cast(notEqual(ids, 0)): on tfjs-webgpu 4.22 a bool ->
       // float32 cast keeps the bool (uint8) storage and corrupts later ops. ids are >= 0.
-      const mask = tf.cast(tf.minimum(ids, 1), "float32") as tf.Tensor2D;
-      const bias = tf.reshape(tf.mul(tf.sub(1, mask), MASK_BIAS), [b, 1, 1, l]);
-      const x = tower(this.params, "txt", c, addPositions(x0, pos, b, l), b, l, bias);
+      const mask = fusedOps()
+        ? tokenMask(ids)
+        : tf.cast(tf.minimum(ids, 1), "float32") as tf.Tensor2D;
+      const x = tower(this.params, "txt", c, addPositions(x0, pos, b, l), b, l, keyMask(mask));
       return this.head("txt", x, b, l, mask);
     });
   }
@@ -476,7 +493,9 @@ export class ClipModel {
     tf.tidy(() => {
       for (const s of this.scalarSpecs) {
         const v = this.params.get(s.name);
-        v.assign(s.min === -Infinity ? tf.minimum(v, s.max) : tf.clipByValue(v, s.min, s.max));
+        // clipByValue takes its bounds as attributes (minimum(v, max) made a host scalar, an
+        // upload per step on webgpu); with min = -Infinity it equals minimum, bit for bit.
+        v.assign(tf.clipByValue(v, s.min, s.max));
       }
     });
   }

@@ -12,6 +12,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { adamwStepWebgpu } from "../tf/kernels/adamw.ts";
+import { fusedOps } from "./gpu_ops.ts";
 
 export interface AdamWConfig {
   beta1: number;
@@ -137,7 +138,7 @@ export class AdamW {
    * the flat vector, bit for bit as before.
    */
   applyClipped(grads: Record<string, tf.Tensor>, lr: number, maxNorm: number): tf.Scalar {
-    if (tf.getBackend() !== "webgpu") {
+    if (tf.getBackend() !== "webgpu" || !fusedOps()) {
       const flat = this.flatten(grads);
       const { grad, norm } = clipGlobalNorm(flat, maxNorm);
       flat.dispose();

@@ -196,10 +196,17 @@ export function trainStepTensors(
 ): StepTensors {
   const names = opt.names();
   const vars = names.map((n) => model.params.get(n));
-  const byVarName = new Map(vars.map((v, i) => [v.name, names[i]]));
-  const { value, grads } = tf.variableGrads(() => model.loss(images, ids, draw), vars);
+  const { value, grads } = tf.engine().gradients(
+    () => model.loss(images, ids, draw),
+    vars,
+    one(),
+    true,
+  );
   const named: Record<string, tf.Tensor> = {};
-  for (const [vn, g] of Object.entries(grads)) named[byVarName.get(vn)!] = g;
+  grads.forEach((g, i) => {
+    if (g == null) throw new Error(`no gradient reaches parameter ${names[i]}`);
+    named[names[i]] = g;
+  });
   let norm: tf.Scalar;
   try {
     norm = opt.applyClipped(named, lr, gradClip);
@@ -208,6 +215,22 @@ export function trainStepTensors(
   }
   model.clampScalars();
   return { loss: value, gradNorm: norm };
+}
+
+const ones = new Map<string, tf.Scalar>();
+
+/**
+ * The seed of backpropagation, d loss / d loss = 1, made once per backend: left to
+ * `variableGrads`, it is a new host tensor, uploaded every step on webgpu.
+ */
+function one(): tf.Scalar {
+  const key = tf.getBackend();
+  let t = ones.get(key);
+  if (t === undefined || t.isDisposed) {
+    t = tf.keep(tf.scalar(1));
+    ones.set(key, t);
+  }
+  return t;
 }
 
 /** One optimisation step; returns (loss, gradient norm before clipping), read back. */

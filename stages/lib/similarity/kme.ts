@@ -40,6 +40,10 @@ export const KmeParams = z.strictObject({
 });
 export type KmeParams = z.output<typeof KmeParams>;
 
+/** Our webgpu kernels' names (stages/lib/tf/kernels/block_lse.ts; this module imports no TF.js). */
+export const BLOCK_LSE = "KmeBlockLse";
+export const BLOCK_LSE_GRAD = "KmeBlockLseGrad";
+
 // deno-lint-ignore no-explicit-any
 type Any = any;
 
@@ -58,6 +62,24 @@ function blockLse(
   dims: [number, number, number, number],
 ): tfc.Tensor2D {
   const [b1, m, b2, n] = dims;
+  if (tf.getKernel(BLOCK_LSE, tf.getBackend()) !== undefined) {
+    // One kernel each way on webgpu (stages/lib/tf/kernels/block_lse.ts); same function.
+    const attrs = { m, n } as Any;
+    const fused = tf.customGrad((u: Any, v: Any, save: Any) => {
+      const xx = tf.matMul(u, v, false, true);
+      const lse = tf.engine().runKernel(BLOCK_LSE, { x: xx }, attrs) as tfc.Tensor2D;
+      save([u, v, xx, lse]);
+      return {
+        value: lse,
+        gradFunc: (dy: Any, saved: Any) => {
+          const [us, vs, xs, ls] = saved as tfc.Tensor[];
+          const dx = tf.engine().runKernel(BLOCK_LSE_GRAD, { x: xs, lse: ls, dy }, attrs);
+          return [tf.matMul(dx as Any, vs), tf.matMul(dx as Any, us, true, false)];
+        },
+      };
+    });
+    return (fused as Any)(u, v) as tfc.Tensor2D;
+  }
   const f = tf.customGrad((u: Any, v: Any, save: Any) => {
     const xx = tf.matMul(u, v, false, true);
     // [B1, M, B2, N] -> [B1, B2, M*N]
@@ -104,8 +126,9 @@ function pairLse(tf: TF, x: PointSet, y: PointSet, invSigma2: tfc.Scalar): tfc.T
     const v = tf.reshape(y.points, [b2 * n, d]);
     const la = tf.reshape(logWeights(tf, x.weights), [b1 * m, 1]);
     const lb = tf.reshape(logWeights(tf, y.weights), [b2 * n, 1]);
-    const uAug = tf.concat([u, la, tf.ones([b1 * m, 1])], 1) as tfc.Tensor2D;
-    const vAug = tf.concat([v, tf.ones([b2 * n, 1]), lb], 1) as tfc.Tensor2D;
+    // fill, not ones: ones is built on the host (an upload per step on webgpu); same values.
+    const uAug = tf.concat([u, la, tf.fill([b1 * m, 1], 1)], 1) as tfc.Tensor2D;
+    const vAug = tf.concat([v, tf.fill([b2 * n, 1], 1), lb], 1) as tfc.Tensor2D;
     return blockLse(tf, uAug, vAug, [b1, m, b2, n]);
   });
 }

@@ -40,8 +40,25 @@ export function lseLastAxis(tf: TF, x: tfc.Tensor): tfc.Tensor {
   return f(x);
 }
 
+/** Our webgpu kernels' names (stages/lib/tf/kernels/block_lse.ts; this module imports no TF.js). */
+export const LOG_SOFTMAX_ROWS = "KmeLogSoftmaxRows";
+export const LOG_SOFTMAX_ROWS_GRAD = "KmeLogSoftmaxRowsGrad";
+
 /** log alpha = log softmax(scores) over the points axis; -Infinity scores stay -Infinity. */
 export function logWeights(tf: TF, scores: tfc.Tensor2D): tfc.Tensor2D {
+  if (tf.getKernel(LOG_SOFTMAX_ROWS, tf.getBackend()) !== undefined) {
+    // One kernel each way on webgpu; dx = dy - softmax * sum(dy), 0 at padding.
+    const f = tf.customGrad((x: Any, save: Any) => {
+      const y = tf.engine().runKernel(LOG_SOFTMAX_ROWS, { x }) as tfc.Tensor;
+      save([y]);
+      return {
+        value: y,
+        gradFunc: (dy: Any, saved: Any) =>
+          tf.engine().runKernel(LOG_SOFTMAX_ROWS_GRAD, { y: saved[0], dy }) as tfc.Tensor,
+      };
+    });
+    return (f as Any)(scores) as tfc.Tensor2D;
+  }
   return tf.tidy(() => tf.sub(scores, tf.expandDims(lseLastAxis(tf, scores), 1)) as tfc.Tensor2D);
 }
 

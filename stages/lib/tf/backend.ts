@@ -149,6 +149,7 @@ function reportDeviceErrors(backend: WebgpuBackendLike): void {
 }
 
 const deviceErrors: string[] = [];
+const prepared = new WeakSet<object>();
 
 /** WebGPU validation errors seen so far in this process (see reportDeviceErrors). */
 export function webgpuErrors(): readonly string[] {
@@ -264,11 +265,20 @@ export async function initBackend(
       await import("@tensorflow/tfjs-backend-webgpu"); // exports no version: same release as core
       const { registerWebgpuBackend } = await import("./webgpu_device.ts");
       await registerWebgpuBackend(tf);
+      // tfjs-webgpu runs an op on the CPU when all its inputs are small and still on the host
+      // (fresh parameters, a loaded checkpoint, constants). The CPU's exp and the GPU's differ
+      // in the last bits, so a resumed run drifted from an uninterrupted one at its first step
+      // (seen with stock kernels too). Every op runs on the GPU instead.
+      tf.env().set("WEBGPU_CPU_FORWARD", false);
       if (!(await tf.setBackend("webgpu"))) {
         throw new BackendUnavailableError("the webgpu backend failed to initialise");
       }
-      guardBindingSize(tf.backend() as unknown as WebgpuBackendLike);
-      reportDeviceErrors(tf.backend() as unknown as WebgpuBackendLike);
+      const webgpu = tf.backend() as unknown as WebgpuBackendLike;
+      if (!prepared.has(webgpu)) { // once per backend instance, though initBackend runs again
+        prepared.add(webgpu);
+        guardBindingSize(webgpu);
+        reportDeviceErrors(webgpu);
+      }
       info = { tf, backend: "webgpu", version: tf.version_core, threads: 0, adapter };
       break;
     }

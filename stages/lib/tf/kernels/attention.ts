@@ -1,7 +1,8 @@
 /**
  * Multi-head self-attention straight from the fused projection qkv [B * T, 3W] (q, k, v side
  * by side, head h in columns h * dh .. (h + 1) * dh of each) to the merged output [B * T, W],
- * optionally with a key bias [B, T] (0, or -1e9 for padding): one dispatch forward, two
+ * optionally with a key mask [B, T] (1 real, 0 padding: a bias of -1e9, as the composite adds):
+ * one dispatch forward, two
  * backward, where the composite took a split, three head transposes, two batched matmuls, a
  * scale, a bias add, a softmax and a merge (~14 forward, ~30 backward). One thread a query row
  * (T <= 128 keys, dh <= 64), so intermediate scores never reach memory; the backward pass
@@ -39,7 +40,9 @@ const common = (t: number, dh: number, masked: boolean) => `
   fn kAt(b : i32, h : i32, j : i32) -> i32 { return qAt(b, h, j) + uniforms.w; }
   fn vAt(b : i32, h : i32, j : i32) -> i32 { return qAt(b, h, j) + 2 * uniforms.w; }
   fn oAt(b : i32, h : i32, i : i32) -> i32 { return (b * T + i) * uniforms.w + h * DH; }
-  fn keyBias(b : i32, j : i32) -> f32 { return ${masked ? "KB[b * T + j]" : "0.0"}; }
+  fn keyBias(b : i32, j : i32) -> f32 {
+    return ${masked ? "select(-1e9, 0.0, KM[b * T + j] > 0.5)" : "0.0"};
+  }
   fn score(b : i32, h : i32, i : i32, j : i32) -> f32 {
     let q = qAt(b, h, i);
     let k = kAt(b, h, j);
@@ -51,7 +54,7 @@ const common = (t: number, dh: number, masked: boolean) => `
 function forward(masked: boolean) {
   return webgpuKernel(
     masked ? `${ATTENTION}Masked` : ATTENTION,
-    masked ? ["qkv", "bias"] : ["qkv"],
+    masked ? ["qkv", "mask"] : ["qkv"],
     (inputs, a, backend) => {
       const d = dims(inputs[0], a);
       return runFlat(
@@ -60,7 +63,7 @@ function forward(masked: boolean) {
           name: masked ? "AttentionMaskedProgram" : "AttentionProgram",
           outputShape: [d.b * d.t, d.w],
           threads: d.b * d.h * d.t,
-          inputs: masked ? ["QKV", "KB"] : ["QKV"],
+          inputs: masked ? ["QKV", "KM"] : ["QKV"],
           uniforms: { w: "i32", heads: "i32", scale: "f32" },
           functions: common(d.t, d.dh, masked),
           body: `
@@ -88,11 +91,11 @@ function forward(masked: boolean) {
   );
 }
 
-/** aux [B * H * T, 2 + dh]: (lse_i, D_i, dq_i). Inputs qkv, dout (, bias). */
+/** aux [B * H * T, 2 + dh]: (lse_i, D_i, dq_i). Inputs qkv, dout (, mask). */
 function backwardQ(masked: boolean) {
   return webgpuKernel(
     masked ? `${ATTENTION_BWD_Q}Masked` : ATTENTION_BWD_Q,
-    masked ? ["qkv", "dout", "bias"] : ["qkv", "dout"],
+    masked ? ["qkv", "dout", "mask"] : ["qkv", "dout"],
     (inputs, a, backend) => {
       const d = dims(inputs[0], a);
       return runFlat(
@@ -101,7 +104,7 @@ function backwardQ(masked: boolean) {
           name: masked ? "AttentionBwdQMaskedProgram" : "AttentionBwdQProgram",
           outputShape: [d.b * d.h * d.t, 2 + d.dh],
           threads: d.b * d.h * d.t,
-          inputs: masked ? ["QKV", "DO", "KB"] : ["QKV", "DO"],
+          inputs: masked ? ["QKV", "DO", "KM"] : ["QKV", "DO"],
           uniforms: { w: "i32", heads: "i32", scale: "f32" },
           functions: common(d.t, d.dh, masked),
           body: `
@@ -142,11 +145,11 @@ function backwardQ(masked: boolean) {
   );
 }
 
-/** dqkv [B * T, 3W]. Inputs qkv, dout, aux (, bias). */
+/** dqkv [B * T, 3W]. Inputs qkv, dout, aux (, mask). */
 function backwardKV(masked: boolean) {
   return webgpuKernel(
     masked ? `${ATTENTION_BWD_KV}Masked` : ATTENTION_BWD_KV,
-    masked ? ["qkv", "dout", "aux", "bias"] : ["qkv", "dout", "aux"],
+    masked ? ["qkv", "dout", "aux", "mask"] : ["qkv", "dout", "aux"],
     (inputs, a, backend) => {
       const d = dims(inputs[0], a);
       return runFlat(
@@ -155,7 +158,7 @@ function backwardKV(masked: boolean) {
           name: masked ? "AttentionBwdKVMaskedProgram" : "AttentionBwdKVProgram",
           outputShape: [d.b * d.t, 3 * d.w],
           threads: d.b * d.h * d.t,
-          inputs: masked ? ["QKV", "DO", "AUX", "KB"] : ["QKV", "DO", "AUX"],
+          inputs: masked ? ["QKV", "DO", "AUX", "KM"] : ["QKV", "DO", "AUX"],
           uniforms: { w: "i32", heads: "i32", scale: "f32" },
           functions: common(d.t, d.dh, masked),
           body: `

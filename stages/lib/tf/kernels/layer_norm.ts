@@ -1,18 +1,20 @@
 /**
- * LayerNorm over the last axis of x [N, C] (eps 1e-5) in four dispatches instead of ~23:
+ * LayerNorm over the last axis of x [N, C] (eps 1e-5) in five dispatches instead of ~23:
  * - `KmeRowStats`: [N, 2] = (mean, 1 / sqrt(var + eps)) per row, two passes for accuracy;
  * - `KmeLayerNorm`: y = (x - mean) * rstd * g + b, one thread an element;
  * - `KmeLayerNormDx`: dx = rstd * (gx - mean(gx) - xhat * mean(gx * xhat)), gx = dy * g, one
  *   thread a row;
- * - `KmeLayerNormDgDb`: [2, C] = (sum_r dy * xhat, sum_r dy), one thread a column.
+ * - `KmeLayerNormDg`: sum_r dy * xhat per column, [1, C], or over chunks of rows when N is
+ *   large, [N / R, C], to be summed by a column sum (col_sum.ts); db is a column sum of dy.
  */
 import { webgpuKernel } from "./define.ts";
 import { runFlat } from "./webgpu_program.ts";
+import { CHUNK_ROWS, SINGLE_PASS_ROWS } from "./col_sum.ts";
 
 export const ROW_STATS = "KmeRowStats";
 export const LAYER_NORM = "KmeLayerNorm";
 export const LAYER_NORM_DX = "KmeLayerNormDx";
-export const LAYER_NORM_DGDB = "KmeLayerNormDgDb";
+export const LAYER_NORM_DG = "KmeLayerNormDg";
 
 export const LN_EPS = 1e-5;
 
@@ -91,30 +93,29 @@ export const layerNormKernels = [
       { cols: c },
     );
   }),
-  webgpuKernel(LAYER_NORM_DGDB, ["x", "stats", "dy"], ([x, stats, dy], _a, backend) => {
+  webgpuKernel(LAYER_NORM_DG, ["x", "stats", "dy"], ([x, stats, dy], _a, backend) => {
     const [n, c] = x.shape;
+    // One thread a column over chunks of rows (see col_sum.ts); the chunks are summed after.
+    const chunk = n > SINGLE_PASS_ROWS ? CHUNK_ROWS : n;
     return runFlat(
       backend,
       {
-        name: "LayerNormDgDbProgram",
-        outputShape: [2, c],
+        name: "LayerNormDgProgram",
+        outputShape: [Math.ceil(n / chunk), c],
         inputs: ["X", "S", "DY"],
-        uniforms: { rows: "i32", cols: "i32" },
+        uniforms: { rows: "i32", cols: "i32", chunk: "i32" },
         body: `
         let k = index % uniforms.cols;
+        let r0 = (index / uniforms.cols) * uniforms.chunk;
         var acc = 0.0;
-        if (index < uniforms.cols) {
-          for (var r = 0; r < uniforms.rows; r++) {
-            let i = r * uniforms.cols + k;
-            acc += DY[i] * (X[i] - S[2 * r]) * S[2 * r + 1];
-          }
-        } else {
-          for (var r = 0; r < uniforms.rows; r++) { acc += DY[r * uniforms.cols + k]; }
+        for (var r = r0; r < min(r0 + uniforms.chunk, uniforms.rows); r++) {
+          let i = r * uniforms.cols + k;
+          acc += DY[i] * (X[i] - S[2 * r]) * S[2 * r + 1];
         }
         result[index] = acc;`,
       },
       [x, stats, dy],
-      { rows: n, cols: c },
+      { rows: n, cols: c, chunk },
     );
   }),
 ];

@@ -14,6 +14,8 @@ import { l2NormalizeKernels } from "./l2_normalize.ts";
 import { meanPoolKernels } from "./mean_pool.ts";
 import { infoNceKernels } from "./info_nce.ts";
 import { attentionKernels } from "./attention.ts";
+import { tokenMaskKernels } from "./token_mask.ts";
+import { blockLseKernels } from "./block_lse.ts";
 
 const ALL: KernelConfig[] = [
   ...unpackPatchesKernels,
@@ -24,11 +26,24 @@ const ALL: KernelConfig[] = [
   ...meanPoolKernels,
   ...infoNceKernels,
   ...attentionKernels,
+  ...tokenMaskKernels,
+  ...blockLseKernels,
 ];
+
+/**
+ * Set to "stock" to run webgpu on TF.js's own kernels only (no fused ops, no in-place AdamW,
+ * no byte upload of images): the baseline the profile compares with.
+ */
+export const KERNELS_ENV = "KME_WEBGPU_KERNELS";
 
 /** Registers every kernel above (once per process; registration is per backend name). */
 export function registerKernels(tf: Tf): void {
+  let stock = false;
+  try {
+    stock = Deno.env.get(KERNELS_ENV) === "stock";
+  } catch { /* no env permission: ours */ }
   for (const k of ALL) {
+    if (stock && k.backendName === "webgpu") continue;
     if (tf.getKernel(k.kernelName, k.backendName) === undefined) tf.registerKernel(k);
   }
 }
