@@ -12,6 +12,7 @@ import { dense, gelu, layerNorm } from "../stages/lib/model/ops.ts";
 import { infoNce } from "../stages/lib/model/loss.ts";
 import {
   attentionFused,
+  embeddingFused,
   fusedOps,
   l2normalizeFused,
   meanPoolFused,
@@ -24,6 +25,8 @@ import { kme, KmeParams } from "../stages/lib/similarity/kme.ts";
 import * as kmeNames from "../stages/lib/similarity/kme.ts";
 import * as opsNames from "../stages/lib/similarity/tf_ops.ts";
 import * as kernels from "../stages/lib/tf/kernels/block_lse.ts";
+import { tfjsMatmulProgram } from "../stages/lib/tf/webgpu_device.ts";
+import { webgpuCounters } from "../stages/lib/tf/webgpu_counters.ts";
 
 const adapter = await webgpuAdapterDescription();
 const skip = adapter === undefined ? " [skipped: no WebGPU adapter]" : "";
@@ -148,6 +151,19 @@ const cases: Case[] = [
       ),
     inputs: () => [randn([5000, 6], 30), randn([6, 9], 31), randn([9], 32), randn([9], 33)],
     nGrad: 4,
+  },
+  {
+    name: "embedding lookup with repeated ids (gradient without atomics)",
+    cpu: (t, ids) => tf.gather(t, ids),
+    gpu: (t, ids) => embeddingFused(t as tf.Tensor2D, ids as tf.Tensor1D),
+    inputs: () => [
+      randn([11, 5], 50),
+      tf.tensor1d(
+        Array.from({ length: 40 }, (_, i) => (i * 7) % 11 === 3 ? 3 : (i * 5) % 9),
+        "int32",
+      ),
+    ],
+    nGrad: 1,
   },
   {
     name: "gelu",
@@ -315,6 +331,38 @@ Deno.test({
       assert.ok(maxRelDiff(want.m, got.m) < 1e-5, "m");
       assert.ok(maxRelDiff(want.v, got.v) < 1e-5, "v");
     }
+    assert.deepEqual(webgpuErrors(), []);
+  },
+});
+
+Deno.test({
+  name: "ml/webgpu ops: a weight-gradient matmul that tfjs would split with atomics runs " +
+    "deterministically" + skip,
+  ignore: adapter === undefined,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    // x^T dy over 2048 rows into a 64 x 64 output: 4 output tiles and a long inner dimension,
+    // tfjs-webgpu's case for split-K (float atomics, order-dependent sums).
+    const threshold = 8;
+    assert.equal(tfjsMatmulProgram([2048, 64], [2048, 64], true, false, threshold), 1);
+    await initBackend("cpu");
+    const want = await tf.matMul(randn([2048, 64], 40), randn([2048, 64], 41), true, false).data();
+    await initBackend("webgpu");
+    const counters = webgpuCounters(tf);
+    counters.take();
+    const runs: Float32Array[] = [];
+    for (let i = 0; i < 2; i++) {
+      const x = randn([2048, 64], 40);
+      const dy = randn([2048, 64], 41);
+      const y = tf.matMul(x, dy, true, false);
+      runs.push(await y.data() as Float32Array);
+      tf.dispose([x, dy, y]);
+    }
+    const programs = Object.keys(counters.take().dispatchesByOp).join(", ");
+    assert.ok(!programs.includes("SplitK"), programs);
+    assert.ok(maxRelDiff(want as Float32Array, runs[0]) < 1e-5);
+    assert.deepEqual(runs[1], runs[0]);
     assert.deepEqual(webgpuErrors(), []);
   },
 });

@@ -3,7 +3,8 @@
  * WebGPU adapter (Deno's software llvmpipe here): no op on the CPU, nothing read back on a
  * non-logging step, only the batch's raw bytes uploaded (images as bytes, ids as int32) beside
  * at most a few 4-byte scalar constants that TF.js ops make from JS numbers, pooled GPU buffers
- * (at most a few new ones after warm-up), and at most a third of the dispatches of TF.js's stock kernels, which a child
+ * (at most a few new ones after warm-up), no program that adds floats with atomics, and at most
+ * a third of the dispatches of TF.js's stock kernels, which a child
  * process measures with KME_WEBGPU_KERNELS=stock. bench/gpu_profile.ts does the counting.
  */
 import assert from "node:assert/strict";
@@ -53,6 +54,11 @@ for (const sim of ["clip", "kme"]) {
       assert.equal(logging.logging, true);
       const c = plain.counts;
       assert.deepEqual(c.cpuOps, {}, "ops on the CPU");
+      // Programs that add floats with atomics (order-dependent sums) must not run.
+      const atomic = Object.keys(c.dispatchesByOp).filter((k) =>
+        /SplitK|UnsortedSegmentSum|Scatter/.test(k)
+      );
+      assert.deepEqual(atomic, [], "programs with float atomics");
       assert.equal(c.readbackBytes, 0, "bytes read back on a non-logging step");
       assert.ok(logging.counts.readbackBytes > 0, "the logging step reads its losses");
       const images = BATCH * 32 * 32 * 3;

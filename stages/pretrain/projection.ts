@@ -25,8 +25,11 @@ export function project(
 export function formatDuration(s: number): string {
   if (!Number.isFinite(s)) return "?";
   if (s < 60) return `${s.toFixed(1)}s`;
+  if (s < 3600) {
+    const r = Math.round(s); // 119.7 s is "2m 0s", not "1m 60s"
+    return `${Math.floor(r / 60)}m ${r % 60}s`;
+  }
   const m = Math.round(s / 60);
-  if (s < 3600) return `${Math.floor(s / 60)}m ${Math.round(s % 60)}s`;
   const h = Math.floor(m / 60);
   return h >= 48 ? `${(s / 86400).toFixed(1)} days` : `${h}h ${m % 60}m`;
 }

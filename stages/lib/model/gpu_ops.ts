@@ -19,6 +19,7 @@ import {
 } from "../tf/kernels/mean_pool.ts";
 import { INFO_NCE_GRAD, INFO_NCE_LOSS, INFO_NCE_LSE } from "../tf/kernels/info_nce.ts";
 import { TOKEN_MASK } from "../tf/kernels/token_mask.ts";
+import { EMBEDDING_GRAD, TOKEN_CHAIN } from "../tf/kernels/embedding_grad.ts";
 import {
   ATTENTION,
   ATTENTION_BWD_KV,
@@ -38,6 +39,25 @@ export function fusedOps(): boolean {
 /** Token ids [B, L] (PAD = 0) -> [B, L] float: 1 for a real token, 0 for padding. */
 export function tokenMask(ids: tf.Tensor2D): tf.Tensor2D {
   return callKernel(TOKEN_MASK, { ids });
+}
+
+/**
+ * Rows of `table` [V, C] by token id ([P] int32): a gather, whose gradient adds the rows of
+ * repeated ids in position order (tfjs's adds them with atomics, in no fixed order).
+ */
+export function embeddingFused(table: tf.Tensor2D, ids: tf.Tensor1D): tf.Tensor2D {
+  const vocab = table.shape[0];
+  const f = tf.customGrad((t: Any, save: Any) => {
+    save([ids]);
+    return {
+      value: tf.gather(t, ids),
+      gradFunc: (dy: Any, saved: Any) => {
+        const chain = callKernel(TOKEN_CHAIN, { ids: saved[0] });
+        return [callKernel(EMBEDDING_GRAD, { dy, ids: saved[0], chain }, { vocab })];
+      },
+    };
+  }) as unknown as (t: tf.Tensor) => tf.Tensor2D;
+  return f(table);
 }
 
 /** Sum over the rows of x [N, C] -> [C]. */

@@ -32,6 +32,7 @@ import { type ImageInput, isPacked, unpackPatches } from "./batch_tensors.ts";
 import {
   attentionFits,
   attentionFused,
+  embeddingFused,
   fusedOps,
   l2normalizeFused,
   meanPoolFused,
@@ -389,7 +390,10 @@ export class ClipModel {
       const [b, l] = ids.shape;
       if (l > c.maxLen) throw new Error(`text length ${l} exceeds maxLen ${c.maxLen}`);
       const flat = tf.reshape(ids, [b * l]);
-      const x0 = tf.gather(this.params.get("txt.tok"), flat) as tf.Tensor2D;
+      const table = this.params.get("txt.tok") as tf.Tensor2D;
+      const x0 = fusedOps()
+        ? embeddingFused(table, flat as tf.Tensor1D)
+        : tf.gather(table, flat) as tf.Tensor2D;
       const pos = l === c.maxLen
         ? this.params.get("txt.pos")
         : tf.slice(this.params.get("txt.pos"), [0, 0], [l, c.width]);

@@ -263,7 +263,7 @@ export async function initBackend(
         );
       }
       await import("@tensorflow/tfjs-backend-webgpu"); // exports no version: same release as core
-      const { registerWebgpuBackend } = await import("./webgpu_device.ts");
+      const { deterministicMatmul, registerWebgpuBackend } = await import("./webgpu_device.ts");
       await registerWebgpuBackend(tf);
       // tfjs-webgpu runs an op on the CPU when all its inputs are small and still on the host
       // (fresh parameters, a loaded checkpoint, constants). The CPU's exp and the GPU's differ
@@ -273,6 +273,7 @@ export async function initBackend(
       if (!(await tf.setBackend("webgpu"))) {
         throw new BackendUnavailableError("the webgpu backend failed to initialise");
       }
+      deterministicMatmul(tf);
       const webgpu = tf.backend() as unknown as WebgpuBackendLike;
       if (!prepared.has(webgpu)) { // once per backend instance, though initBackend runs again
         prepared.add(webgpu);

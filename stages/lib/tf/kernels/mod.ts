@@ -16,6 +16,7 @@ import { infoNceKernels } from "./info_nce.ts";
 import { attentionKernels } from "./attention.ts";
 import { tokenMaskKernels } from "./token_mask.ts";
 import { blockLseKernels } from "./block_lse.ts";
+import { embeddingGradKernels } from "./embedding_grad.ts";
 
 const ALL: KernelConfig[] = [
   ...unpackPatchesKernels,
@@ -28,6 +29,7 @@ const ALL: KernelConfig[] = [
   ...attentionKernels,
   ...tokenMaskKernels,
   ...blockLseKernels,
+  ...embeddingGradKernels,
 ];
 
 /**
