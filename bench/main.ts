@@ -15,6 +15,13 @@ const sections: Record<string, (log: (s: string) => void) => Promise<Figure[]>> 
   evaluation: benchEvaluation,
 };
 
+// Not a section: a diagnosis of one webgpu training step, printed (and written with --json).
+if (Deno.args[0] === "gpu-profile") {
+  const { gpuProfileMain } = await import("./gpu_profile.ts");
+  await gpuProfileMain(Deno.args.slice(1));
+  Deno.exit(0);
+}
+
 const wanted = Deno.args.length ? Deno.args : Object.keys(sections);
 const machine = {
   host: hostname(),

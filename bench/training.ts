@@ -7,23 +7,31 @@
  * per process), ours and the peer's alternating, in `ROUNDS` rounds, so that both see the same
  * load. A run does `WARMUP` steps, then `WINDOWS` timed windows of `STEPS` steps each; a figure
  * is the median over all windows of all rounds (samples/s = batch * steps / window seconds).
- * A step is what `train()` does per batch: tensors from the batch's arrays, forward, backward,
- * global-norm clipping, AdamW, clamping, reading the loss and gradient norm.
+ * A step is what `train()` does per batch, the way it does it on a GPU: tensors from the batch's
+ * arrays (batchTensors), forward, backward, global-norm clipping, AdamW, clamping, all queued by
+ * trainStepTensors with nothing read back; a window's clock stops once the loss of its last step
+ * is read (which awaits all the window's work). Every step's loss is kept and read after its
+ * window's clock stopped (warm-up steps one by one), so `losses` holds them all, in order, and
+ * `losses[0]` is the first step's (the GPU check compares it with wasm's).
  *
  * `deno task bench training`; environment: KME_BENCH_ROUNDS (2), KME_BENCH_WINDOWS (4),
  * KME_BENCH_STEPS (3), KME_BENCH_CPU (1 = also the cpu backend, a 2-step run; 0 = skip),
  * KME_BENCH_WEBGPU (1 = also webgpu when navigator.gpu gives an adapter, a 2-step run).
  * Run one measurement directly: `deno run -A bench/training.ts run wasm clip [threads]`; the
- * full form is `run <backend> <sim> <threads> <warmup> <windows> <steps> [embed] [batch]`
- * (threads 0 = the backend's default, embed "" = no embedding figures, batch default R1_BATCH).
- * The GPU check kit (bench/gpu/) bundles this file and runs that form at batch 512.
+ * full form is `run <backend> <sim> <threads> <warmup> <windows> <steps> [embed] [batch] [case]`
+ * (threads 0 = the backend's default, embed "" = no embedding figures, batch "" or absent = the
+ * case's batch, case r1 (default) or c1: bench/r1.ts). It prints one JSON line; a run that
+ * fails prints one with an `error` field (and the losses it got) and exits with 1.
+ * The GPU check kit (bench/gpu/) bundles this file and runs that form (R1 at batch 512, C1 at
+ * 256).
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { fileURLToPath } from "node:url";
 import { cpuCount, initBackend, webgpuAdapterDescription } from "../stages/lib/tf/backend.ts";
 import { ClipModel } from "../stages/lib/model/model.ts";
-import { createOptimizer, trainStep } from "../stages/lib/model/train.ts";
-import { R1_BATCH, R1_LEN, R1_TRAIN, r1Batches, r1Config } from "./r1.ts";
+import { batchTensors } from "../stages/lib/model/batch_tensors.ts";
+import { createOptimizer, readScalars, trainStepTensors } from "../stages/lib/model/train.ts";
+import { benchCase, CASE_NAMES, type CaseName, R1_BATCH } from "./r1.ts";
 import { type Figure, median, which } from "./util.ts";
 
 /** The two similarities R1 measures. */
@@ -43,11 +51,14 @@ interface RunResult {
   backend: string;
   threads: number;
   similarity: SimilarityName;
+  /** The benchmark case (bench/r1.ts). */
+  case?: CaseName;
   batch?: number;
   /** WebGPU adapter description (webgpu only), so a GPU run shows which device it measured. */
   adapter?: string;
   /** Samples/s of each timed window. */
   windows: number[];
+  /** Every step's loss, warm-up steps first; losses[0] is the first step's. */
   losses: number[];
   images_per_s?: number[];
   captions_per_s?: number[];
@@ -60,11 +71,19 @@ interface RunOptions {
   windows: number;
   steps: number;
   embed: boolean;
-  /** Samples per step (default R1_BATCH): the GPU target is stated at batch 512. */
+  /** Samples per step (default: the case's batch): the GPU target is stated at batch 512. */
   batch?: number;
+  /** The model and batches (default r1). */
+  case?: CaseName;
 }
 
 // ---------------------------------------------------------------- one measurement (child)
+
+/** What a failed run got before it failed (printed with its error). */
+const partial: Partial<RunResult> & { losses: number[]; windows: number[] } = {
+  losses: [],
+  windows: [],
+};
 
 async function measure(
   backend: "wasm" | "cpu" | "webgpu",
@@ -72,35 +91,59 @@ async function measure(
   threads: number | undefined,
   o: RunOptions,
 ): Promise<RunResult> {
+  const bc = benchCase(o.case ?? "r1");
+  const batchSize = o.batch ?? bc.batch;
+  Object.assign(partial, { backend, similarity, case: bc.name, batch: batchSize });
   const be = await initBackend(backend, threads === undefined ? {} : { threads });
-  const batchSize = o.batch ?? R1_BATCH;
-  const model = ClipModel.create(r1Config(similarity), 1);
-  const opt = createOptimizer(model, R1_TRAIN);
-  const batches = r1Batches(4, 1, batchSize);
-  const losses: number[] = [];
+  Object.assign(partial, {
+    backend: be.backend,
+    threads: be.threads,
+    version: be.version,
+    ...(be.adapter === undefined ? {} : { adapter: be.adapter }),
+  });
+  const model = ClipModel.create(bc.config(similarity), 1);
+  const opt = createOptimizer(model, bc.train);
+  const batches = bc.batches(4, 1, batchSize);
+  const losses = partial.losses;
+  const windows = partial.windows;
   let k = 0;
-  const step = async () => {
-    const b = batches[k++ % batches.length];
-    const images = tf.tensor4d(b.images, [batchSize, 32, 32, 3], "int32");
-    const ids = tf.tensor2d(b.ids, [batchSize, R1_LEN], "int32");
+  // One step as train() runs it on a GPU: queued, nothing read back; the caller reads the loss.
+  const queue = (): tf.Scalar => {
+    const bt = batchTensors(model, batches[k++ % batches.length]);
     try {
-      losses.push((await trainStep(model, opt, images, ids, R1_TRAIN.lr, R1_TRAIN.gradClip)).loss);
+      const r = trainStepTensors(model, opt, bt.images, bt.ids, bc.train.lr, bc.train.gradClip);
+      r.gradNorm.dispose();
+      return r.loss;
     } finally {
-      images.dispose();
-      ids.dispose();
+      bt.dispose();
     }
   };
-  for (let i = 0; i < o.warmup; i++) await step();
-  const windows: number[] = [];
-  for (let w = 0; w < o.windows; w++) {
-    const t0 = performance.now();
-    for (let i = 0; i < o.steps; i++) await step();
-    windows.push((batchSize * o.steps) / ((performance.now() - t0) / 1000));
+  // Read after the clock stopped (one stacked read-back), then freed.
+  const readAll = async (ts: tf.Scalar[]) => {
+    try {
+      losses.push(...await readScalars(ts));
+    } finally {
+      tf.dispose(ts);
+    }
+  };
+  for (let i = 0; i < o.warmup; i++) await readAll([queue()]);
+  for (let w = 0; w < o.windows && o.steps > 0; w++) {
+    const pending: tf.Scalar[] = [];
+    try {
+      const t0 = performance.now();
+      for (let i = 0; i < o.steps; i++) pending.push(queue());
+      await pending[pending.length - 1].data(); // waits for all of the window's work
+      windows.push((batchSize * o.steps) / ((performance.now() - t0) / 1000));
+      await readAll(pending.splice(0));
+    } finally {
+      tf.dispose(pending);
+    }
   }
   const out: RunResult = {
     backend: be.backend,
     threads: be.threads,
     similarity,
+    case: bc.name,
     batch: batchSize,
     ...(be.adapter === undefined ? {} : { adapter: be.adapter }),
     windows,
@@ -108,20 +151,18 @@ async function measure(
     version: be.version,
   };
   if (o.embed) {
-    const b = batches[0];
-    const images = tf.tensor4d(b.images, [batchSize, 32, 32, 3], "int32");
-    const ids = tf.tensor2d(b.ids, [batchSize, R1_LEN], "int32");
+    const bt = batchTensors(model, batches[0]);
     const run = async (f: () => tf.Tensor[]) => {
       const ts = f();
       await Promise.all(ts.map((t) => t.data()));
       tf.dispose(ts);
     };
     const img = () => {
-      const ps = model.encodeImages(images);
+      const ps = model.encodeImages(bt.images);
       return [ps.points, ps.weights];
     };
     const txt = () => {
-      const ps = model.encodeTexts(ids);
+      const ps = model.encodeTexts(bt.ids);
       return [ps.points, ps.weights];
     };
     for (let i = 0; i < 2; i++) {
@@ -138,8 +179,7 @@ async function measure(
       for (let i = 0; i < o.steps; i++) await run(txt);
       out.captions_per_s.push((batchSize * o.steps) / ((performance.now() - t0) / 1000));
     }
-    images.dispose();
-    ids.dispose();
+    bt.dispose();
   }
   model.dispose();
   opt.dispose();
@@ -383,16 +423,28 @@ export async function benchTraining(log: (s: string) => void): Promise<Figure[]>
 // ---------------------------------------------------------------- child entry point
 
 if (import.meta.main && Deno.args[0] === "run") {
-  const [, backend, sim, threads, warmup, windows, steps, embed, batch] = Deno.args;
+  const [, backend, sim, threads, warmup, windows, steps, embed, batch, kase] = Deno.args;
   const t = Number(threads);
-  const r = await measure(backend as "wasm", sim as SimilarityName, t > 0 ? t : undefined, {
-    warmup: Number(warmup ?? 2),
-    windows: Number(windows ?? 4),
-    steps: Number(steps ?? 3),
-    embed: embed === "embed",
-    // An empty or absent argument keeps R1_BATCH (what `deno task bench training` measures).
-    batch: batch === undefined || batch === "" ? undefined : Number(batch),
-  });
-  console.log(JSON.stringify(r));
-  Deno.exit(0);
+  const c = kase === undefined || kase === "" ? "r1" : kase as CaseName;
+  try {
+    if (!CASE_NAMES.includes(c)) throw new Error(`unknown case '${c}' (${CASE_NAMES.join(", ")})`);
+    const r = await measure(backend as "wasm", sim as SimilarityName, t > 0 ? t : undefined, {
+      warmup: Number(warmup ?? 2),
+      windows: Number(windows ?? 4),
+      steps: Number(steps ?? 3),
+      embed: embed === "embed",
+      // An empty or absent argument keeps the case's batch (R1_BATCH: `deno task bench training`).
+      batch: batch === undefined || batch === "" ? undefined : Number(batch),
+      case: c,
+    });
+    console.log(JSON.stringify(r));
+    Deno.exit(0);
+  } catch (e) {
+    // One JSON line all the same (the GPU kit records it): e.g. the webgpu backend's RangeError
+    // for a tensor over the adapter's binding limit, or an out-of-memory.
+    const error = `${(e as Error)?.name ?? "Error"}: ${(e as Error)?.message ?? String(e)}`;
+    console.error(error);
+    console.log(JSON.stringify({ ...partial, similarity: sim, error }));
+    Deno.exit(1);
+  }
 }
