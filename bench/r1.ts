@@ -117,15 +117,9 @@ export function c1Config(similarity: string): ModelConfig {
 
 /** coco.yaml's pretrain settings; the rest are pretrain's defaults (stages/pretrain/stage.ts). */
 export const C1_TRAIN: TrainOptions = {
+  ...R1_TRAIN,
   steps: 20_000,
-  lr: 5e-4,
   warmup: 1000,
-  minLrRatio: 0,
-  weightDecay: 0.1,
-  beta1: 0.9,
-  beta2: 0.98,
-  eps: 1e-6,
-  gradClip: 1,
   logEvery: 50,
   checkpointEvery: 500,
 };

@@ -12,6 +12,17 @@ import { train, type TrainOptions } from "../stages/lib/model/train.ts";
 import { Vocab } from "../stages/lib/model/vocab.ts";
 
 const adapter = await webgpuAdapterDescription();
+
+/** A test that needs a WebGPU adapter (skipped, saying so, without one); the device stays open. */
+function webgpuTest(name: string, fn: () => Promise<void>): void {
+  Deno.test({
+    name: name + (adapter === undefined ? " [skipped: no WebGPU adapter]" : ""),
+    ignore: adapter === undefined,
+    sanitizeResources: false,
+    sanitizeOps: false,
+    fn,
+  });
+}
 if (adapter === undefined) {
   console.log("ml_webgpu: skipped: navigator.gpu gives no adapter on this machine");
 } else {
@@ -20,14 +31,9 @@ if (adapter === undefined) {
 
 const OPTS: TrainOptions = toyTrainOptions({ logEvery: 5 });
 
-Deno.test({
-  name: "ml/webgpu: cpu and webgpu give the same 6-step loss curve (|diff| < 1e-3)" +
-    (adapter === undefined ? " [skipped: no WebGPU adapter]" : ""),
-  ignore: adapter === undefined,
-  // The GPU device stays open for the process lifetime.
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: async () => {
+webgpuTest(
+  "ml/webgpu: cpu and webgpu give the same 6-step loss curve (|diff| < 1e-3)",
+  async () => {
     const split = toySplit(64, 3);
     const vocab = Vocab.build(split.captions.map((c) => c.text), { maxSize: 64, minCount: 1 });
     const curves: Record<string, number[]> = {};
@@ -63,15 +69,11 @@ Deno.test({
       assert.ok(maxDiff < 1e-3, `${sim}: curves differ by ${maxDiff}`);
     }
   },
-});
+);
 
-Deno.test({
-  name: "ml/webgpu: a tensor above the adapter's storage binding limit is an error, not garbage" +
-    (adapter === undefined ? " [skipped: no WebGPU adapter]" : ""),
-  ignore: adapter === undefined,
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: async () => {
+webgpuTest(
+  "ml/webgpu: a tensor above the adapter's storage binding limit is an error, not garbage",
+  async () => {
     await initBackend("webgpu");
     const backend = tf.backend() as unknown as {
       device: { limits: { maxStorageBufferBindingSize: number } };
@@ -90,7 +92,7 @@ Deno.test({
     assert.deepEqual([...(await ok.data()).slice(0, 2)], [3, 3]);
     ok.dispose();
   },
-});
+);
 
 async function trainWebgpu(
   sim: "clip" | "kme",
@@ -116,13 +118,9 @@ async function trainWebgpu(
   return { r, losses, weights };
 }
 
-Deno.test({
-  name: "ml/webgpu: K steps + checkpoint + fresh state + N-K steps == N steps, bit for bit" +
-    (adapter === undefined ? " [skipped: no WebGPU adapter]" : ""),
-  ignore: adapter === undefined,
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: async () => {
+webgpuTest(
+  "ml/webgpu: K steps + checkpoint + fresh state + N-K steps == N steps, bit for bit",
+  async () => {
     await initBackend("webgpu");
     for (const sim of ["clip", "kme"] as const) {
       const dir = await Deno.makeTempDir();
@@ -143,15 +141,12 @@ Deno.test({
       }
     }
   },
-});
+);
 
-Deno.test({
-  name: "ml/webgpu: a NaN loss, read only on a logging step, stops training before any " +
-    "checkpoint" + (adapter === undefined ? " [skipped: no WebGPU adapter]" : ""),
-  ignore: adapter === undefined,
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: async () => {
+webgpuTest(
+  "ml/webgpu: a NaN loss, read only on a logging step, stops training before any " +
+    "checkpoint",
+  async () => {
     await initBackend("webgpu");
     const dir = await Deno.makeTempDir();
     try {
@@ -166,4 +161,4 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
-});
+);

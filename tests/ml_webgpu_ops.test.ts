@@ -29,7 +29,17 @@ import { tfjsMatmulProgram } from "../stages/lib/tf/webgpu_device.ts";
 import { webgpuCounters } from "../stages/lib/tf/webgpu_counters.ts";
 
 const adapter = await webgpuAdapterDescription();
-const skip = adapter === undefined ? " [skipped: no WebGPU adapter]" : "";
+
+/** A test that needs a WebGPU adapter (skipped, saying so, without one); the device stays open. */
+function webgpuTest(name: string, fn: () => Promise<void>): void {
+  Deno.test({
+    name: name + (adapter === undefined ? " [skipped: no WebGPU adapter]" : ""),
+    ignore: adapter === undefined,
+    sanitizeResources: false,
+    sanitizeOps: false,
+    fn,
+  });
+}
 
 function randn(shape: number[], seed: number, scale = 1): tf.Tensor {
   const rng = keyedRng(seed, 0x0f);
@@ -226,71 +236,56 @@ Deno.test("ml/webgpu ops: the similarity modules call our kernels by their names
   assert.equal(opsNames.LOG_SOFTMAX_ROWS_GRAD, kernels.LOG_SOFTMAX_ROWS_GRAD);
 });
 
-Deno.test({
-  name: "ml/webgpu ops: every fused op and its gradient match the cpu composite" + skip,
-  ignore: adapter === undefined,
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: async () => {
-    const expected: Float32Array[][] = [];
+webgpuTest("ml/webgpu ops: every fused op and its gradient match the cpu composite", async () => {
+  const expected: Float32Array[][] = [];
+  await initBackend("cpu");
+  assert.equal(fusedOps(), false);
+  for (const c of cases) expected.push(await evaluate(c.cpu, c.inputs, c.nGrad));
+  await initBackend("webgpu");
+  assert.equal(fusedOps(), true);
+  for (const [k, c] of cases.entries()) {
+    const got = await evaluate(c.gpu, c.inputs, c.nGrad);
+    got.forEach((g, i) => {
+      const d = maxRelDiff(expected[k][i], g);
+      const what = i === 0 ? "value" : `gradient ${i}`;
+      assert.ok(d < 1e-4, `${c.name}: ${what} differs by ${d.toExponential(2)} (relative)`);
+    });
+  }
+  assert.deepEqual(webgpuErrors(), []);
+});
+
+webgpuTest("ml/webgpu ops: packed image bytes unpack to patchify's patches", async () => {
+  // 3 images of 8 x 12 x 3 bytes in 4 x 4 patches; 8 * 12 * 3 = 288 bytes, a multiple of 4,
+  // and a 6 x 10 x 3 case (180 bytes) whose images are padded to 4-byte words.
+  for (const [h, w, p] of [[8, 12, 4], [6, 10, 2]]) {
+    const c = {
+      height: h,
+      widthPx: w,
+      channels: 3,
+      patch: p,
+      width: 8,
+      depth: 1,
+      heads: 1,
+      mlp: 8,
+    };
+    const bytes = new Uint8Array(3 * h * w * 3).map((_, i) => (i * 37 + 11) % 256);
     await initBackend("cpu");
-    assert.equal(fusedOps(), false);
-    for (const c of cases) expected.push(await evaluate(c.cpu, c.inputs, c.nGrad));
-    await initBackend("webgpu");
-    assert.equal(fusedOps(), true);
-    for (const [k, c] of cases.entries()) {
-      const got = await evaluate(c.gpu, c.inputs, c.nGrad);
-      got.forEach((g, i) => {
-        const d = maxRelDiff(expected[k][i], g);
-        const what = i === 0 ? "value" : `gradient ${i}`;
-        assert.ok(d < 1e-4, `${c.name}: ${what} differs by ${d.toExponential(2)} (relative)`);
-      });
+    const want = await patchify(tf.tensor4d(bytes, [3, h, w, 3], "int32"), p).data();
+    for (const be of ["cpu", "webgpu"] as const) {
+      await initBackend(be);
+      const packed = packImages(bytes, 3, c);
+      const got = unpackPatches(packed, c);
+      assert.deepEqual(got.shape, [3 * (h / p) * (w / p), p * p * 3]);
+      assert.ok(maxRelDiff(want as Float32Array, await got.data() as Float32Array) < 1e-6, be);
+      tf.dispose([packed.words, got]);
     }
-    assert.deepEqual(webgpuErrors(), []);
-  },
+  }
+  assert.deepEqual(webgpuErrors(), []);
 });
 
-Deno.test({
-  name: "ml/webgpu ops: packed image bytes unpack to patchify's patches" + skip,
-  ignore: adapter === undefined,
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: async () => {
-    // 3 images of 8 x 12 x 3 bytes in 4 x 4 patches; 8 * 12 * 3 = 288 bytes, a multiple of 4,
-    // and a 6 x 10 x 3 case (180 bytes) whose images are padded to 4-byte words.
-    for (const [h, w, p] of [[8, 12, 4], [6, 10, 2]]) {
-      const c = {
-        height: h,
-        widthPx: w,
-        channels: 3,
-        patch: p,
-        width: 8,
-        depth: 1,
-        heads: 1,
-        mlp: 8,
-      };
-      const bytes = new Uint8Array(3 * h * w * 3).map((_, i) => (i * 37 + 11) % 256);
-      await initBackend("cpu");
-      const want = await patchify(tf.tensor4d(bytes, [3, h, w, 3], "int32"), p).data();
-      for (const be of ["cpu", "webgpu"] as const) {
-        await initBackend(be);
-        const packed = packImages(bytes, 3, c);
-        const got = unpackPatches(packed, c);
-        assert.deepEqual(got.shape, [3 * (h / p) * (w / p), p * p * 3]);
-        assert.ok(maxRelDiff(want as Float32Array, await got.data() as Float32Array) < 1e-6, be);
-        tf.dispose([packed.words, got]);
-      }
-    }
-    assert.deepEqual(webgpuErrors(), []);
-  },
-});
-
-Deno.test({
-  name: "ml/webgpu ops: in-place AdamW with clipping matches the flat AdamW on cpu" + skip,
-  ignore: adapter === undefined,
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: async () => {
+webgpuTest(
+  "ml/webgpu ops: in-place AdamW with clipping matches the flat AdamW on cpu",
+  async () => {
     // 20 parameters (more than one group at any binding limit), some without decay; clipping
     // active (max norm 1 against gradients of norm ~8) in the first run, off in the second.
     const shapes = Array.from({ length: 20 }, (_, i) => (i % 3 === 0 ? [i + 1] : [i + 2, 3]));
@@ -333,15 +328,12 @@ Deno.test({
     }
     assert.deepEqual(webgpuErrors(), []);
   },
-});
+);
 
-Deno.test({
-  name: "ml/webgpu ops: a weight-gradient matmul that tfjs would split with atomics runs " +
-    "deterministically" + skip,
-  ignore: adapter === undefined,
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: async () => {
+webgpuTest(
+  "ml/webgpu ops: a weight-gradient matmul that tfjs would split with atomics runs " +
+    "deterministically",
+  async () => {
     // x^T dy over 2048 rows into a 64 x 64 output: 4 output tiles and a long inner dimension,
     // tfjs-webgpu's case for split-K (float atomics, order-dependent sums).
     const threshold = 8;
@@ -365,4 +357,4 @@ Deno.test({
     assert.deepEqual(runs[1], runs[0]);
     assert.deepEqual(webgpuErrors(), []);
   },
-});
+);

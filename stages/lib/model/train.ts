@@ -233,26 +233,6 @@ function one(): tf.Scalar {
   return t;
 }
 
-/** One optimisation step; returns (loss, gradient norm before clipping), read back. */
-export async function trainStep(
-  model: ClipModel,
-  opt: AdamW,
-  images: ImageInput,
-  ids: tf.Tensor2D,
-  lr: number,
-  gradClip: number,
-  draw: Draw = { kind: "eval" },
-): Promise<{ loss: number; gradNorm: number }> {
-  const t = trainStepTensors(model, opt, images, ids, lr, gradClip, draw);
-  try {
-    const [loss, gradNorm] = await readScalars([t.loss, t.gradNorm]);
-    return { loss, gradNorm };
-  } finally {
-    t.loss.dispose();
-    t.gradNorm.dispose();
-  }
-}
-
 /** Several scalars in one read-back (one stack, one copy from the GPU). */
 export async function readScalars(xs: tf.Scalar[]): Promise<number[]> {
   if (xs.length === 0) return [];

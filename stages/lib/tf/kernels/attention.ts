@@ -51,6 +51,20 @@ const common = (t: number, dh: number, masked: boolean) => `
     return s * uniforms.scale + keyBias(b, j);
   }`;
 
+/**
+ * The body's start for thread (b, h, i): s[j] = exp(score_ij - mx) over the keys, and their sum
+ * (the forward and the first backward pass both need the row's softmax).
+ */
+const softmaxRow = `
+          let i = index % T;
+          let h = (index / T) % uniforms.heads;
+          let b = index / (T * uniforms.heads);
+          var s : array<f32, T>;
+          var mx = -3.402823e38;
+          for (var j = 0; j < T; j++) { s[j] = score(b, h, i, j); mx = max(mx, s[j]); }
+          var sum = 0.0;
+          for (var j = 0; j < T; j++) { s[j] = exp(s[j] - mx); sum += s[j]; }`;
+
 function forward(masked: boolean) {
   return webgpuKernel(
     masked ? `${ATTENTION}Masked` : ATTENTION,
@@ -67,14 +81,7 @@ function forward(masked: boolean) {
           uniforms: { w: "i32", heads: "i32", scale: "f32" },
           functions: common(d.t, d.dh, masked),
           body: `
-          let i = index % T;
-          let h = (index / T) % uniforms.heads;
-          let b = index / (T * uniforms.heads);
-          var s : array<f32, T>;
-          var mx = -3.402823e38;
-          for (var j = 0; j < T; j++) { s[j] = score(b, h, i, j); mx = max(mx, s[j]); }
-          var sum = 0.0;
-          for (var j = 0; j < T; j++) { s[j] = exp(s[j] - mx); sum += s[j]; }
+          ${softmaxRow}
           var acc : array<f32, DH>;
           for (var j = 0; j < T; j++) {
             let p = s[j] / sum;
@@ -108,14 +115,7 @@ function backwardQ(masked: boolean) {
           uniforms: { w: "i32", heads: "i32", scale: "f32" },
           functions: common(d.t, d.dh, masked),
           body: `
-          let i = index % T;
-          let h = (index / T) % uniforms.heads;
-          let b = index / (T * uniforms.heads);
-          var s : array<f32, T>;
-          var mx = -3.402823e38;
-          for (var j = 0; j < T; j++) { s[j] = score(b, h, i, j); mx = max(mx, s[j]); }
-          var sum = 0.0;
-          for (var j = 0; j < T; j++) { s[j] = exp(s[j] - mx); sum += s[j]; }
+          ${softmaxRow}
           let o = oAt(b, h, i);
           var dp : array<f32, T>;
           var dd = 0.0;
