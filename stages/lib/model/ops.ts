@@ -10,7 +10,8 @@
  * - `gelu(x)`: the tanh approximation written as x * sigmoid(2 z), z = sqrt(2/pi) (x + 0.044715
  *   x^3), which is the same function (0.5 (1 + tanh z) = sigmoid(2 z)); the wasm `Tanh` kernel
  *   takes 19 ms per million elements, `Sigmoid` 1.1 ms. Closed-form gradient.
- * Bias gradients (`sum(dy, 0)`) need no fused op since the wasm `Sum` patch (patches.ts).
+ * Bias gradients (`sum(dy, 0)`) need no fused op since the wasm `Sum` patch
+ * (tf/wasm_patches/reductions.ts).
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { denseFused, fusedOps, geluFused, layerNormFused } from "./gpu_ops.ts";
