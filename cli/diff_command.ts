@@ -2,23 +2,22 @@
  * `diff A B`: A and B are experiment files (their latest run) or run ids.
  * `diff A --by AXIS[=V1,V2]`: within one run, the instances where AXIS = V1 against V2
  * (e.g. `--by similarity` compares clip with kme), matched on their other labels.
- * Seeds are aggregated (mean, sd, n); stage kinds with a `compare` hook add intervals.
+ * Seeds are aggregated (mean, sd, n). With >= 2 seeds paired across the sides every metric
+ * gets a seed-level interval; stage kinds with a `compare` hook add query-level ones
+ * (./diff_intervals.ts).
  */
 import { recordFor } from "./record_ref.ts";
 import { UsageError } from "../pipeline/errors.ts";
 import type { RunRecord } from "../pipeline/records.ts";
 import {
-  type DiffRow,
   type DiffSide,
   diffSides,
   formatDiffMarkdown,
   formatDiffText,
-  groupsOf,
   sideLabel,
 } from "../pipeline/diff.ts";
-import type { InputHandle, Stage } from "../pipeline/stage.ts";
 import type { Store } from "../pipeline/store.ts";
-import { builtinCatalog } from "../stages/registry.ts";
+import { addIntervals } from "./diff_intervals.ts";
 
 /** The two values of `axis` to compare: given (`axis=v1,v2`) or the two found in the run. */
 function axisValues(rec: RunRecord, by: string): { axis: string; values: [string, string] } {
@@ -66,37 +65,4 @@ export async function diffCommand(
   } else if (o.md) console.log(formatDiffMarkdown(sa, sb, rows));
   else console.log(formatDiffText(sa, sb, rows));
   return 0;
-}
-
-/** Asks each compared stage kind that has a `compare` hook for intervals of its metrics. */
-async function addIntervals(store: Store, sa: DiffSide, sb: DiffSide, rows: DiffRow[]) {
-  const catalog = builtinCatalog();
-  const ga = groupsOf(sa), gb = groupsOf(sb);
-  for (const [name, x] of ga) {
-    const y = gb.get(name);
-    const url = catalog[x.kind];
-    if (!y || !url) continue;
-    const def = (await import(url.href)).default as Stage<unknown>;
-    if (!def.compare) continue;
-    const pairs: { a: InputHandle; b: InputHandle }[] = [];
-    for (const m of x.members) {
-      const other = y.members.find((n) => n.seed === m.seed);
-      const [ha, hb] = [await handle(store, m.record.key), await handle(store, other?.record.key)];
-      if (ha && hb) pairs.push({ a: ha, b: hb });
-    }
-    if (!pairs.length) continue;
-    for (const [metric, iv] of Object.entries(await def.compare(pairs))) {
-      const row = rows.find((r) => r.section === "metrics" && r.name === `${name}.${metric}`);
-      if (!row) continue;
-      row.ci = [iv.lo, iv.hi];
-      row.significant = iv.lo > 0 || iv.hi < 0;
-    }
-  }
-}
-
-async function handle(store: Store, key: string | undefined): Promise<InputHandle | undefined> {
-  if (!key) return undefined;
-  const m = await store.readManifest(key);
-  return m &&
-    { dir: store.outDir(key), key, digest: m.digest, files: m.files, metrics: m.metrics };
 }

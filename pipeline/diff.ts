@@ -15,10 +15,33 @@ export interface DiffRow {
   bN?: number;
   delta?: number;
   rel?: number;
-  /** 95% interval of the difference B - A (e.g. a paired bootstrap), when available. */
-  ci?: [number, number];
-  /** True when the interval excludes 0. */
+  /**
+   * 95% interval of B - A over seeds (training randomness), when both sides have >= 2 seeds
+   * paired by seed: a t-interval on the per-seed deltas, or, for metrics with per-query results,
+   * the hull of that and a seeds x queries bootstrap (docs/evaluation.md, section 9).
+   */
+  seedCi?: RowInterval;
+  /** 95% interval over test queries only (pooled over seed pairs), for metrics with per-query
+   * results: test-set sampling, not training randomness. */
+  queryCi?: RowInterval;
+  /** True when `seedCi` excludes 0 (the `*` of the text output). */
   significant?: boolean;
+}
+
+/** An interval of B - A with how it was computed. */
+export interface RowInterval {
+  lo: number;
+  hi: number;
+  /**
+   * "t": Student t on per-seed paired deltas; "t+bootstrap": the hull of that and the seeds x
+   * queries bootstrap; "bootstrap": queries only.
+   */
+  method: "t" | "t+bootstrap" | "bootstrap";
+  /** Seed pairs it rests on. */
+  n: number;
+  /** For "t+bootstrap": the two intervals whose hull it is. */
+  t?: [number, number];
+  bootstrap?: [number, number];
 }
 
 /** One side of a diff: a run, optionally narrowed to the instances where `axis` = `value`. */
@@ -39,29 +62,52 @@ export interface DiffGroup {
   members: { instance: string; seed: string | undefined; record: StageRecord }[];
 }
 
+/**
+ * The comparison unit of a stage instance: `base[labels]` without the seed and the selected
+ * axis; undefined when the instance is not on this side (its axis value is the other one).
+ */
+export function groupOfInstance(
+  instance: string,
+  s: StageRecord,
+  select?: DiffSide["select"],
+): { name: string; seed: string | undefined } | undefined {
+  const labels: Record<string, unknown> = { ...(s.labels ?? {}) };
+  if (select && select.axis in labels) {
+    if (String(labels[select.axis]) !== select.value) return undefined;
+    delete labels[select.axis];
+  }
+  const seed = "seed" in labels ? String(labels.seed) : undefined;
+  delete labels.seed;
+  const parts = Object.entries(labels).map(([k, v]) => `${k}=${v}`);
+  const base = s.base ?? instance;
+  return { name: parts.length ? `${base}[${parts.join(",")}]` : base, seed };
+}
+
+/** A stage's metrics as diff names them: scalars, and the last value of arrays as `name[last]`. */
+export function memberMetrics(s: StageRecord): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const [k, v] of Object.entries(s.metrics ?? {})) {
+    const x = typeof v === "number" ? v : Array.isArray(v) && v.length ? v[v.length - 1] : null;
+    const key = typeof v === "number" ? k : `${k}[last]`;
+    if (x === null || !Number.isFinite(x)) continue;
+    out.set(key, x);
+  }
+  return out;
+}
+
 export function groupsOf(side: DiffSide): Map<string, DiffGroup> {
   const out = new Map<string, DiffGroup>();
   for (const [instance, s] of Object.entries(side.record.stages)) {
-    const labels: Record<string, unknown> = { ...(s.labels ?? {}) };
-    if (side.select && side.select.axis in labels) {
-      if (String(labels[side.select.axis]) !== side.select.value) continue;
-      delete labels[side.select.axis];
-    }
-    const seed = "seed" in labels ? String(labels.seed) : undefined;
-    delete labels.seed;
-    const parts = Object.entries(labels).map(([k, v]) => `${k}=${v}`);
-    const base = s.base ?? instance;
-    const name = parts.length ? `${base}[${parts.join(",")}]` : base;
+    const at = groupOfInstance(instance, s, side.select);
+    if (!at) continue;
+    const { name, seed } = at;
     let g = out.get(name);
     if (!g) {
       g = { name, kind: s.kind, params: s.params, metrics: new Map(), members: [] };
       out.set(name, g);
     }
     g.members.push({ instance, seed, record: s });
-    for (const [k, v] of Object.entries(s.metrics ?? {})) {
-      const x = typeof v === "number" ? v : Array.isArray(v) && v.length ? v[v.length - 1] : null;
-      const key = typeof v === "number" ? k : `${k}[last]`;
-      if (x === null || !Number.isFinite(x)) continue;
+    for (const [key, x] of memberMetrics(s)) {
       if (!g.metrics.has(key)) g.metrics.set(key, []);
       g.metrics.get(key)!.push(x);
     }
@@ -158,14 +204,48 @@ function showSide(r: DiffRow, side: "a" | "b"): string {
   return show(r[side]) + (sd === undefined ? "" : ` ± ${fmtNum(sd)} (n=${n})`);
 }
 
-export function fmtNum(v: number): string {
-  return Number.isInteger(v) ? String(v) : String(Number(v.toPrecision(4)));
+/** A number for people: integers as they are, others to 4 significant digits. */
+export function fmtNum(x: number | undefined): string {
+  if (x === undefined || Number.isNaN(x)) return "–";
+  if (!Number.isFinite(x)) return x > 0 ? "∞" : "−∞";
+  if (Number.isInteger(x)) return String(x);
+  const a = Math.abs(x);
+  if (a >= 1e6 || a < 1e-4) return x.toExponential(3);
+  return String(Number(x.toPrecision(4)));
+}
+
+const METHOD: Record<RowInterval["method"], string> = {
+  t: "t",
+  "t+bootstrap": "t ∪ seeds×queries bootstrap",
+  bootstrap: "queries bootstrap",
+};
+
+/**
+ * The intervals of a row, e.g. `95% CI [0.078, 0.1353] * (seeds: t, n=3)`, then `; queries
+ * only [1.2, 3.1]` when per-query results exist. With one seed per side only the query interval
+ * exists, said so, and never starred: `*` is for the seed-level interval alone.
+ */
+export function fmtIntervals(r: DiffRow): string {
+  const iv = (i: RowInterval) => `[${fmtNum(i.lo)}, ${fmtNum(i.hi)}]`;
+  if (r.seedCi) {
+    return `95% CI ${iv(r.seedCi)}${r.significant ? " *" : ""} (seeds: ${
+      METHOD[r.seedCi.method]
+    }, n=${r.seedCi.n})` + (r.queryCi ? `; queries only ${iv(r.queryCi)}` : "");
+  }
+  if (r.queryCi) {
+    return `95% CI ${iv(r.queryCi)} (queries only, ${
+      r.queryCi.n === 1 ? "1 seed pair" : `${r.queryCi.n} seed pairs`
+    }: training randomness not covered)`;
+  }
+  return "";
 }
 
 const fmtDelta = (r: DiffRow) =>
-  (r.delta === undefined ? "" : `${r.delta > 0 ? "+" : ""}${fmtNum(r.delta)}` +
-    (r.rel === undefined ? "" : ` (${r.rel > 0 ? "+" : ""}${(100 * r.rel).toFixed(1)}%)`)) +
-  (r.ci ? ` 95% CI [${fmtNum(r.ci[0])}, ${fmtNum(r.ci[1])}]${r.significant ? " *" : ""}` : "");
+  [
+    r.delta === undefined ? "" : `${r.delta > 0 ? "+" : ""}${fmtNum(r.delta)}` +
+      (r.rel === undefined ? "" : ` (${r.rel > 0 ? "+" : ""}${(100 * r.rel).toFixed(1)}%)`),
+    fmtIntervals(r),
+  ].filter(Boolean).join(" ");
 
 export function sideLabel(s: DiffSide): string {
   const sel = s.select ? ` [${s.select.axis}=${s.select.value}]` : "";

@@ -138,18 +138,26 @@ export interface Stage<P = unknown> {
   ): Promise<P>;
   run(ctx: StageContext<P>): Promise<StageResult | void>;
   /**
-   * Optional, for `diff`: compares outputs of this stage from two sides (A and B, paired by
-   * seed), e.g. with a paired bootstrap over queries. Returns, per metric name, the estimated
-   * difference B - A and its 95% interval. Keep it light: it runs in the CLI process.
+   * Optional, for `diff` and the report: the per-query paired results of this stage's outputs
+   * on two sides (A and B), one entry per seed pair (pairs matched by seed, in the order given),
+   * so that the difference B - A can be resampled over queries. Returns, per metric name, the
+   * per-unit differences of each pair; the statistics (query bootstrap, seeds x queries
+   * bootstrap) are done by the caller, in one module (`stages/lib/stats/intervals.ts`). Omit a
+   * metric whose files are missing on any pair. Keep it light: it runs in the CLI process.
    */
-  compare?(pairs: { a: InputHandle; b: InputHandle }[]): Promise<Record<string, Interval>>;
+  compare?(pairs: { a: InputHandle; b: InputHandle }[]): Promise<Record<string, PairedQueries>>;
 }
 
-/** An estimated difference with its 95% interval. */
-export interface Interval {
-  delta: number;
-  lo: number;
-  hi: number;
+/**
+ * One metric's per-query paired results over seed pairs. A unit is what is resampled: a query,
+ * or a cluster of queries that move together (e.g. the captions of one image). The metric's
+ * difference on a set of units is sum(diff) / sum(size), in the metric's own scale.
+ */
+export interface PairedQueries {
+  /** One per seed pair, in the order of the pairs given to `compare`. */
+  pairs: { diff: Float64Array; size: Float64Array }[];
+  /** True when every pair has the same units (the same test queries): drawn once for all. */
+  shared: boolean;
 }
 
 /** Identity helper that keeps `P` inferred from the zod schema. */

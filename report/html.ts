@@ -1,5 +1,6 @@
 /** HTML assembly: one self-contained page (inline CSS and SVG, no script, no external URL). */
 import type { RunRecord } from "../pipeline/records.ts";
+import { type DiffRow, fmtIntervals, groupOfInstance } from "../pipeline/diff.ts";
 import type { Instance, LoadedRun } from "./load.ts";
 import type { RenderedFigure } from "./figures.ts";
 import {
@@ -199,6 +200,8 @@ function metricsTables(run: LoadedRun): string {
 
 export interface PageInfo {
   generator: string;
+  /** Comparison pages: the intervals of B - A by diff row name (`stage[labels].metric`). */
+  intervals?: Map<string, DiffRow>;
 }
 
 export function singleReportHtml(run: LoadedRun, figs: RenderedFigure[], info: PageInfo): string {
@@ -260,7 +263,7 @@ export function compareReportHtml(
 <h2 id="params">Parameters that differ</h2>
 ${params}
 <h2 id="metrics">Metrics</h2>
-${compareMetrics(a, b)}
+${compareMetrics(a, b, info.intervals ?? new Map())}
 <h2 id="stages">Stages</h2>
 ${stagesTable([a, b])}
 <h2 id="figures">Figures</h2>
@@ -270,8 +273,11 @@ ${warningsHtml([...a.warnings.map((w) => `A: ${w}`), ...b.warnings.map((w) => `B
   return page(`${a.record.experiment.name} ${a.record.id} vs ${b.record.id}`, body);
 }
 
-/** Per base stage and seed group: A and B (mean ± sd (n) across seeds), difference of means. */
-function compareMetrics(a: LoadedRun, b: LoadedRun): string {
+/**
+ * Per base stage and seed group: A and B (mean ± sd (n) across seeds), difference of means,
+ * and the interval of B - A that `diff A B` prints (seeds paired; see docs/evaluation.md).
+ */
+function compareMetrics(a: LoadedRun, b: LoadedRun, intervals: Map<string, DiffRow>): string {
   const ba = byBase(a.instances), bb = byBase(b.instances);
   const bases = [...new Set([...ba.keys(), ...bb.keys()])];
   const rows: string[] = [];
@@ -281,10 +287,13 @@ function compareMetrics(a: LoadedRun, b: LoadedRun): string {
     for (const group of new Set([...ga.keys(), ...gb.keys()])) {
       const [x, y] = [ga.get(group), gb.get(group)];
       const names = [...new Set([...(x?.metrics.keys() ?? []), ...(y?.metrics.keys() ?? [])])];
+      const member = (x ?? y)!.members[0];
+      const diffName = groupOfInstance(member.name, member.stage)?.name;
       for (const n of names) {
         const [sa, sb] = [x?.metrics.get(n), y?.metrics.get(n)];
         const { delta, rel } = deltaOf(sa, sb);
         const changed = delta !== undefined && delta !== 0;
+        const iv = diffName === undefined ? undefined : intervals.get(`${diffName}.${n}`);
         rows.push(
           `<tr${changed ? ' class="diff"' : ""}><td><code>${esc(base)}</code></td><td>${
             esc(group || "–")
@@ -294,16 +303,21 @@ function compareMetrics(a: LoadedRun, b: LoadedRun): string {
             delta === undefined ? "–" : (delta > 0 ? "+" : "") + fmtNum(delta)
           }</td><td class="num">${
             rel === undefined ? "–" : `${rel > 0 ? "+" : ""}${(rel * 100).toFixed(1)}%`
-          }</td></tr>`,
+          }</td><td>${iv ? esc(fmtIntervals(iv)) : "–"}</td></tr>`,
         );
       }
     }
   }
   if (!rows.length) return `<p class="muted">No stage recorded scalar metrics.</p>`;
   return `<p class="muted">Groups are instances that differ only by seed: mean ± sample standard ` +
-    `deviation (n); Δ = mean B − mean A.</p><div class="wrap"><table><thead><tr><th>stage</th>` +
-    `<th>group</th><th>metric</th><th>A</th><th>B</th><th>Δ</th><th>Δ rel</th></tr></thead>` +
-    `<tbody>${rows.join("")}</tbody></table></div>`;
+    `deviation (n); Δ = mean B − mean A. Interval: 95% CI of B − A with seeds paired across the ` +
+    `runs, over seeds (Student t on the per-seed deltas; for retrieval R@K also a seeds × ` +
+    `queries bootstrap, the hull of both); * where it excludes 0. "Queries only": resampling ` +
+    `test queries, which does not cover training randomness.</p><div class="wrap"><table>` +
+    `<thead><tr><th>stage</th><th>group</th><th>metric</th><th>A</th><th>B</th><th>Δ</th>` +
+    `<th>Δ rel</th><th>interval of Δ</th></tr></thead><tbody>${
+      rows.join("")
+    }</tbody></table></div>`;
 }
 
 const cell = (s: Summary | undefined) =>

@@ -11,6 +11,7 @@
 import { join } from "node:path";
 import type { RunRecord, StageRecord } from "../pipeline/records.ts";
 import type { Store } from "../pipeline/store.ts";
+import { pearson } from "../stages/lib/stats/correlation.ts";
 
 export const TRAIN_LOG_FILE = "train_log.jsonl";
 export const SCATTER_FILE = "scatter.json";
@@ -228,24 +229,4 @@ export function subsampleIndices(n: number, k: number, seed = 0x5eed): number[] 
     [idx[i], idx[j]] = [idx[j], idx[i]];
   }
   return Array.from(idx.subarray(0, k)).sort((x, y) => x - y);
-}
-
-export function pearson(x: number[], y: number[]): number {
-  const n = x.length;
-  if (n < 2) return NaN;
-  let mx = 0, my = 0;
-  for (let i = 0; i < n; i++) {
-    mx += x[i];
-    my += y[i];
-  }
-  mx /= n;
-  my /= n;
-  let sxy = 0, sxx = 0, syy = 0;
-  for (let i = 0; i < n; i++) {
-    const [dx, dy] = [x[i] - mx, y[i] - my];
-    sxy += dx * dy;
-    sxx += dx * dx;
-    syy += dy * dy;
-  }
-  return sxy / Math.sqrt(sxx * syy);
 }

@@ -5,7 +5,8 @@
 import { dirname, join } from "node:path";
 import * as vega from "vega";
 import * as vl from "vega-lite";
-import { diffRecords } from "../pipeline/diff.ts";
+import { diffRecords, diffSides } from "../pipeline/diff.ts";
+import { addIntervals } from "../cli/diff_intervals.ts";
 import type { RunRecord } from "../pipeline/records.ts";
 import type { Store } from "../pipeline/store.ts";
 import { buildFigures, type RenderedFigure, renderFigures } from "./figures.ts";
@@ -43,8 +44,13 @@ export async function buildReport(store: Store, records: RunRecord[]): Promise<R
   const params: ParamChange[] = diffRecords(a.record, b.record, false)
     .filter((r) => r.section === "params")
     .map((r) => ({ name: r.name, a: r.a, b: r.b }));
+  // The intervals of B - A that `diff A B` prints, by row name (one computation for both).
+  const [sa, sb] = [{ record: a.record }, { record: b.record }];
+  const rows = diffSides(sa, sb, true).filter((r) => r.section === "metrics");
+  await addIntervals(store, sa, sb, rows);
+  const intervals = new Map(rows.filter((r) => r.seedCi || r.queryCi).map((r) => [r.name, r]));
   return {
-    html: compareReportHtml(a, b, params, figures, { generator }),
+    html: compareReportHtml(a, b, params, figures, { generator, intervals }),
     figures,
     warnings: [...a.warnings.map((w) => `A: ${w}`), ...b.warnings.map((w) => `B: ${w}`)],
   };

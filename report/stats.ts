@@ -1,5 +1,8 @@
 /** Grouping instances, aggregating metrics across seeds, recognising R@K metric names. */
+import { fmtNum } from "../pipeline/diff.ts";
 import type { Instance } from "./load.ts";
+
+export { fmtNum };
 
 export interface Summary {
   mean: number;
@@ -127,15 +130,6 @@ export function parseRecallMetric(name: string): RecallMetric | undefined {
   const prefix = rest.replace(/[_.\-/ ]+$/, "").replace(/^[_.\-/ ]+/, "");
   const panel = [prefix, dir].filter(Boolean).join(" ") || "recall";
   return { panel, k };
-}
-
-export function fmtNum(x: number | undefined): string {
-  if (x === undefined || Number.isNaN(x)) return "–";
-  if (!Number.isFinite(x)) return x > 0 ? "∞" : "−∞";
-  if (Number.isInteger(x)) return String(x);
-  const a = Math.abs(x);
-  if (a >= 1e6 || a < 1e-4) return x.toExponential(3);
-  return String(Number(x.toPrecision(4)));
 }
 
 export function fmtSummary(s: Summary | undefined): string {

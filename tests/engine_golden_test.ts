@@ -104,9 +104,42 @@ stages:
   );
   const row = json.rows.find((r: { name: string }) => r.name === "train.score");
   assert.equal(row.aN, 3);
-  assert.ok(Math.abs(row.a - 0.61) < 1e-12 && Math.abs(row.b - 0.51) < 1e-12);
-  assert.ok(Math.abs(row.aSd - 0.01) < 1e-12);
+  // kme: 0.60, 0.63, 0.62; clip: 0.50, 0.51, 0.52.
+  assert.ok(Math.abs(row.a - 1.85 / 3) < 1e-12 && Math.abs(row.b - 0.51) < 1e-12);
+  assert.ok(Math.abs(row.aSd - Math.sqrt(7 / 3) / 100) < 1e-12);
+  // Seeds paired: clip - kme = -0.10, -0.12, -0.10; t with 2 df (4.3027) on them.
+  const half = (4.302652729749462 * (0.02 / Math.sqrt(3))) / Math.sqrt(3);
+  assert.equal(row.seedCi.method, "t");
+  assert.equal(row.seedCi.n, 3);
+  assert.ok(Math.abs(row.seedCi.lo - (-0.32 / 3 - half)) < 1e-12, `${row.seedCi.lo}`);
+  assert.ok(Math.abs(row.seedCi.hi - (-0.32 / 3 + half)) < 1e-12, `${row.seedCi.hi}`);
+  assert.equal(row.significant, true);
+  assert.equal(row.queryCi, undefined);
+  // acc: per seed kme - clip = 10, 20, 10 points; the queries alone exclude 0, the seeds do not.
+  const acc = json.rows.find((r: { name: string }) => r.name === "train.acc");
+  assert.equal(acc.seedCi.method, "t+bootstrap");
+  assert.ok(acc.seedCi.lo <= acc.seedCi.t[0] && acc.seedCi.hi >= acc.seedCi.bootstrap[1]);
+  assert.ok(acc.seedCi.lo < 0 && acc.seedCi.hi > 0);
+  assert.equal(acc.significant, false);
+  assert.ok(acc.queryCi.hi < 0, `queries only ${acc.queryCi.lo} ${acc.queryCi.hi}`);
+  assert.equal(acc.queryCi.n, 3);
   const bad = await sb.run("diff", f, "--by", "colour");
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /--by colour: need exactly two values/);
+
+  // One seed per side: only the query interval, said so, and no `*`.
+  const one = await sb.write(
+    "one.yaml",
+    `
+name: one
+stages:
+  train:
+    kind: $STAGES/score.ts
+    matrix: {similarity: [clip, kme]}
+`,
+  );
+  assert.equal((await sb.run("run", one)).code, 0);
+  const d1 = await sb.run("diff", one, "--by", "similarity");
+  assert.equal(d1.code, 0, d1.stderr);
+  await golden("diff_by_one_seed.txt", normalise(d1.stdout, sb.dir));
 });

@@ -6,7 +6,13 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import stage, { RetrievalParams } from "../stages/retrieval/stage.ts";
-import { BOOTSTRAP, compareRetrieval } from "../stages/retrieval/compare.ts";
+import { compareRetrieval } from "../stages/retrieval/compare.ts";
+import {
+  BOOTSTRAP,
+  hierarchicalBootstrap,
+  observedDifference,
+  queryBootstrap,
+} from "../stages/lib/stats/intervals.ts";
 import { StageInputError } from "../pipeline/stage.ts";
 import {
   type HandEmbeddings,
@@ -164,7 +170,7 @@ async function writeRanks(dir: string, i2t: number[], t2i: number[], captionImag
   await w("caption_image.i32", captionImage);
 }
 
-Deno.test("retrieval compare: paired bootstrap of B - A, pooled over seed pairs", async () => {
+Deno.test("retrieval compare: per-query differences of B - A for each seed pair", async () => {
   const root = await Deno.makeTempDir({ prefix: "eval-compare-" });
   try {
     const n = 200;
@@ -176,10 +182,8 @@ Deno.test("retrieval compare: paired bootstrap of B - A, pooled over seed pairs"
     const t2iB = capImg.map((i) => (i % 4 === 0 ? 7 : 1));
     await writeRanks(join(root, "a0"), a1, t2iA, capImg);
     await writeRanks(join(root, "b0"), b1, t2iB, capImg);
-    const one = await compareRetrieval([{
-      a: handle(join(root, "a0")),
-      b: handle(join(root, "b0")),
-    }]);
+    const pair0 = { a: handle(join(root, "a0")), b: handle(join(root, "b0")) };
+    const one = await compareRetrieval([pair0]);
     assert.deepEqual(Object.keys(one).sort(), [
       "i2t_R@1",
       "i2t_R@10",
@@ -188,33 +192,52 @@ Deno.test("retrieval compare: paired bootstrap of B - A, pooled over seed pairs"
       "t2i_R@10",
       "t2i_R@5",
     ]);
-    assert.equal(one["i2t_R@1"].delta, 50);
-    assert.ok(one["i2t_R@1"].lo > 35 && one["i2t_R@1"].hi < 65 && one["i2t_R@1"].lo < 50);
-    assert.deepEqual(one["i2t_R@5"], { delta: 0, lo: 0, hi: 0 });
-    // t2i R@1: A hits 1/4 of the captions, B 3/4: +50; R@10 both 100%: 0.
-    assert.equal(one["t2i_R@1"].delta, 50);
-    assert.ok(one["t2i_R@1"].lo < 50 && one["t2i_R@1"].hi > 50);
-    assert.deepEqual(one["t2i_R@10"], { delta: 0, lo: 0, hi: 0 });
-    // Deterministic (seeded).
-    const again = await compareRetrieval([{
-      a: handle(join(root, "a0")),
-      b: handle(join(root, "b0")),
-    }]);
-    assert.deepEqual(again, one);
+    // image->text: one unit per image, +100 where only B hits.
+    const i2t = one["i2t_R@1"];
+    assert.equal(i2t.shared, true);
+    assert.equal(i2t.pairs.length, 1);
+    assert.equal(i2t.pairs[0].diff.length, n);
+    assert.equal(i2t.pairs[0].diff[0], 0);
+    assert.equal(i2t.pairs[0].diff[n - 1], 100);
+    assert.equal(observedDifference(i2t.pairs), 50);
+    const q = queryBootstrap(i2t.pairs, i2t.shared);
+    assert.ok(q.lo > 35 && q.hi < 65 && q.lo < 50, `${q.lo} ${q.hi}`);
+    assert.deepEqual(queryBootstrap(one["i2t_R@5"].pairs, true), { delta: 0, lo: 0, hi: 0 });
+    // text->image: one unit per image with its 2 captions; A hits 1/4 of captions, B 3/4.
+    const t2i = one["t2i_R@1"].pairs[0];
+    assert.equal(t2i.diff.length, n);
+    assert.ok(t2i.size.every((x) => x === 2));
+    assert.equal(t2i.diff[0], -200);
+    assert.equal(t2i.diff[1], 200);
+    assert.equal(observedDifference([t2i]), 50);
+    assert.equal(observedDifference(one["t2i_R@10"].pairs), 0);
     assert.equal(BOOTSTRAP.iterations, 1000);
 
-    // A second seed pair where B is no better: the pooled delta is the mean, +25 for i2t R@1.
+    // A second seed pair where B is no better: the pooled delta is the mean, +25 for i2t R@1;
+    // over seeds (2 pairs, one gaining 50, one 0) the interval is much wider than over queries.
     await writeRanks(join(root, "a1"), a1, t2iA, capImg);
     await writeRanks(join(root, "b1"), a1, t2iA, capImg);
-    const pooled = await compareRetrieval([
-      { a: handle(join(root, "a0")), b: handle(join(root, "b0")) },
-      { a: handle(join(root, "a1")), b: handle(join(root, "b1")) },
-    ]);
-    assert.equal(pooled["i2t_R@1"].delta, 25);
-    assert.ok(pooled["i2t_R@1"].lo > 15 && pooled["i2t_R@1"].hi < 35);
-    assert.equal(pooled["t2i_R@1"].delta, 25);
-    // Missing rank files (another stage's outputs): no intervals rather than an error.
+    const pair1 = { a: handle(join(root, "a1")), b: handle(join(root, "b1")) };
+    const two = await compareRetrieval([pair0, pair1]);
+    assert.equal(two["i2t_R@1"].shared, true);
+    assert.equal(observedDifference(two["i2t_R@1"].pairs), 25);
+    assert.equal(observedDifference(two["t2i_R@1"].pairs), 25);
+    const pooled = queryBootstrap(two["i2t_R@1"].pairs, true);
+    assert.ok(pooled.lo > 15 && pooled.hi < 35, `${pooled.lo} ${pooled.hi}`);
+    const seeds = hierarchicalBootstrap(two["i2t_R@1"].pairs, true);
+    assert.ok(seeds.lo < 5 && seeds.hi > 45, `${seeds.lo} ${seeds.hi}`);
+    // Missing rank files on any pair (another stage's outputs): no per-query results.
     assert.deepEqual(await compareRetrieval([{ a: handle(root), b: handle(root) }]), {});
+    assert.deepEqual(await compareRetrieval([pair0, { a: handle(root), b: handle(root) }]), {});
+    // Pairs ranked on different queries: each pair keeps its own units (not shared).
+    await writeRanks(join(root, "a2"), a1.slice(0, 100), t2iA.slice(0, 200), capImg.slice(0, 200));
+    await writeRanks(join(root, "b2"), b1.slice(0, 100), t2iB.slice(0, 200), capImg.slice(0, 200));
+    const mixed = await compareRetrieval([
+      pair0,
+      { a: handle(join(root, "a2")), b: handle(join(root, "b2")) },
+    ]);
+    assert.equal(mixed["i2t_R@1"].shared, false);
+    assert.equal(mixed["i2t_R@1"].pairs[1].diff.length, 100);
   } finally {
     await Deno.remove(root, { recursive: true });
   }

@@ -2,8 +2,8 @@
  * The evaluation stages through the real engine on experiments/tiny.yaml: embed (test and
  * train), retrieval, linear-probe, zero-shot and pmi fan out over the clip/kme matrix, every
  * metric exists and is in range, every metrics file states its protocol, and
- * `diff tiny.yaml --by similarity` gets bootstrap intervals for retrieval R@K from the
- * retrieval stage's compare hook.
+ * `diff tiny.yaml --by similarity` gets query bootstrap intervals for retrieval R@K from the
+ * retrieval stage's compare hook (one seed per side: queries only).
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -71,29 +71,40 @@ Deno.test("tiny.yaml: evaluation stages run for clip and kme; metrics in range; 
     assert.equal(ranks.byteLength, 1280 * 4);
   }
 
-  // diff --by similarity: intervals from the compare hook on retrieval R@K.
+  // diff --by similarity: one seed per side, so only query-level intervals, from the compare
+  // hook on retrieval R@K; never starred (`*` is for seed-level intervals).
   const dj = await sb.run("diff", TINY, "--by", "similarity", "--json");
   assert.equal(dj.code, 0, dj.stderr);
   const rows = JSON.parse(dj.stdout).rows as {
     name: string;
     delta?: number;
-    ci?: [number, number];
+    queryCi?: { lo: number; hi: number; method: string; n: number };
+    seedCi?: unknown;
+    significant?: boolean;
   }[];
   for (const d of ["i2t", "t2i"]) {
     for (const k of [1, 5, 10]) {
       const row = rows.find((x) => x.name === `retrieval.${d}_R@${k}`);
-      assert.ok(row?.ci, `interval for retrieval.${d}_R@${k}`);
-      const [lo, hi] = row.ci!;
+      assert.ok(row?.queryCi, `interval for retrieval.${d}_R@${k}`);
+      const { lo, hi, method, n } = row.queryCi!;
+      assert.equal(method, "bootstrap");
+      assert.equal(n, 1);
       assert.ok(
-        lo <= row.delta! + 1e-9 && row.delta! <= hi + 1e-9,
+        lo <= (row.delta ?? 0) + 1e-9 && (row.delta ?? 0) <= hi + 1e-9,
         `${row.name}: ${lo} ${row.delta} ${hi}`,
       );
+      assert.equal(row.seedCi, undefined);
+      assert.equal(row.significant, undefined);
     }
   }
-  assert.ok(!rows.find((x) => x.name === "pmi.pearson")?.ci, "no interval without a hook");
+  assert.ok(!rows.find((x) => x.name === "pmi.pearson")?.queryCi, "no interval without a hook");
   const dt = await sb.run("diff", TINY, "--by", "similarity");
   assert.equal(dt.code, 0, dt.stderr);
-  assert.match(dt.stdout, /retrieval\.i2t_R@1 .* 95% CI \[-?[\d.]+, -?[\d.]+\]/);
+  assert.match(
+    dt.stdout,
+    /retrieval\.i2t_R@1 .* 95% CI \[-?[\d.]+, -?[\d.]+\] \(queries only, 1 seed pair: training randomness not covered\)/,
+  );
+  assert.doesNotMatch(dt.stdout, / \*/);
 
   // A rerun is all cache hits.
   const again = await sb.run("run", TINY);

@@ -9,7 +9,8 @@ import { Store } from "../pipeline/store.ts";
 import type { RunRecord } from "../pipeline/records.ts";
 import { buildReport, defaultReportPath, writeReport } from "../report/mod.ts";
 import { loadRun, MAX_SCATTER_POINTS, stride, subsampleIndices } from "../report/load.ts";
-import { fmtSummary, parseRecallMetric, seedGroups, summarize } from "../report/stats.ts";
+import { fmtNum, fmtSummary, parseRecallMetric, seedGroups, summarize } from "../report/stats.ts";
+import { excludesZero, tInterval } from "../stages/lib/stats/intervals.ts";
 import { prefixIds, roundTranslates } from "../report/figures.ts";
 import { buildFixtureStore, type FixtureStore } from "./fixtures/report/fixture.ts";
 import { ROOT } from "./helpers/cli.ts";
@@ -247,6 +248,14 @@ Deno.test("report A B: comparison page with both runs", async () => {
   const d = gb[1].metrics.get("rsum")!.mean - ga[1].metrics.get("rsum")!.mean;
   assert.ok(d > 0);
   assert.ok(html.includes(`+${String(Number(d.toPrecision(4)))}</td>`), "rsum delta");
+  // With it, the interval of B - A that `diff A B` prints: seeds paired, t on the deltas.
+  const rsum = (r: typeof f.a, s: number) =>
+    r.stages[`retrieval[similarity=kme,seed=${s}]`].metrics!.rsum as number;
+  const t = tInterval([0, 1, 2].map((s) => rsum(f.b, s) - rsum(f.a, s)));
+  const iv = `95% CI [${fmtNum(t.lo)}, ${fmtNum(t.hi)}]${excludesZero(t) ? " *" : ""} ` +
+    "(seeds: t, n=3)";
+  assert.ok(html.includes(`<td>${iv}</td>`), `rsum interval ${iv}`);
+  matches(html, /<th>interval of Δ<\/th>/);
   // Figures hold both runs: 12 loss lines, A solid / B dashed, bars of 4 series.
   const svgs = figureSvgs(html);
   assert.equal(

@@ -4,7 +4,7 @@ import { type StageContext, StageInputError, type StageResult } from "../../pipe
 import { readEmbeddings } from "../lib/eval/embeddings.ts";
 import { describeSimilarity, scorerFor } from "../lib/eval/similarity_scoring.ts";
 import { loadSimilarity } from "../lib/similarity/registry.ts";
-import { cocoRetrieval, type RetrievalMetrics } from "../lib/eval/retrieval.ts";
+import { cocoRetrieval, retrievalMetricNames } from "../lib/eval/retrieval.ts";
 import { resolveKmeEngine } from "../lib/eval/engine_param.ts";
 import { loadOpenBlas } from "../lib/eval/openblas.ts";
 import type { RetrievalParams } from "./stage.ts";
@@ -13,18 +13,6 @@ export const METRICS_FILE = "metrics.json";
 export const RANKS_I2T = "ranks_i2t.i32";
 export const RANKS_T2I = "ranks_t2i.i32";
 export const CAPTION_IMAGE = "caption_image.i32";
-
-/** Flat metric names: i2t_R@1 ... i2t_median_rank, i2t_mean_rank, t2i_..., rsum. */
-export function retrievalMetricNames(m: RetrievalMetrics, prefix = ""): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const [tag, d] of [["i2t", m.imageToText], ["t2i", m.textToImage]] as const) {
-    for (const [k, v] of Object.entries(d.recall)) out[`${prefix}${tag}_R@${k}`] = v;
-    out[`${prefix}${tag}_median_rank`] = d.medianRank;
-    out[`${prefix}${tag}_mean_rank`] = d.meanRank;
-  }
-  out[`${prefix}rsum`] = m.rsum;
-  return out;
-}
 
 function bytes(a: Int32Array): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);

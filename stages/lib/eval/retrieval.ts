@@ -28,7 +28,6 @@
  * full-matrix path exactly.
  */
 import { countSummary, type Protocol } from "./protocol.ts";
-import { Rng } from "../random.ts";
 
 /** Scores of images [imageStart, +imageCount) x captions [captionStart, +captionCount), row-major. */
 export type ScoreBlockFn = (
@@ -662,137 +661,62 @@ function meanMetrics(results: RetrievalMetrics[], ks: number[]): RetrievalMetric
   };
 }
 
-/** Flat metric names for metric files, e.g. {"i2t_R@1": 52.1, ..., "rsum": 410.2}. */
-export function flattenRetrieval(m: RetrievalMetrics, prefix = ""): Record<string, number> {
+/**
+ * Flat metric names, as the retrieval stage records them: i2t_R@1 ... i2t_median_rank,
+ * i2t_mean_rank, t2i_..., rsum (e.g. {"i2t_R@1": 52.1, ..., "rsum": 410.2}).
+ */
+export function retrievalMetricNames(m: RetrievalMetrics, prefix = ""): Record<string, number> {
   const out: Record<string, number> = {};
   for (const [tag, d] of [["i2t", m.imageToText], ["t2i", m.textToImage]] as const) {
     for (const [k, v] of Object.entries(d.recall)) out[`${prefix}${tag}_R@${k}`] = v;
-    out[`${prefix}${tag}_medr`] = d.medianRank;
-    out[`${prefix}${tag}_meanr`] = d.meanRank;
+    out[`${prefix}${tag}_median_rank`] = d.medianRank;
+    out[`${prefix}${tag}_mean_rank`] = d.meanRank;
   }
   out[`${prefix}rsum`] = m.rsum;
   return out;
 }
 
 // ---------------------------------------------------------------------------------------------
-// Paired bootstrap
-
-export interface BootstrapOptions {
-  /** Resamples (default 1000). */
-  iterations?: number;
-  /** PRNG seed (default 0). */
-  seed?: number;
-  /** Central interval mass (default 0.95 -> 2.5th and 97.5th percentiles). */
-  confidence?: number;
-  /**
-   * Optional cluster id per query (e.g. captionImage for text->image queries): whole clusters
-   * are resampled, so correlated queries (captions of one image) move together.
-   */
-  clusters?: Int32Array;
-}
-
-export interface BootstrapResult {
-  protocol: Protocol;
-  k: number;
-  n: number;
-  /** Observed R@K(A) - R@K(B), percent points. */
-  difference: number;
-  /** Mean of the bootstrap differences. */
-  bootstrapMean: number;
-  /** Percentile interval [lo, hi] of the bootstrap differences (percent points). */
-  interval: [number, number];
-  /** Fraction of resamples with difference <= 0 (a one-sided bootstrap p-value for A > B). */
-  fractionAtMostZero: number;
-}
-
-/** numpy.percentile with linear interpolation on a sorted array; q in [0, 1]. */
-export function percentileSorted(sorted: ArrayLike<number>, q: number): number {
-  const n = sorted.length;
-  if (n === 0) return NaN;
-  const h = (n - 1) * q;
-  const lo = Math.floor(h);
-  const hi = Math.min(lo + 1, n - 1);
-  return sorted[lo] + (h - lo) * (sorted[hi] - sorted[lo]);
-}
+// Per-query paired differences (what `diff` resamples; the statistics are in
+// stages/lib/stats/intervals.ts)
 
 /**
- * Paired bootstrap of R@K(A) - R@K(B) over the same queries (ranks of two models on the
- * same query set). Resamples queries (or clusters) with replacement using the seeded PRNG:
- * the same seed gives the same interval.
+ * Per-unit differences of R@K(B) - R@K(A) in percent points, for two models ranked on the same
+ * queries: per unit, 100 * (hits of B - hits of A) and the unit's query count, so that
+ * sum(diff) / sum(size) is the R@K difference. A unit is a query, or with `clusters` (one id per
+ * query, e.g. each caption's image for text->image) all the queries of a cluster, numbered in
+ * order of first appearance, so correlated queries move together when resampled.
  */
-export function pairedBootstrap(
+export function hitDifferenceUnits(
   ranksA: Int32Array,
   ranksB: Int32Array,
   k: number,
-  opts: BootstrapOptions = {},
-): BootstrapResult {
+  clusters?: Int32Array,
+): { diff: Float64Array; size: Float64Array } {
   const n = ranksA.length;
   if (ranksB.length !== n) {
     throw new RangeError(`rank arrays differ in length: ${n} vs ${ranksB.length}`);
   }
   if (n === 0) throw new RangeError("no queries");
-  const iterations = opts.iterations ?? 1000;
-  const seed = opts.seed ?? 0;
-  const confidence = opts.confidence ?? 0.95;
-  // Per-unit (query or cluster) sums of hit differences and sizes.
-  let unitSum: Int32Array, unitSize: Int32Array;
-  if (opts.clusters) {
-    if (opts.clusters.length !== n) throw new RangeError("clusters must have one id per query");
+  if (clusters && clusters.length !== n) {
+    throw new RangeError("clusters must have one id per query");
+  }
+  const unitOf = new Int32Array(n);
+  let units = n;
+  if (clusters) {
     const ids = new Map<number, number>();
-    for (let q = 0; q < n; q++) if (!ids.has(opts.clusters[q])) ids.set(opts.clusters[q], ids.size);
-    unitSum = new Int32Array(ids.size);
-    unitSize = new Int32Array(ids.size);
     for (let q = 0; q < n; q++) {
-      const u = ids.get(opts.clusters[q])!;
-      unitSum[u] += (ranksA[q] <= k ? 1 : 0) - (ranksB[q] <= k ? 1 : 0);
-      unitSize[u]++;
+      if (!ids.has(clusters[q])) ids.set(clusters[q], ids.size);
+      unitOf[q] = ids.get(clusters[q])!;
     }
+    units = ids.size;
   } else {
-    unitSum = new Int32Array(n);
-    unitSize = new Int32Array(n).fill(1);
-    for (let q = 0; q < n; q++) unitSum[q] = (ranksA[q] <= k ? 1 : 0) - (ranksB[q] <= k ? 1 : 0);
+    for (let q = 0; q < n; q++) unitOf[q] = q;
   }
-  let total = 0;
-  for (let u = 0; u < unitSum.length; u++) total += unitSum[u];
-  const difference = (100 * total) / n;
-  const rng = new Rng(seed);
-  const U = unitSum.length;
-  const diffs = new Float64Array(iterations);
-  let mean = 0, atMostZero = 0;
-  for (let b = 0; b < iterations; b++) {
-    let s = 0, m = 0;
-    for (let j = 0; j < U; j++) {
-      const u = rng.int(U);
-      s += unitSum[u];
-      m += unitSize[u];
-    }
-    const d = (100 * s) / m;
-    diffs[b] = d;
-    mean += d;
-    if (d <= 0) atMostZero++;
+  const diff = new Float64Array(units), size = new Float64Array(units);
+  for (let q = 0; q < n; q++) {
+    diff[unitOf[q]] += 100 * ((ranksB[q] <= k ? 1 : 0) - (ranksA[q] <= k ? 1 : 0));
+    size[unitOf[q]]++;
   }
-  diffs.sort();
-  const alpha = (1 - confidence) / 2;
-  return {
-    protocol: {
-      name: "paired-bootstrap",
-      version: 1,
-      statistic: `R@${k}(A) - R@${k}(B) in percent points`,
-      resampling: opts.clusters
-        ? "clusters of queries with replacement (ratio of summed hits to summed queries)"
-        : "queries with replacement, the same indices for A and B",
-      iterations,
-      seed,
-      prng: "xoshiro128** seeded by splitmix32",
-      interval: `percentile, ${100 * confidence}% (numpy linear interpolation)`,
-      queries: n,
-      units: U,
-    },
-    k,
-    n,
-    difference,
-    bootstrapMean: mean / iterations,
-    interval: [percentileSorted(diffs, alpha), percentileSorted(diffs, 1 - alpha)],
-    fractionAtMostZero: atMostZero / iterations,
-  };
+  return { diff, size };
 }
