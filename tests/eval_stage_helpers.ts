@@ -120,6 +120,8 @@ export async function writeToyDataset(
     classNames?: string[];
     /** Given the grid (first 6 test images, first caption of the first 5), the PMI matrix. */
     pmi?: (grid: { images: Uint8Array; rows: number; texts: string[] }) => Promise<Float32Array>;
+    /** Given the grid's caption texts, pmi.json's `captionLogProb` (log p(y) per column). */
+    captionLogProb?: (texts: string[]) => number[];
   } = {},
 ): Promise<{ captions: { image: number; text: string }[] }> {
   const n = opts.n ?? 24;
@@ -171,6 +173,9 @@ export async function writeToyDataset(
         shape: [rows, cols],
         images: Array.from({ length: rows }, (_, i) => i),
         captions,
+        ...(opts.captionLogProb
+          ? { captionLogProb: opts.captionLogProb(captions.map((c) => c.text)) }
+          : {}),
       }) + "\n",
     );
   }

@@ -110,6 +110,11 @@ export interface ModelOptions {
   mention: Record<AttributeName, number>;
   /** Probability that a mentioned attribute names a wrong value (uniform over the others). */
   attribute_noise: number;
+  /**
+   * Unnormalised prior weights over latent indices, replacing the built-in prior (marginal
+   * weights x `couplingFactor`); used by the occluded world (occlusion.ts).
+   */
+  prior?: ArrayLike<number>;
 }
 
 export interface SampledCaption {
@@ -145,15 +150,26 @@ export class SceneModel {
     this.numCaptionStructures = this.sizes.reduce((a, b) => a * (b + 1), 1);
 
     // Prior.
+    const given = options.prior;
+    if (given && given.length !== this.numLatents) {
+      throw new RangeError(`prior has ${given.length} weights, expected ${this.numLatents}`);
+    }
     this.prior = new Float64Array(this.numLatents);
     let total = 0;
     for (let zi = 0; zi < this.numLatents; zi++) {
-      const z = this.latent(zi);
-      let w = couplingFactor(z);
-      for (let a = 0; a < ATTRIBUTES.length; a++) w *= ATTRIBUTES[a].weights[z[a]];
+      let w: number;
+      if (given) {
+        w = given[zi];
+        if (!(w >= 0 && Number.isFinite(w))) throw new RangeError(`prior weight ${zi} is ${w}`);
+      } else {
+        const z = this.latent(zi);
+        w = couplingFactor(z);
+        for (let a = 0; a < ATTRIBUTES.length; a++) w *= ATTRIBUTES[a].weights[z[a]];
+      }
       this.prior[zi] = w;
       total += w;
     }
+    if (!(total > 0)) throw new RangeError("prior weights sum to 0");
     this.#priorCdf = new Float64Array(this.numLatents);
     let acc = 0;
     for (let zi = 0; zi < this.numLatents; zi++) {
@@ -274,6 +290,34 @@ export class SceneModel {
     const all = parseAll(text);
     return all.length === 1 ? all[0] : undefined;
   }
+
+  /**
+   * Exact log p(y) of a caption text y, in nats: log p(s) of its structure plus the log
+   * probability of its wording given the structure (`wordingLogProb`). Undefined when the text
+   * is not a caption of this model (or could be worded from two structures).
+   */
+  captionLogProb(text: string): number | undefined {
+    const all = parseWordings(text);
+    if (all.length !== 1) return undefined;
+    const { structure, template } = all[0];
+    return this.logPs[this.structureIndex(structure)] + wordingLogProb(structure, template);
+  }
+}
+
+/**
+ * log p(wording | structure s) of `wordCaption`: the template's probability, 1 / (number of
+ * synonyms) for each mentioned attribute, and 1 / 3 for the generic noun when the shape is not
+ * mentioned (the article is determined by the first word).
+ */
+export function wordingLogProb(s: readonly number[], template: number): number {
+  let total = 0;
+  for (const w of TEMPLATE_WEIGHTS) total += w;
+  let lp = Math.log(TEMPLATE_WEIGHTS[template] / total);
+  for (let a = 0; a < ATTRIBUTES.length; a++) {
+    if (s[a] >= 0) lp -= Math.log(ATTRIBUTES[a].phrases[s[a]].length);
+  }
+  if (s[ATTR_INDEX.shape] < 0) lp -= Math.log(GENERIC_NOUNS.length);
+  return lp;
 }
 
 /** Words a caption structure: template, article, synonyms. */
@@ -298,16 +342,23 @@ export function wordCaption(s: readonly number[], rng: Rng): string {
 
 /** Every structure whose wording could produce `text` (exactly one for a model caption). */
 export function parseAll(text: string): number[][] {
-  const out: number[][] = [];
-  for (const t of TEMPLATES) {
+  return parseWordings(text).map((w) => w.structure);
+}
+
+/** Every (structure, template index) whose wording could produce `text`. */
+export function parseWordings(text: string): { structure: number[]; template: number }[] {
+  const out: { structure: number[]; template: number }[] = [];
+  TEMPLATES.forEach((t, template) => {
     const [pre, post] = t.split("{np}");
-    if (!text.startsWith(pre) || !text.endsWith(post)) continue;
+    if (!text.startsWith(pre) || !text.endsWith(post)) return;
     const np = text.slice(pre.length, text.length - post.length);
     for (const article of ["a ", "an "]) {
       if (!np.startsWith(article)) continue;
-      parseNounPhrase(np.slice(article.length), article.trim(), out);
+      const found: number[][] = [];
+      parseNounPhrase(np.slice(article.length), article.trim(), found);
+      for (const structure of found) out.push({ structure, template });
     }
-  }
+  });
   return out;
 }
 

@@ -95,11 +95,21 @@ export interface RenderOptions {
   pixel_noise: number;
 }
 
+/** Values drawn in place of a hidden size / position (the image then carries a marker). */
+export const HIDDEN_SIZE_DRAWN = 1;
+export const HIDDEN_POSITION_DRAWN = 0;
+/** RGB of an object whose colour is hidden (a dark silhouette, not a palette colour). */
+export const HIDDEN_COLOUR_RGB = 30;
+/** Alpha factor of the faint stripes of a hidden shape's striped disc. */
+const STRIPE_FAINT = 0.3;
+
 export class SceneRenderer {
   readonly options: RenderOptions;
   /** [shape][size][rotation][scale][offY][offX]. */
   #masks: Mask[];
   #half: number;
+  /** Disc masks for hidden shapes, [size][scale][offY][offX] (made on first use). */
+  #discs: Mask[] | undefined;
 
   private constructor(options: RenderOptions, masks: Mask[], half: number) {
     this.options = options;
@@ -215,5 +225,114 @@ export class SceneRenderer {
         }
       }
     }
+  }
+
+  /**
+   * Renders latent values z with the attributes of `hidden` (bit a = attribute a, in
+   * `ATTRIBUTES` order) hidden, in a way the image shows and that depends on nothing but the
+   * visible values and the nuisance:
+   * - size hidden: drawn at the medium size, and the top row of pixels is white;
+   * - colour hidden: a dark silhouette (RGB ~30, not a palette colour);
+   * - shape hidden: a striped disc (diagonal stripes, alpha 1 and 0.3) instead of the silhouette;
+   * - position hidden: drawn at the centre anchor, and the bottom row of pixels is white.
+   * Nuisance is drawn as in `render` (same draws, same order). `hidden = 0` gives an image of
+   * the same kind as `render`, not the same bytes (the two are never mixed in a dataset).
+   */
+  renderOccluded(z: readonly number[], hidden: number, rng: Rng, out: Uint8Array): void {
+    const n = this.options.image_size;
+    const isHidden = (a: number) => ((hidden >> a) & 1) === 1;
+    const size = isHidden(ATTR_INDEX.size) ? HIDDEN_SIZE_DRAWN : z[ATTR_INDEX.size];
+    const colour = z[ATTR_INDEX.colour];
+    const shape = z[ATTR_INDEX.shape];
+    const position = isHidden(ATTR_INDEX.position) ? HIDDEN_POSITION_DRAWN : z[ATTR_INDEX.position];
+
+    const grey = rng.uniform(75, 185);
+    const bg = [0, 1, 2].map(() => grey + rng.uniform(-18, 18));
+    const gx = [0, 1, 2].map(() => rng.uniform(-22, 22) / n);
+    const gy = [0, 1, 2].map(() => rng.uniform(-22, 22) / n);
+    const jit = [0, 1, 2].map(() => rng.uniform(-22, 22));
+    const fg = isHidden(ATTR_INDEX.colour)
+      ? jit.map((j) => HIDDEN_COLOUR_RGB + 0.4 * j)
+      : PALETTE[colour].map((c, k) => c + jit[k]);
+    const rot = rng.int(ROTATIONS_DEG.length);
+    const scale = rng.int(SCALES.length);
+    const j = this.options.jitter;
+    const [px, py] = POSITION_CENTRE[position];
+    const cx = Math.round((px + rng.uniform(-j, j)) * n * 2) / 2;
+    const cy = Math.round((py + rng.uniform(-j, j)) * n * 2) / 2;
+    const ix = Math.floor(cx);
+    const iy = Math.floor(cy);
+    const oy = (cy - iy) * 2;
+    const ox = (cx - ix) * 2;
+    const striped = isHidden(ATTR_INDEX.shape);
+    const mask = striped
+      ? this.#disc(size, scale, oy, ox)
+      : this.#mask(shape, size, rot, scale, oy, ox);
+    const left = ix - this.#half;
+    const top = iy - this.#half;
+    const side = mask.side;
+    const alpha = mask.alpha;
+    const noiseScale = this.options.pixel_noise / 147.80138;
+    const markTop = isHidden(ATTR_INDEX.size);
+    const markBottom = isHidden(ATTR_INDEX.position);
+
+    let o = 0;
+    for (let y = 0; y < n; y++) {
+      const my = y - top;
+      const rowInMask = my >= 0 && my < side;
+      const dy = y - n / 2;
+      const marked = (markTop && y === 0) || (markBottom && y === n - 1);
+      for (let x = 0; x < n; x++) {
+        const mx = x - left;
+        let a = rowInMask && mx >= 0 && mx < side ? alpha[my * side + mx] / 255 : 0;
+        if (striped && ((x + y) & 3) >= 2) a *= STRIPE_FAINT;
+        const dx = x - n / 2;
+        for (let c = 0; c < 3; c++) {
+          const b = bg[c] + gx[c] * dx + gy[c] * dy;
+          const u = rng.u32();
+          const noise = ((u & 255) + ((u >>> 8) & 255) + ((u >>> 16) & 255) + (u >>> 24) - 510) *
+            noiseScale;
+          const v = Math.round(b + (fg[c] - b) * a + noise);
+          out[o++] = marked ? 255 : v < 0 ? 0 : v > 255 ? 255 : v;
+        }
+      }
+    }
+  }
+
+  /** Anti-aliased disc of radius 1 (in the silhouettes' unit coordinates), 4x4 supersampled. */
+  #disc(size: number, scale: number, oy: number, ox: number): Mask {
+    if (!this.#discs) {
+      const n = this.options.image_size;
+      const half = this.#half;
+      const side = 2 * half;
+      const discs: Mask[] = [];
+      for (const frac of SIZE_FRACTION) {
+        for (const sc of SCALES) {
+          for (const offY of OFFSETS) {
+            for (const offX of OFFSETS) {
+              const r = (n * frac * sc) / 2;
+              const alpha = new Uint8Array(side * side);
+              for (let my = 0; my < side; my++) {
+                for (let mx = 0; mx < side; mx++) {
+                  let hit = 0;
+                  for (let sy = 0; sy < 4; sy++) {
+                    for (let sx = 0; sx < 4; sx++) {
+                      const dx = mx + (sx + 0.5) / 4 - (half + offX);
+                      const dy = my + (sy + 0.5) / 4 - (half + offY);
+                      if (dx * dx + dy * dy <= r * r) hit++;
+                    }
+                  }
+                  alpha[my * side + mx] = Math.round((hit * 255) / 16);
+                }
+              }
+              discs.push({ side, alpha });
+            }
+          }
+        }
+      }
+      this.#discs = discs;
+    }
+    const idx = ((size * SCALES.length + scale) * OFFSETS.length + oy) * OFFSETS.length + ox;
+    return this.#discs[idx];
   }
 }

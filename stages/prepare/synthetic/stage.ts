@@ -34,6 +34,32 @@ export const SyntheticParams = z.strictObject({
   /** PMI grid: the first `grid_images` test images x the first captions of `grid_captions` test images. */
   grid_images: z.int().min(1).default(256),
   grid_captions: z.int().min(1).default(256),
+  /**
+   * The occluded world (issue 14; docs/dataset-format.md): images hide attributes, visibly, so
+   * that PMI is a log of a mixture of high rank. Absent (the default): the revealed world, in
+   * which every image shows its whole latent and PMI is additive, of rank 17.
+   */
+  occlusion: z.strictObject({
+    /** Probability that an image hides each attribute, independently. */
+    hide: z.number()
+      .min(0, "must be >= 0 (the probability that an image hides each attribute)")
+      .lt(1, "must be < 1: at 1 every image hides every attribute and PMI is 0 everywhere")
+      .default(0.5),
+    /** The rank knob: weight of the archetype scenes in the prior. */
+    correlation: z.number()
+      .min(0, "must be >= 0 (0 = the revealed world's prior, nearly additive PMI)")
+      .lt(
+        1,
+        "must be < 1: at 1 images whose visible attributes match no archetype would have " +
+          "probability 0",
+      )
+      .default(0.9),
+    /** Number of archetype scenes (a fixed seeded list of latents). */
+    archetypes: z.int()
+      .min(1, "must be >= 1")
+      .max(540, "must be <= 540, the number of latents")
+      .default(90),
+  }).optional(),
 });
 export type SyntheticParams = z.output<typeof SyntheticParams>;
 
