@@ -5,7 +5,7 @@
 import { fromFileUrl } from "./paths.ts";
 import type { Job } from "./job.ts";
 
-export const WORKER = fromFileUrl(new URL("../cli/worker.ts", import.meta.url));
+export const WORKER = fromFileUrl(new URL("./worker.ts", import.meta.url));
 
 export interface ExecStatus {
   code: number;

@@ -22,7 +22,7 @@ function guardBindingSize(backend: WebgpuBackendLike): void {
   const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
   manager.acquireBuffer = (size: number, usage: number, ...rest: unknown[]) => {
     if ((usage & STORAGE) !== 0 && size > limit) {
-      // A setting to change, not a bug: exit code 2 and no stack (cli/worker.ts).
+      // A setting to change, not a bug: exit code 2 and no stack (pipeline/worker.ts).
       throw Object.assign(
         new RangeError(
           `webgpu: a ${mib(size)} tensor exceeds this adapter's maxStorageBufferBindingSize ` +

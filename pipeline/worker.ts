@@ -6,10 +6,10 @@
  * Events go to stdout as JSON lines. Exit codes: 0 ok, 1 stage failed, 2 bad input,
  * 130 interrupted.
  */
-import { executeJob } from "../pipeline/execute.ts";
-import { InterruptedError } from "../pipeline/errors.ts";
-import { StageInputError } from "../pipeline/stage.ts";
-import type { Job, WorkerEvent } from "../pipeline/job.ts";
+import { executeJob } from "./execute.ts";
+import { InterruptedError } from "./errors.ts";
+import { StageInputError } from "./stage.ts";
+import type { Job, WorkerEvent } from "./job.ts";
 
 const enc = new TextEncoder();
 const emit = (e: WorkerEvent) => Deno.stdout.writeSync(enc.encode(JSON.stringify(e) + "\n"));
