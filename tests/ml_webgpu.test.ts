@@ -4,25 +4,14 @@
  */
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
-import { initBackend, webgpuAdapterDescription } from "../stages/lib/tf/backend.ts";
+import { initBackend } from "../stages/lib/tf/backend.ts";
+import { adapter, webgpuTest } from "./helpers/webgpu.ts";
 import { BatchSource } from "../stages/lib/model/data.ts";
 import { ClipModel } from "../stages/lib/model/model.ts";
 import { tinyConfig, toySplit, toyTrainOptions } from "../stages/lib/model/toy.ts";
 import { train, type TrainOptions } from "../stages/lib/model/train.ts";
 import { Vocab } from "../stages/lib/model/vocab.ts";
 
-const adapter = await webgpuAdapterDescription();
-
-/** A test that needs a WebGPU adapter (skipped, saying so, without one); the device stays open. */
-function webgpuTest(name: string, fn: () => Promise<void>): void {
-  Deno.test({
-    name: name + (adapter === undefined ? " [skipped: no WebGPU adapter]" : ""),
-    ignore: adapter === undefined,
-    sanitizeResources: false,
-    sanitizeOps: false,
-    fn,
-  });
-}
 if (adapter === undefined) {
   console.log("ml_webgpu: skipped: navigator.gpu gives no adapter on this machine");
 } else {

@@ -6,7 +6,8 @@
  */
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
-import { initBackend, webgpuAdapterDescription, webgpuErrors } from "../stages/lib/tf/backend.ts";
+import { initBackend, webgpuErrors } from "../stages/lib/tf/backend.ts";
+import { webgpuTest } from "./helpers/webgpu.ts";
 import { keyedRng } from "../stages/lib/random.ts";
 import { dense, gelu, layerNorm } from "../stages/lib/model/ops.ts";
 import { infoNce } from "../stages/lib/model/loss.ts";
@@ -27,19 +28,6 @@ import * as opsNames from "../stages/lib/similarity/tf_ops.ts";
 import * as kernels from "../stages/lib/tf/kernels/block_lse.ts";
 import { tfjsMatmulProgram } from "../stages/lib/tf/webgpu_device.ts";
 import { webgpuCounters } from "../stages/lib/tf/webgpu_counters.ts";
-
-const adapter = await webgpuAdapterDescription();
-
-/** A test that needs a WebGPU adapter (skipped, saying so, without one); the device stays open. */
-function webgpuTest(name: string, fn: () => Promise<void>): void {
-  Deno.test({
-    name: name + (adapter === undefined ? " [skipped: no WebGPU adapter]" : ""),
-    ignore: adapter === undefined,
-    sanitizeResources: false,
-    sanitizeOps: false,
-    fn,
-  });
-}
 
 function randn(shape: number[], seed: number, scale = 1): tf.Tensor {
   const rng = keyedRng(seed, 0x0f);

@@ -9,11 +9,10 @@
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { webgpuAdapterDescription, webgpuErrors } from "../stages/lib/tf/backend.ts";
+import { webgpuErrors } from "../stages/lib/tf/backend.ts";
+import { webgpuTest } from "./helpers/webgpu.ts";
 import { type GpuProfile, profileSteps } from "../bench/gpu_profile.ts";
 
-const adapter = await webgpuAdapterDescription();
-const skip = adapter === undefined ? " [skipped: no WebGPU adapter]" : "";
 const PROFILE = fileURLToPath(new URL("../bench/gpu_profile.ts", import.meta.url));
 const BATCH = 16;
 
@@ -35,13 +34,10 @@ async function stockProfile(sim: string): Promise<GpuProfile> {
 }
 
 for (const sim of ["clip", "kme"]) {
-  Deno.test({
-    name: `ml/webgpu step (${sim}): no CPU op, no read-back, only the batch up, a third of the ` +
-      "stock dispatches" + skip,
-    ignore: adapter === undefined,
-    sanitizeResources: false,
-    sanitizeOps: false,
-    fn: async () => {
+  webgpuTest(
+    `ml/webgpu step (${sim}): no CPU op, no read-back, only the batch up, a third of the ` +
+      "stock dispatches",
+    async () => {
       const p = await profileSteps({
         case: "r1",
         sim,
@@ -83,5 +79,5 @@ for (const sim of ["clip", "kme"]) {
       assert.ok(ratio <= 1 / 3, `${c.dispatches} of ${stock.summary.dispatches} dispatches`);
       assert.deepEqual(webgpuErrors(), []);
     },
-  });
+  );
 }

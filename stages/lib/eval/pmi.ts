@@ -10,6 +10,7 @@
  * All pairs weigh equally; all values must be finite (drop pairs with p(x, y) = 0 first).
  */
 import type { Protocol } from "./protocol.ts";
+import { pearson } from "../stats/correlation.ts";
 
 export interface PmiFidelity {
   protocol: Protocol;
@@ -21,28 +22,7 @@ export interface PmiFidelity {
   shift: number;
 }
 
-/** Pearson correlation in f64 (NaN when either side is constant). */
-export function pearson(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  const n = a.length;
-  if (b.length !== n) throw new RangeError(`lengths differ: ${n} vs ${b.length}`);
-  if (n < 2) return NaN;
-  let ma = 0, mb = 0;
-  for (let i = 0; i < n; i++) {
-    ma += a[i];
-    mb += b[i];
-  }
-  ma /= n;
-  mb /= n;
-  let sab = 0, saa = 0, sbb = 0;
-  for (let i = 0; i < n; i++) {
-    const da = a[i] - ma, db = b[i] - mb;
-    sab += da * db;
-    saa += da * da;
-    sbb += db * db;
-  }
-  if (saa === 0 || sbb === 0) return NaN;
-  return sab / Math.sqrt(saa * sbb);
-}
+export { pearson };
 
 /** 1-based ranks, ties get the average of the ranks they span (scipy.stats.rankdata "average"). */
 export function averageRanks(x: ArrayLike<number>): Float64Array {

@@ -96,6 +96,20 @@ const TEMPLATE_WEIGHTS = [0.4, 0.2, 0.2, 0.2];
  * Couplings that make the prior non-factorised: p(z) is proportional to the product of the
  * marginal weights times these factors.
  */
+/**
+ * Index -> per attribute -1 (absent) or a value, in the mixed radix (size + 1) per attribute:
+ * how caption structures and occluded image classes are numbered.
+ */
+export function decodeOptional(index: number, sizes: readonly number[]): number[] {
+  const v = new Array<number>(sizes.length);
+  for (let a = sizes.length - 1; a >= 0; a--) {
+    const r = sizes[a] + 1;
+    v[a] = (index % r) - 1;
+    index = Math.floor(index / r);
+  }
+  return v;
+}
+
 export function couplingFactor(z: readonly number[]): number {
   let f = 1;
   // Each shape has a favourite colour (circle-red, square-green, ..., diamond-orange).
@@ -230,13 +244,7 @@ export class SceneModel {
 
   /** Caption structure of index `si` (per attribute -1 = omitted, else mentioned value). */
   structure(si: number): number[] {
-    const s = new Array<number>(this.sizes.length);
-    for (let a = this.sizes.length - 1; a >= 0; a--) {
-      const r = this.sizes[a] + 1;
-      s[a] = (si % r) - 1;
-      si = Math.floor(si / r);
-    }
-    return s;
+    return decodeOptional(si, this.sizes);
   }
 
   structureIndex(s: readonly number[]): number {

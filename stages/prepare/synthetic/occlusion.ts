@@ -30,7 +30,7 @@
  * model of model.ts.
  */
 import { labelSeed, Rng } from "../../lib/random.ts";
-import { type ModelOptions, SceneModel } from "./model.ts";
+import { decodeOptional, type ModelOptions, SceneModel } from "./model.ts";
 
 export interface OcclusionParams {
   /** Probability that an image hides each attribute (independently), in [0, 1). */
@@ -171,13 +171,7 @@ export class OcclusionModel {
 
   /** Per attribute: -1 when hidden, else the visible value. */
   classValues(ci: number): number[] {
-    const v = new Array<number>(this.sizes.length);
-    for (let a = this.sizes.length - 1; a >= 0; a--) {
-      const r = this.sizes[a] + 1;
-      v[a] = (ci % r) - 1;
-      ci = Math.floor(ci / r);
-    }
-    return v;
+    return decodeOptional(ci, this.sizes);
   }
 
   /** p(z | class): the latents that agree with the visible values, and their probabilities. */
