@@ -96,6 +96,16 @@ const TEMPLATE_WEIGHTS = [0.4, 0.2, 0.2, 0.2];
  * Couplings that make the prior non-factorised: p(z) is proportional to the product of the
  * marginal weights times these factors.
  */
+/** Latent index -> one value per attribute (mixed radix, the first attribute most significant). */
+export function decodeLatent(index: number, sizes: readonly number[]): number[] {
+  const z = new Array<number>(sizes.length);
+  for (let a = sizes.length - 1; a >= 0; a--) {
+    z[a] = index % sizes[a];
+    index = Math.floor(index / sizes[a]);
+  }
+  return z;
+}
+
 /**
  * Index -> per attribute -1 (absent) or a value, in the mixed radix (size + 1) per attribute:
  * how caption structures and occluded image classes are numbered.
@@ -228,12 +238,7 @@ export class SceneModel {
 
   /** Latent values (one index per attribute) of latent index `zi` (mixed radix, size first). */
   latent(zi: number): number[] {
-    const z = new Array<number>(this.sizes.length);
-    for (let a = this.sizes.length - 1; a >= 0; a--) {
-      z[a] = zi % this.sizes[a];
-      zi = Math.floor(zi / this.sizes[a]);
-    }
-    return z;
+    return decodeLatent(zi, this.sizes);
   }
 
   latentIndex(z: readonly number[]): number {

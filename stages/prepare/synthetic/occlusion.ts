@@ -30,7 +30,7 @@
  * model of model.ts.
  */
 import { labelSeed, Rng } from "../../lib/random.ts";
-import { decodeOptional, type ModelOptions, SceneModel } from "./model.ts";
+import { decodeLatent, decodeOptional, type ModelOptions, SceneModel } from "./model.ts";
 
 export interface OcclusionParams {
   /** Probability that an image hides each attribute (independently), in [0, 1). */
@@ -144,12 +144,7 @@ export class OcclusionModel {
 
   /** Values of latent z, one per attribute. */
   latent(zi: number): number[] {
-    const z = new Array<number>(this.sizes.length);
-    for (let a = this.sizes.length - 1; a >= 0; a--) {
-      z[a] = zi % this.sizes[a];
-      zi = Math.floor(zi / this.sizes[a]);
-    }
-    return z;
+    return decodeLatent(zi, this.sizes);
   }
 
   /** p(mask): bit a of `mask` set = attribute a hidden. */
