@@ -1,4 +1,13 @@
-/** Typed errors of the engine. Each maps to an exit code in the CLI. */
+/**
+ * Typed errors of the engine, and the one contract for what a stage throws. Each maps to an exit
+ * code in the CLI:
+ * - 2, bad input or bad setup: `ConfigError` (the experiment file), `UsageError` (the command
+ *   line, the store), and from a stage `StageInputError` (pipeline/stage.ts) or any error whose
+ *   `exitCode` is 2 (see `isBadInputOrSetup`): the message is shown, no stack trace;
+ * - 130, interrupted: `InterruptedError`;
+ * - 1, everything else: a bug or a failure; the stage's stack trace goes to its log.
+ */
+import { StageInputError } from "./stage.ts";
 
 /** A position in a user's file; line and column are 1-based. */
 export interface SourcePos {
@@ -20,18 +29,6 @@ export class ConfigError extends Error {
   }
 }
 
-/** A stage that ran and failed: exit code 1; published entries and its scratch are kept. */
-export class StageFailedError extends Error {
-  constructor(
-    readonly stage: string,
-    readonly logPath: string,
-    detail: string,
-  ) {
-    super(`stage '${stage}' failed: ${detail}\n  log: ${logPath}`);
-    this.name = "StageFailedError";
-  }
-}
-
 /** The run was interrupted by SIGINT/SIGTERM: exit code 130. */
 export class InterruptedError extends Error {
   constructor(message = "interrupted") {
@@ -46,4 +43,15 @@ export class UsageError extends Error {
     super(message);
     this.name = "UsageError";
   }
+}
+
+/**
+ * Whether an error a stage threw is bad input or bad setup (exit 2, its message, no stack):
+ * a `StageInputError`, or any error carrying `exitCode: 2`. The latter is how library code
+ * that must not import the engine (stages/lib: the TF.js backends, the OpenBLAS loader)
+ * signals a setting or an installation to change.
+ */
+export function isBadInputOrSetup(e: unknown): boolean {
+  if (!(e instanceof Error)) return false;
+  return e instanceof StageInputError || (e as { exitCode?: unknown }).exitCode === 2;
 }

@@ -170,7 +170,10 @@ export function defineStage<S extends z.ZodType>(
 /**
  * Throw this (or a subclass) when the stage's *input* is bad: a missing or corrupt data file,
  * a dataset that does not fit the params. The runner reports it like a config error
- * (exit code 2) instead of as a crash. Name the file in the message.
+ * (exit code 2) instead of as a crash. Name the file in the message. Library code that cannot
+ * import the engine signals bad setup (a missing package, a limit of the machine) with any
+ * error whose `exitCode` is 2; everything else a stage throws is exit 1 with its stack in the
+ * stage's log (pipeline/errors.ts).
  */
 export class StageInputError extends Error {
   constructor(message: string, readonly file?: string) {

@@ -7,8 +7,7 @@
  * 130 interrupted.
  */
 import { executeJob } from "./execute.ts";
-import { InterruptedError } from "./errors.ts";
-import { StageInputError } from "./stage.ts";
+import { InterruptedError, isBadInputOrSetup } from "./errors.ts";
 import type { Job, WorkerEvent } from "./job.ts";
 
 const enc = new TextEncoder();
@@ -47,9 +46,9 @@ try {
   emit({ t: "done", ...r });
   Deno.exit(0);
 } catch (e) {
-  const err = e as Error & { exitCode?: number; file?: string };
+  const err = e as Error;
   const interrupted = e instanceof InterruptedError || abort.signal.aborted;
-  const inputError = e instanceof StageInputError || err?.exitCode === 2;
+  const inputError = isBadInputOrSetup(e);
   const exit = interrupted ? 130 : inputError ? 2 : 1;
   const detail = interrupted || inputError ? err.message : (err?.stack ?? String(e));
   const logPath = `${job.storeRoot}/scratch/${job.key}/log.txt`;

@@ -182,15 +182,33 @@ stages:
   assert.deepEqual(outcomes(again.stdout).ok, "cached");
 });
 
-Deno.test("a stage's bad input exits 2 with the stage's message", async () => {
-  await using sb = await sandbox();
-  const f = await sb.write(
-    "exp.yaml",
-    `stages:\n  a: {kind: $STAGES/text.ts, params: {bad_input: true}}\n`,
-  );
-  const r = await sb.run("run", f);
-  assert.equal(r.code, 2);
-  assert.match(r.stderr, /data file corrupt: \/nowhere\/x\.idx/);
+Deno.test("a stage's bad input or bad setup exits 2 with its message and no stack; a bug exits 1 with the stack in the log", async () => {
+  for (
+    const [param, code, message] of [
+      ["bad_input", 2, /data file corrupt: \/nowhere\/x\.idx/],
+      ["bad_setup", 2, /the machine cannot do this: set backend: wasm/],
+      ["fail", 1, /asked to fail/],
+    ] as const
+  ) {
+    await using sb = await sandbox();
+    const f = await sb.write(
+      "exp.yaml",
+      `stages:\n  a: {kind: $STAGES/text.ts, params: {${param}: true}}\n`,
+    );
+    const r = await sb.run("run", f);
+    assert.equal(r.code, code, `${param}: ${r.stderr}`);
+    assert.match(r.stderr, message);
+    assert.doesNotMatch(r.stderr, /\n\s+at /, `${param}: no stack trace on the console`);
+    const log = r.stderr.match(/log: (\S+)/)?.[1];
+    if (code === 1) {
+      assert.ok(log, r.stderr);
+      assert.match(
+        await Deno.readTextFile(log),
+        /asked to fail\n\s+at /,
+        "the bug's stack is in the log",
+      );
+    }
+  }
 });
 
 Deno.test("a matrix sweeps a stage and fans out downstream; shared upstream runs once", async () => {

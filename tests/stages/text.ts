@@ -1,7 +1,8 @@
 /**
  * Test stage: writes `text` (plus the text of its inputs, in input-name order) to out/text.txt.
  * `trace` (a file path) gets one line per execution so tests can count executions;
- * `sleep_ms` slows it; `fail` makes it throw; `bad_input` throws a StageInputError.
+ * `sleep_ms` slows it; `fail` makes it throw; `bad_input` throws a StageInputError;
+ * `bad_setup` throws what library code throws for a setting to change (exitCode 2).
  */
 import { join } from "node:path";
 import { z } from "zod";
@@ -17,6 +18,7 @@ export default defineStage({
     sleep_ms: z.int().min(0).default(0),
     fail: z.boolean().default(false),
     bad_input: z.boolean().default(false),
+    bad_setup: z.boolean().default(false),
     lr: z.number().default(0.001),
   }),
   inputs: {
@@ -31,6 +33,11 @@ export default defineStage({
     if (p.fail) throw new Error("asked to fail");
     if (p.bad_input) {
       throw new StageInputError("data file corrupt: /nowhere/x.idx", "/nowhere/x.idx");
+    }
+    if (p.bad_setup) {
+      throw Object.assign(new RangeError("the machine cannot do this: set backend: wasm"), {
+        exitCode: 2,
+      });
     }
     let text = "";
     for (const name of Object.keys(ctx.inputs).sort()) {
