@@ -2,12 +2,12 @@ import assert from "node:assert/strict";
 import {
   classificationMetrics,
   fitLogistic,
-  lbfgs,
   linearProbe,
   multinomialObjective,
   predictLogistic,
   stratifiedSplit,
 } from "../stages/lib/eval/logistic.ts";
+import { lbfgs } from "../stages/lib/eval/lbfgs.ts";
 
 interface Fit {
   C: number;
