@@ -6,7 +6,8 @@ import { linearProbe } from "../lib/eval/logistic.ts";
 import { Rng } from "../lib/random.ts";
 import type { LinearProbeParams } from "./stage.ts";
 
-export const METRICS_FILE = "metrics.json";
+export { METRICS_FILE } from "../lib/eval/metrics_file.ts";
+import { writeMetricsFile } from "../lib/eval/metrics_file.ts";
 
 async function features(dir: string, what: string) {
   const e = await readEmbeddings(dir, { pooled: true, labels: true });
@@ -89,14 +90,7 @@ export async function run(ctx: StageContext<LinearProbeParams>): Promise<StageRe
     maxIterations: p.max_iterations,
     metricNames: "accuracy and mean_per_class_recall in percent; chosen_c = the selected C",
   };
-  const doc = {
-    format: "kme-metrics/1",
-    stage: "linear-probe",
-    protocol,
-    metrics,
-    sweep: r.sweep,
-  };
-  await Deno.writeTextFile(join(ctx.outDir, METRICS_FILE), JSON.stringify(doc, null, 2) + "\n");
+  await writeMetricsFile(ctx.outDir, "linear-probe", protocol, metrics, { sweep: r.sweep });
   ctx.log(
     `C = ${r.chosenC}: accuracy ${metrics.accuracy.toFixed(2)}, mean per-class recall ` +
       `${metrics.mean_per_class_recall.toFixed(2)} (${seconds.toFixed(1)} s)`,

@@ -17,7 +17,8 @@ import type { PointSets } from "../lib/similarity/similarity.ts";
 import { encodeImageBatch, encodeTextsAll, openModel } from "../embed/encode.ts";
 import type { PmiParams } from "./stage.ts";
 
-export const METRICS_FILE = "metrics.json";
+export { METRICS_FILE } from "../lib/eval/metrics_file.ts";
+import { writeMetricsFile } from "../lib/eval/metrics_file.ts";
 export const SCATTER_FILE = "scatter.json";
 
 interface PmiDoc {
@@ -263,40 +264,32 @@ export async function run(ctx: StageContext<PmiParams>): Promise<StageResult> {
     score: Array.from(pick, (k) => round(s[k])),
   };
   await Deno.writeTextFile(join(ctx.outDir, SCATTER_FILE), JSON.stringify(scatter) + "\n");
-  const out = {
-    format: "kme-metrics/1",
-    stage: "pmi",
-    protocol: {
-      ...f.protocol,
-      score: `the model's own training similarity s(x, y): ${sim.sim.summary}`,
-      scatter: `${SCATTER_FILE}: {"pmi": [...], "score": [...]}, ${pick.length} of ${s.length} ` +
-        `pairs (seeded subsample, seed ${ctx.seed}, when more than ${p.scatter_points}), 7 ` +
-        "significant digits",
-      metricNames: "pearson, spearman, rmse_shifted (nats), shift (the constant added to s), n; " +
-        "pearson_weighted, rmse_shifted_weighted; pearson_restricted, rmse_shifted_restricted, " +
-        "n_restricted; kl_image_to_text, kl_text_to_image (nats)",
-      weighted: "pearson_weighted, rmse_shifted_weighted: over the same pairs, each weighted by " +
-        "p(x, y) / (p(x) p(y)) = exp(PMI): the grid's rows and columns are draws from p(x) and " +
-        "p(y), so this weights pairs by p(x, y), as InfoNCE's positives are (the diagonal pairs, " +
-        "drawn from p(x, y) itself, are weighted alike); weighted means, shift = sum w (PMI - s) " +
-        "/ sum w, rmse = sqrt(sum w (s + shift - PMI)^2 / sum w)",
-      restricted: `pearson_restricted, rmse_shifted_restricted: unweighted, over the pairs with ` +
-        `PMI > ${RESTRICT_PMI_ABOVE} (n_restricted = ${restricted.n}); the shift is refitted on ` +
-        "them",
-      conditional: cond
-        ? "kl_image_to_text: mean over the grid images x of KL(p(y|x) || q(y|x)) over the " +
-          `${U} distinct grid texts, p(y|x) = p(y) exp(PMI(x, y)) / Z(x), q(y|x) = p(y) ` +
-          "exp(s(x, y)) / Z'(x); kl_text_to_image: mean over the grid columns y of KL(p(x|y) || " +
-          `q(x|y)) over the ${R} grid images (each a draw from p(x), equally weighted), p(x|y) = ` +
-          "exp(PMI(x, y)) / Z(y), q(x|y) = exp(s(x, y)) / Z'(y); nats, f64; s = PMI + c scores 0. " +
-          `p(y): ${(py as { source: string }).source}`
-        : `kl_image_to_text, kl_text_to_image: not computed: ${
-          (py as { missing: string }).missing
-        }`,
-    },
-    metrics,
-  };
-  await Deno.writeTextFile(join(ctx.outDir, METRICS_FILE), JSON.stringify(out, null, 2) + "\n");
+  await writeMetricsFile(ctx.outDir, "pmi", {
+    ...f.protocol,
+    score: `the model's own training similarity s(x, y): ${sim.sim.summary}`,
+    scatter: `${SCATTER_FILE}: {"pmi": [...], "score": [...]}, ${pick.length} of ${s.length} ` +
+      `pairs (seeded subsample, seed ${ctx.seed}, when more than ${p.scatter_points}), 7 ` +
+      "significant digits",
+    metricNames: "pearson, spearman, rmse_shifted (nats), shift (the constant added to s), n; " +
+      "pearson_weighted, rmse_shifted_weighted; pearson_restricted, rmse_shifted_restricted, " +
+      "n_restricted; kl_image_to_text, kl_text_to_image (nats)",
+    weighted: "pearson_weighted, rmse_shifted_weighted: over the same pairs, each weighted by " +
+      "p(x, y) / (p(x) p(y)) = exp(PMI): the grid's rows and columns are draws from p(x) and " +
+      "p(y), so this weights pairs by p(x, y), as InfoNCE's positives are (the diagonal pairs, " +
+      "drawn from p(x, y) itself, are weighted alike); weighted means, shift = sum w (PMI - s) " +
+      "/ sum w, rmse = sqrt(sum w (s + shift - PMI)^2 / sum w)",
+    restricted: `pearson_restricted, rmse_shifted_restricted: unweighted, over the pairs with ` +
+      `PMI > ${RESTRICT_PMI_ABOVE} (n_restricted = ${restricted.n}); the shift is refitted on ` +
+      "them",
+    conditional: cond
+      ? "kl_image_to_text: mean over the grid images x of KL(p(y|x) || q(y|x)) over the " +
+        `${U} distinct grid texts, p(y|x) = p(y) exp(PMI(x, y)) / Z(x), q(y|x) = p(y) ` +
+        "exp(s(x, y)) / Z'(x); kl_text_to_image: mean over the grid columns y of KL(p(x|y) || " +
+        `q(x|y)) over the ${R} grid images (each a draw from p(x), equally weighted), p(x|y) = ` +
+        "exp(PMI(x, y)) / Z(y), q(x|y) = exp(s(x, y)) / Z'(y); nats, f64; s = PMI + c scores 0. " +
+        `p(y): ${(py as { source: string }).source}`
+      : `kl_image_to_text, kl_text_to_image: not computed: ${(py as { missing: string }).missing}`,
+  }, metrics);
   ctx.log(
     `PMI fidelity over ${f.n} pairs: pearson ${f.pearson.toFixed(3)}, spearman ` +
       `${f.spearman.toFixed(3)}, rmse after shift ${f.rmse.toFixed(3)}`,

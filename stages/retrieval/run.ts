@@ -9,7 +9,8 @@ import { resolveKmeEngine } from "../lib/eval/engine_param.ts";
 import { loadOpenBlas } from "../lib/eval/openblas.ts";
 import type { RetrievalParams } from "./stage.ts";
 
-export const METRICS_FILE = "metrics.json";
+export { METRICS_FILE } from "../lib/eval/metrics_file.ts";
+import { writeMetricsFile } from "../lib/eval/metrics_file.ts";
 export const RANKS_I2T = "ranks_i2t.i32";
 export const RANKS_T2I = "ranks_t2i.i32";
 export const CAPTION_IMAGE = "caption_image.i32";
@@ -93,14 +94,9 @@ export async function run(ctx: StageContext<RetrievalParams>): Promise<StageResu
       [CAPTION_IMAGE]: "int32 little-endian, the image of each caption (bootstrap clusters)",
     },
   };
-  const doc = {
-    format: "kme-metrics/1",
-    stage: "retrieval",
-    protocol,
-    metrics,
+  await writeMetricsFile(ctx.outDir, "retrieval", protocol, metrics, {
     folds_1k: r["1k"]?.folds.map((f) => retrievalMetricNames(f)) ?? null,
-  };
-  await Deno.writeTextFile(join(ctx.outDir, METRICS_FILE), JSON.stringify(doc, null, 2) + "\n");
+  });
   await Deno.writeFile(join(ctx.outDir, RANKS_I2T), bytes(r["5k"].ranks.imageToText));
   await Deno.writeFile(join(ctx.outDir, RANKS_T2I), bytes(r["5k"].ranks.textToImage));
   await Deno.writeFile(join(ctx.outDir, CAPTION_IMAGE), bytes(captionImage));

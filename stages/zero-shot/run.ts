@@ -17,7 +17,8 @@ import type { PointSets } from "../lib/similarity/similarity.ts";
 import { encodeTextsAll, openModel } from "../embed/encode.ts";
 import type { ZeroShotParams } from "./stage.ts";
 
-export const METRICS_FILE = "metrics.json";
+export { METRICS_FILE } from "../lib/eval/metrics_file.ts";
+import { writeMetricsFile } from "../lib/eval/metrics_file.ts";
 
 /** Fills a template: `{class}` -> name, `{a}` -> "a" / "an" by the name's first letter. */
 export function fillTemplate(template: string, name: string): string {
@@ -110,10 +111,10 @@ export async function run(ctx: StageContext<ZeroShotParams>): Promise<StageResul
     count[y]++;
     if (r.ranks[i] === 1) hit[y]++;
   });
-  const doc = {
-    format: "kme-metrics/1",
-    stage: "zero-shot",
-    protocol: {
+  await writeMetricsFile(
+    ctx.outDir,
+    "zero-shot",
+    {
       ...r.protocol,
       templates: p.templates,
       placeholders: '{class} = class name, {a} = "an" before a vowel, else "a"',
@@ -121,11 +122,12 @@ export async function run(ctx: StageContext<ZeroShotParams>): Promise<StageResul
       metricNames: "top1, top5 (only with >= 5 classes), mean_per_class_recall; percent",
     },
     metrics,
-    per_class_recall: Object.fromEntries(
-      classes.map((c, k) => [c, count[k] ? (100 * hit[k]) / count[k] : null]),
-    ),
-  };
-  await Deno.writeTextFile(join(ctx.outDir, METRICS_FILE), JSON.stringify(doc, null, 2) + "\n");
+    {
+      per_class_recall: Object.fromEntries(
+        classes.map((c, k) => [c, count[k] ? (100 * hit[k]) / count[k] : null]),
+      ),
+    },
+  );
   ctx.log(
     `${K} classes x ${p.templates.length} templates: top-1 ${r.top1.toFixed(2)}` +
       (r.top5 !== null ? `, top-5 ${r.top5.toFixed(2)}` : "") +
