@@ -31,7 +31,8 @@ const stageEntrySchema = z.strictObject({
   seed: z.int().min(0).nullish().describe("Overrides the experiment's seed for this stage"),
   resources: resourcesSchema.nullish(),
   matrix: z.record(z.string(), z.array(z.unknown()).min(1).nullable()).nullish().describe(
-    "Sweep: param path (or 'seed') -> values; one instance per combination, downstream fans out",
+    "Sweep: param path (or 'seed') -> values; one instance per combination, downstream fans " +
+      "out. 'exclude': a list of partial combinations to drop, e.g. [{ seed: 3, embed_dim: 4 }]",
   ),
 });
 

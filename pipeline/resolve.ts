@@ -167,7 +167,10 @@ export async function resolveExperiment(
   for (const name of yamlOrder) {
     const entry = exp.stages[name];
     const { def, modulePath } = loaded.get(name)!;
-    const own = expandMatrix(exp, name, entry.matrix, paramNames(def));
+    const { axes, exclude } = splitExclude(exp, name, entry.matrix);
+    const own = expandMatrix(exp, name, axes, paramNames(def));
+    const excluded = exclude.map(() => 0);
+    const axesSeen = new Set<string>();
     let combos: { labels: Labels; inputs: Record<string, string> }[] = [{ labels: {}, inputs: {} }];
     for (const [inName, upstream] of Object.entries(entry.inputs)) {
       const next: typeof combos = [];
@@ -184,6 +187,12 @@ export async function resolveExperiment(
       for (const m of own) {
         const labels = mergeLabels(c.labels, m.labels);
         if (!labels) continue;
+        for (const k of Object.keys(labels)) axesSeen.add(k);
+        let drop = false;
+        exclude.forEach((e, i) => {
+          if (excludes(e, labels)) (excluded[i]++, drop = true);
+        });
+        if (drop) continue;
         const instance = instanceName(name, labels);
         const r = await resolveInstance(
           exp,
@@ -201,6 +210,7 @@ export async function resolveExperiment(
         stages.set(instance, r);
       }
     }
+    checkExclude(exp, name, exclude, excluded, axesSeen);
     instancesOf.set(name, list);
   }
   const order = yamlOrder.flatMap((n) => instancesOf.get(n)!.map((s) => s.name));
@@ -225,6 +235,83 @@ interface MatrixPoint {
   labels: Labels;
   params: Record<string, unknown>;
   seed?: number;
+}
+
+/** One `matrix.exclude` entry: axis -> the value, or any of the values, it drops. */
+type ExcludeEntry = Record<string, (string | number | boolean)[]>;
+
+/**
+ * Separates `matrix.exclude` (as in GitHub Actions: a list of partial combinations to drop)
+ * from the axes. An entry may name this stage's axes and those its inputs carry (e.g. the data
+ * stage's), and a list value means any of its values, so a sweep can be trimmed in a few lines.
+ */
+function splitExclude(
+  exp: MergedExperiment,
+  name: string,
+  matrix: Record<string, unknown[]> | undefined,
+): { axes: Record<string, unknown[]> | undefined; exclude: ExcludeEntry[] } {
+  if (!matrix || !Object.hasOwn(matrix, "exclude")) return { axes: matrix, exclude: [] };
+  const { exclude: raw, ...axes } = matrix;
+  const at = ["stages", name, "matrix", "exclude"];
+  const scalar = (v: unknown): v is string | number | boolean =>
+    typeof v === "string" || typeof v === "number" || typeof v === "boolean";
+  const exclude = raw.map((entry, i): ExcludeEntry => {
+    if (!isPlain(entry) || Object.keys(entry).length === 0) {
+      throw exp.error(
+        [...at, i],
+        "an exclude entry must be a mapping of matrix axes to values, e.g. { seed: 3, embed_dim: 4 }",
+      );
+    }
+    return Object.fromEntries(
+      Object.entries(entry).map(([axis, v]) => {
+        const values = Array.isArray(v) ? v : [v];
+        if (values.length === 0 || !values.every(scalar)) {
+          throw exp.error(
+            [...at, i, axis],
+            "expected a value of the axis, or a non-empty list of them (numbers, strings, booleans)",
+          );
+        }
+        return [axis, values];
+      }),
+    );
+  });
+  return { axes, exclude };
+}
+
+/** Whether an exclude entry matches an instance's labels (every axis it names). */
+function excludes(entry: ExcludeEntry, labels: Labels): boolean {
+  return Object.entries(entry).every(([axis, values]) =>
+    Object.hasOwn(labels, axis) && values.includes(labels[axis])
+  );
+}
+
+/** An exclude entry that names no axis of the stage, or drops nothing, is a typo: say so. */
+function checkExclude(
+  exp: MergedExperiment,
+  name: string,
+  exclude: ExcludeEntry[],
+  excluded: number[],
+  axesSeen: Set<string>,
+) {
+  exclude.forEach((entry, i) => {
+    for (const axis of Object.keys(entry)) {
+      if (!axesSeen.has(axis)) {
+        throw exp.error(
+          ["stages", name, "matrix", "exclude", i, axis],
+          `'${axis}' is not a matrix axis of this stage or of its inputs${
+            didYouMean(axis, [...axesSeen])
+          }; its axes: ${[...axesSeen].join(", ") || "(none)"}`,
+          { key: true },
+        );
+      }
+    }
+    if (excluded[i] === 0) {
+      throw exp.error(
+        ["stages", name, "matrix", "exclude", i],
+        "this exclude entry matches no instance (check its values against the axes' values)",
+      );
+    }
+  });
 }
 
 /** Cartesian product of a stage's `matrix:` axes (param paths, or `seed`). */

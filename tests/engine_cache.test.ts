@@ -261,6 +261,47 @@ stages:
   ]);
 });
 
+Deno.test("matrix.exclude drops combinations, also by an upstream axis; a typo in it exits 2", async () => {
+  await using sb = await sandbox();
+  const exp = (exclude: string) => `
+name: trim
+stages:
+  data: {kind: $STAGES/text.ts, params: {text: D}, matrix: {seed: [0, 1]}}
+  train:
+    kind: $STAGES/text.ts
+    inputs: {a: data}
+    matrix:
+      text: [clip, kme, wpse]
+      exclude:
+${exclude}
+`;
+  const f = await sb.write(
+    "exp.yaml",
+    exp("        - {seed: 1, text: [kme, wpse]}\n        - {text: wpse, seed: 0}"),
+  );
+  const r = await sb.run("run", f);
+  assert.equal(r.code, 0, r.stderr);
+  const rec = await lastRecord(sb.store, "trim");
+  assert.deepEqual(Object.keys(rec.stages).filter((n) => n.startsWith("train")), [
+    "train[seed=0,text=clip]",
+    "train[seed=0,text=kme]",
+    "train[seed=1,text=clip]",
+  ]);
+  // An axis that is not one, and an entry that drops nothing, point at the entry.
+  await sb.write("exp.yaml", exp("        - {sed: 1}"));
+  const typo = await sb.run("run", f);
+  assert.equal(typo.code, 2);
+  assert.match(
+    typo.stderr,
+    /exp\.yaml:11:12: error: 'sed' is not a matrix axis .*did you mean 'seed'/,
+  );
+  await sb.write("exp.yaml", exp("        - {text: kmee}"));
+  const none = await sb.run("run", f);
+  assert.equal(none.code, 2);
+  assert.match(none.stderr, /exp\.yaml:11:\d+: error: this exclude entry matches no instance/);
+  assert.doesNotMatch(typo.stderr + none.stderr, /\n\s+at /);
+});
+
 Deno.test("the cached plan is dropped when the file, a base file or a stage's code changes", async () => {
   await using sb = await sandbox();
   await sb.write("base.yaml", `stages:\n  a: {kind: $STAGES/text.ts, params: {text: base}}\n`);
