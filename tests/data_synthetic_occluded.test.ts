@@ -15,6 +15,7 @@ import {
   OcclusionModel,
 } from "../stages/prepare/synthetic/occlusion.ts";
 import { SceneRenderer } from "../stages/prepare/synthetic/render.ts";
+import { HIDDEN_RGB, SYMBOL_RGB } from "../stages/prepare/synthetic/symbolic.ts";
 import { spectrum } from "../stages/lib/spectrum.ts";
 import { Rng } from "../stages/lib/random.ts";
 import { openDataset } from "../stages/lib/dataset/read.ts";
@@ -439,3 +440,78 @@ Deno.test("occlusion params: defaults, and out-of-range values named at the para
   assert.throws(() => archetypeLatents(540, 0), /archetypes must be/);
   assert.throws(() => mixturePrior([1, 1], [0], 1.5), /correlation/);
 });
+
+Deno.test("symbolic rendering: cells name the visible values; only the images differ from scene", async () => {
+  const base = { ...small, image_size: 16, occlusion: { correlation: 0.5 } };
+  const sym = await makeContext({
+    params: stage.params.parse({ ...base, render: "symbolic" }),
+    seed: 3,
+  });
+  const scene = await makeContext({ params: stage.params.parse(base), seed: 3 });
+  try {
+    await stage.run(sym);
+    await stage.run(scene);
+    const names = [...Deno.readDirSync(sym.outDir)].map((e) => e.name).sort();
+    assert.deepEqual(names, [...Deno.readDirSync(scene.outDir)].map((e) => e.name).sort());
+    for (const name of names) {
+      const same = equalBytes(
+        await Deno.readFile(join(sym.outDir, name)),
+        await Deno.readFile(join(scene.outDir, name)),
+      );
+      // Latents, masks, captions, exact PMI and spectra are the world's, not the renderer's.
+      const rendered = name.endsWith(".images.u8") || name === "dataset.json";
+      assert.equal(same, !rendered, `${name}: ${same ? "same" : "differs"}`);
+    }
+    const latents = await Deno.readFile(join(sym.outDir, "test.latents.u8"));
+    const masks = await Deno.readFile(join(sym.outDir, "test.occlusion.u8"));
+    const images = await Deno.readFile(join(sym.outDir, "test.images.u8"));
+    const px = 16 * 16 * 3;
+    const byClass = new Map<string, Uint8Array>();
+    for (let i = 0; i < 40; i++) {
+      const img = images.subarray(i * px, (i + 1) * px);
+      // Cell a (2 x 2 grid, attribute order) is flat: the value's colour, or grey when hidden.
+      ATTRIBUTES.forEach((_, a) => {
+        const hidden = (masks[i] >> a) & 1;
+        const want = hidden ? HIDDEN_RGB : SYMBOL_RGB[latents[i * 4 + a]];
+        for (let y = 0; y < 8; y++) {
+          for (let x = 0; x < 8; x++) {
+            const o = (((a >> 1) * 8 + y) * 16 + (a & 1) * 8 + x) * 3;
+            assert.deepEqual([...img.subarray(o, o + 3)], [...want], `image ${i} cell ${a}`);
+          }
+        }
+      });
+      // What an image shows is its class, and nothing else.
+      const cls = ATTRIBUTES.map((_, a) => (masks[i] >> a) & 1 ? -1 : latents[i * 4 + a]).join();
+      const seen = byClass.get(cls);
+      if (seen) assert.ok(equalBytes(seen, img), `two images of class ${cls} differ`);
+      byClass.set(cls, img);
+    }
+    assert.ok(byClass.size > 5);
+  } finally {
+    await Promise.all([sym.cleanup(), scene.cleanup()]);
+  }
+});
+
+Deno.test("symbolic rendering needs an even image side (bad input, before any file)", async () => {
+  const ctx = await makeContext({
+    params: stage.params.parse({ ...small, image_size: 17, render: "symbolic" }),
+    seed: 0,
+  });
+  try {
+    await assert.rejects(() => stage.run(ctx), (e: Error) => {
+      assert.equal(e.name, "StageInputError");
+      assert.match(
+        e.message,
+        /params\.image_size: render: symbolic needs an even image_size, got 17/,
+      );
+      return true;
+    });
+    assert.deepEqual([...Deno.readDirSync(ctx.outDir)], []);
+  } finally {
+    await ctx.cleanup();
+  }
+});
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}

@@ -1,11 +1,12 @@
 /** Heavy part of prepare/synthetic (see model.ts for the model, render.ts for the images). */
-import type { StageContext, StageResult } from "../../../pipeline/stage.ts";
+import { type StageContext, StageInputError, type StageResult } from "../../../pipeline/stage.ts";
 import { DatasetWriter } from "../../lib/dataset/write.ts";
 import { type SplitName, SPLITS } from "../../lib/dataset/format.ts";
 import { labelSeed, Rng } from "../../lib/random.ts";
 import { ATTR_INDEX, ATTRIBUTES, SceneModel } from "./model.ts";
 import { OccludedWorld } from "./occlusion.ts";
 import { SceneRenderer } from "./render.ts";
+import { checkSymbolicSize, renderSymbolic } from "./symbolic.ts";
 import type { SyntheticParams } from "./stage.ts";
 import { RANK_RTOL, spectrum, type SpectrumSummary } from "../../lib/spectrum.ts";
 
@@ -26,6 +27,14 @@ export async function run(ctx: StageContext<SyntheticParams>): Promise<StageResu
   const model = world
     ? world.scene
     : new SceneModel({ mention: p.mention, attribute_noise: p.attribute_noise });
+  const symbolic = p.render === "symbolic";
+  if (symbolic) {
+    try {
+      checkSymbolicSize(p.image_size);
+    } catch (e) {
+      throw new StageInputError(`params.image_size: ${(e as Error).message}`);
+    }
+  }
   const renderer = await SceneRenderer.create({
     image_size: p.image_size,
     jitter: p.jitter,
@@ -34,8 +43,10 @@ export async function run(ctx: StageContext<SyntheticParams>): Promise<StageResu
   const shapeValues = [...ATTRIBUTES[ATTR_INDEX.shape].values];
   const writer = await DatasetWriter.create(ctx.outDir, {
     source: "synthetic",
-    description: "Coloured shapes rendered from a latent (size, colour, shape, position) with " +
-      "a non-uniform prior; captions from p(y|z). Labels are the shape.",
+    description: (symbolic
+      ? "A 2x2 grid of flat cells naming a latent (size, colour, shape, position) "
+      : "Coloured shapes rendered from a latent (size, colour, shape, position) ") +
+      "with a non-uniform prior; captions from p(y|z). Labels are the shape.",
     image: { height: p.image_size, width: p.image_size, channels: 3 },
     classNames: shapeValues,
   });
@@ -81,7 +92,10 @@ export async function run(ctx: StageContext<SyntheticParams>): Promise<StageResu
           const hidden = world.sampleMask(maskRng!);
           masks![i] = hidden;
           if (split === "test" && i < grid_images) testMasks.push(hidden);
-          renderer.renderOccluded(z, hidden, renderRng, pixels);
+          if (symbolic) renderSymbolic(z, hidden, p.image_size, pixels);
+          else renderer.renderOccluded(z, hidden, renderRng, pixels);
+        } else if (symbolic) {
+          renderSymbolic(z, 0, p.image_size, pixels);
         } else {
           renderer.render(z, renderRng, pixels);
         }

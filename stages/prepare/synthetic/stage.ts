@@ -16,6 +16,13 @@ export const SyntheticParams = z.strictObject({
   }).prefault({}),
   /** Independent captions drawn from p(y | z) per image. */
   captions_per_image: z.int().min(1).max(100).default(5),
+  /**
+   * `scene`: shapes drawn with nuisance (render.ts). `symbolic`: a 2 x 2 grid of flat cells that
+   * name each attribute's value or show it hidden (symbolic.ts): the same world and exact PMI,
+   * with encoders that are not the bottleneck (use a patch of half the image side). Absent:
+   * `scene`, and the resolved params (cache keys) of existing experiments stay as they were.
+   */
+  render: z.enum(["scene", "symbolic"]).optional(),
   /** Side of the square RGB images, in pixels. */
   image_size: z.int().min(16).max(256).default(32),
   /** Probability that a caption mentions each attribute. */
