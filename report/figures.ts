@@ -7,6 +7,15 @@ import * as vl from "vega-lite";
 import type { TopLevelSpec } from "vega-lite";
 import { type Instance, type LoadedRun, MAX_SCATTER_POINTS } from "./load.ts";
 import { byBase, fmtNum, parseRecallMetric, scalarMetrics, summarize } from "./stats.ts";
+import {
+  BASE_CONFIG,
+  NONE,
+  PALETTE,
+  safeId,
+  similarityColours,
+  similarityScale,
+} from "./figure_style.ts";
+import { sweepFigures } from "./sweep_figures.ts";
 
 export interface Figure {
   /** File-name-safe id, unique within a report (PNG files are named after it). */
@@ -23,59 +32,7 @@ export interface RenderedFigure extends Figure {
   svg: string;
 }
 
-const PALETTE = [
-  "#4c78a8",
-  "#f58518",
-  "#54a24b",
-  "#e45756",
-  "#72b7b2",
-  "#b279a2",
-  "#eeca3b",
-  "#9d755d",
-  "#ff9da6",
-  "#bab0ac",
-];
-/** The built-in similarities and presets (stages/lib/similarity/registry.ts), in a fixed order. */
-const KNOWN_SIMILARITIES = ["clip", "kme", "wpse", "clip_weighted", "kme_one_point"];
-const NONE = "n/a";
-
-/**
- * Colours of similarities: known ones first, then the others present in any run, sorted, so a
- * similarity keeps its colour in every figure of a report (and clip / kme across reports).
- */
-function similarityColours(instances: Instance[]): Map<string, string> {
-  const present = new Set(instances.map((i) => i.similarity).filter((s) => s !== undefined));
-  const domain = [
-    ...KNOWN_SIMILARITIES,
-    ...[...present].filter((s) => !KNOWN_SIMILARITIES.includes(s!)).sort(),
-    NONE,
-  ] as string[];
-  return new Map(domain.map((d, i) => [d, d === NONE ? "#888888" : PALETTE[i % PALETTE.length]]));
-}
-
-/** The colour scale of a figure: only the similarities of the instances it shows. */
-function similarityScale(
-  colours: Map<string, string>,
-  shown: Instance[],
-): { domain: string[]; range: string[] } {
-  const present = new Set(shown.map((i) => i.similarity ?? NONE));
-  const domain = [...colours.keys()].filter((d) => present.has(d));
-  return { domain, range: domain.map((d) => colours.get(d)!) };
-}
-
 const label = (i: Instance) => (i.run ? `${i.run}: ${i.name}` : i.name);
-
-export function safeId(s: string): string {
-  return s.replace(/[^A-Za-z0-9]+/g, "-").replace(/^-+|-+$/g, "").toLowerCase() || "x";
-}
-
-const BASE_CONFIG = {
-  font: "sans-serif",
-  view: { stroke: "#ddd" },
-  axis: { labelFontSize: 11, titleFontSize: 12 },
-  legend: { labelFontSize: 11, titleFontSize: 12, labelLimit: 260 },
-  title: { fontSize: 13, anchor: "start" as const },
-};
 
 export function buildFigures(runs: LoadedRun[]): Figure[] {
   const all = runs.flatMap((r) => r.instances);
@@ -84,6 +41,7 @@ export function buildFigures(runs: LoadedRun[]): Figure[] {
   const figs = [
     ...trainingFigures(all, sim, compare),
     ...recallFigures(all, sim, compare),
+    ...sweepFigures(all, sim),
     ...pmiFigures(all, sim),
   ];
   // Ids name PNG files: keep them unique even when two names sanitise alike.
