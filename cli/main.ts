@@ -192,7 +192,22 @@ if (import.meta.main) {
     ) {
       console.error(`error: ${(e as Error).message}`);
       code = 2;
+    } else if (isStoreWriteFailure(e)) {
+      // A read-only or full store is the machine's state, not a bug: say what and where.
+      console.error(
+        `error: cannot write: ${(e as Error).message}\n` +
+          "  check the store's permissions and free space (--store DIR picks another store)",
+      );
+      code = 2;
     } else throw e;
   }
   Deno.exit(code);
+}
+
+/** Permission denied, read-only file system, no space left, quota exceeded. */
+function isStoreWriteFailure(e: unknown): boolean {
+  if (e instanceof Deno.errors.PermissionDenied) return true;
+  const code = (e as { code?: string })?.code;
+  if (code && ["EACCES", "EPERM", "EROFS", "ENOSPC", "EDQUOT"].includes(code)) return true;
+  return /\(os error (1|13|28|30|122)\)/.test(String((e as Error)?.message));
 }

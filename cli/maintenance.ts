@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { loadExperiment } from "../pipeline/experiment_file.ts";
 import { allRecordIds, latestRecord, listRecordIds, readRecord } from "../pipeline/records.ts";
 import type { Store } from "../pipeline/store.ts";
+import { ownStore } from "../pipeline/store_lock.ts";
 
 export async function verifyCommand(store: Store, experimentFile?: string): Promise<number> {
   let keys = await store.listKeys();
@@ -26,6 +27,12 @@ export async function verifyCommand(store: Store, experimentFile?: string): Prom
 }
 
 export async function gcCommand(store: Store, keep: number, dryRun: boolean): Promise<number> {
+  // A run in progress has published entries that no record refers to yet, and its stages read
+  // their inputs: wait for it (pipeline/store_lock.ts). A dry run deletes nothing and may look.
+  using _own = dryRun ? undefined : await ownStore(store.root, {
+    wait: true,
+    onWait: () => console.error("gc: waiting for the runs using this store to finish"),
+  });
   const referenced = new Set<string>();
   const experiments = new Set((await allRecordIds(store)).map((r) => r.experiment));
   for (const exp of experiments) {

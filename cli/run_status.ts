@@ -10,6 +10,7 @@ import {
   writeRecord,
 } from "../pipeline/records.ts";
 import { runStages } from "../pipeline/runner.ts";
+import { useStore } from "../pipeline/store_lock.ts";
 import type { Executor } from "../pipeline/executor.ts";
 import type { KeyComponents } from "../pipeline/key.ts";
 import { fmtNum, groupsOf } from "../pipeline/diff.ts";
@@ -80,6 +81,10 @@ export async function runCommand(p: Prepared, f: RunFlags): Promise<number> {
   await p.store.ensureLayout();
   const ui = new ConsoleUI(f.quiet);
   const started = new Date();
+  // Held until the record that refers to this run's entries is written (pipeline/store_lock.ts).
+  using _use = await useStore(p.store.root, () => {
+    if (!f.quiet) console.error("waiting: 'gc' is cleaning this store");
+  });
   const out = await runStages(p.stages, p.kc, {
     jobs: f.jobs,
     force: f.force,

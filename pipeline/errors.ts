@@ -46,6 +46,17 @@ export class UsageError extends Error {
 }
 
 /**
+ * Store metadata (a run record, a manifest) that cannot be read: the message names the file,
+ * what is wrong and what to do. Bad input like any other (exit 2), never a stack trace.
+ */
+export class StoreDamageError extends UsageError {
+  constructor(readonly path: string, why: string, advice: string) {
+    super(`${path}: ${why}; ${advice}`);
+    this.name = "StoreDamageError";
+  }
+}
+
+/**
  * Whether an error a stage threw is bad input or bad setup (exit 2, its message, no stack):
  * a `StageInputError`, or any error carrying `exitCode: 2`. The latter is how library code
  * that must not import the engine (stages/lib: the TF.js backends, the OpenBLAS loader)

@@ -43,6 +43,13 @@ export async function executeJob(
     logFile.writeSync(
       enc.encode(`--- ${new Date().toISOString()} ${job.stage} (${job.kind}) key ${job.key}\n`),
     );
+    // A damaged entry (truncated manifest, a symbolic link) is in the way of the publish and
+    // would fail every rerun: move it to quarantine (we hold the key's lock) and recompute.
+    const damage = await store.damage(job.key);
+    if (damage) {
+      const moved = await store.quarantine(job.key);
+      log(`warning: entry ${job.key.slice(0, 12)} is damaged (${damage}): moved to ${moved}`);
+    }
 
     staging = await store.newStaging(job.key);
     const inputs: Record<string, InputHandle> = {};

@@ -4,12 +4,16 @@
  * Two layers:
  * 1. an exclusive flock on `locks/<key>.lock`: on one host the kernel releases it when the
  *    holder dies, even by SIGKILL, so local waiting needs no guessing;
- * 2. an owner file `locks/<key>.owner`, created with O_EXCL and holding host, pid and a token,
- *    whose mtime the holder refreshes (heartbeat). Hosts whose shared filesystem does not
- *    carry flocks between them still exclude each other through it. An owner file is stale
- *    when its pid is gone (same host) or its heartbeat is older than `ttlMs` (another host);
- *    a stale one is broken under a second O_EXCL file (`.break`), so that two waiters cannot
- *    both take over.
+ * 2. an owner file `locks/<key>.owner` holding host, pid and a token, whose mtime the holder
+ *    refreshes (heartbeat). Hosts whose shared filesystem does not carry flocks between them
+ *    still exclude each other through it. It is written whole to a temporary file and then
+ *    hard-linked into place (link fails if the name exists: an atomic O_EXCL create that can
+ *    never leave an empty owner behind, even under SIGKILL). Whoever holds the flock judges an
+ *    owner file stale when it names this host (the flock is ours, so its writer no longer
+ *    holds the lock, whatever its pid now is: pids get reused), when it cannot be read
+ *    (damaged; written by something else) and its heartbeat is older than `ttlMs`, or when its
+ *    heartbeat is older than `ttlMs` (another host). A stale one is broken under a second
+ *    O_EXCL file (`.break`), so that two waiters cannot both take over.
  * A holder that misses heartbeats (a frozen host) can at worst have its work done twice: the
  * store's publish keeps the first entry, so a duplicate never corrupts anything.
  */
@@ -70,14 +74,9 @@ export class KeyLock {
         token: crypto.randomUUID(),
       };
       while (true) {
-        try {
-          await Deno.writeTextFile(ownerPath, JSON.stringify(me), { createNew: true });
-          break;
-        } catch (e) {
-          if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
-        }
+        if (await createOwner(ownerPath, me)) break;
         const owner = await readOwner(ownerPath);
-        if (owner && (await isStale(ownerPath, owner, ttl))) {
+        if (await isStale(ownerPath, owner, ttl)) {
           await breakStale(ownerPath, owner, ttl);
         } else await wait(owner);
       }
@@ -107,42 +106,55 @@ export class KeyLock {
   }
 }
 
-async function readOwner(path: string): Promise<LockOwner | undefined> {
+/**
+ * Creates the owner file with its whole content in one step: false when one exists. The
+ * temporary file has a unique name, so writers never meet there; it is removed on every path.
+ */
+async function createOwner(path: string, me: LockOwner): Promise<boolean> {
+  const tmp = `${path}.${me.token}.tmp`;
   try {
-    return JSON.parse(await Deno.readTextFile(path));
+    await Deno.writeTextFile(tmp, JSON.stringify(me));
+    await Deno.link(tmp, path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.AlreadyExists) return false;
+    throw e;
+  } finally {
+    await Deno.remove(tmp).catch(() => {});
+  }
+}
+
+/** The owner, or undefined when the file is gone, empty or not an owner record. */
+export async function readOwner(path: string): Promise<LockOwner | undefined> {
+  try {
+    const o = JSON.parse(await Deno.readTextFile(path));
+    return typeof o?.host === "string" && typeof o?.token === "string" ? o : undefined;
   } catch {
     return undefined;
   }
 }
 
-async function isStale(path: string, owner: LockOwner, ttlMs: number): Promise<boolean> {
-  if (owner.host === hostname()) return !pidAlive(owner.pid);
+/** Called only while holding the flock (see the module comment). */
+async function isStale(
+  path: string,
+  owner: LockOwner | undefined,
+  ttlMs: number,
+): Promise<boolean> {
+  if (owner?.host === hostname()) return true;
   try {
     const mtime = (await Deno.stat(path)).mtime?.getTime() ?? 0;
     return Date.now() - mtime > ttlMs;
   } catch {
-    return false;
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  if (pid === Deno.pid) return true;
-  try {
-    Deno.statSync(`/proc/${pid}`);
-    return true;
-  } catch {
-    // No /proc (not Linux): assume alive; only the heartbeat can then declare it stale.
-    try {
-      Deno.statSync("/proc/self");
-      return false;
-    } catch {
-      return true;
-    }
+    return false; // gone already: the next create succeeds
   }
 }
 
 /** Removes a stale owner file, unless someone else is already breaking it or took over. */
-async function breakStale(path: string, stale: LockOwner, ttlMs: number): Promise<void> {
+async function breakStale(
+  path: string,
+  stale: LockOwner | undefined,
+  ttlMs: number,
+): Promise<void> {
   const breaker = `${path}.break`;
   try {
     await Deno.writeTextFile(breaker, String(Deno.pid), { createNew: true });
@@ -156,8 +168,9 @@ async function breakStale(path: string, stale: LockOwner, ttlMs: number): Promis
     return;
   }
   try {
+    // Still the file judged stale (a damaged one has no token: compare what can be read).
     const now = await readOwner(path);
-    if (now?.token === stale.token) await Deno.remove(path).catch(() => {});
+    if (now?.token === stale?.token) await Deno.remove(path).catch(() => {});
   } finally {
     await Deno.remove(breaker).catch(() => {});
   }

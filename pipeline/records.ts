@@ -1,7 +1,7 @@
 /** Run records: one JSON file per run of an experiment, under runs/<experiment>/<id>.json. */
 import { join } from "node:path";
 import { arch, hostname, platform } from "node:os";
-import { UsageError } from "./errors.ts";
+import { StoreDamageError, UsageError } from "./errors.ts";
 import type { KeyComponents } from "./key.ts";
 import type { Metric } from "./stage.ts";
 import type { Store } from "./store.ts";
@@ -57,8 +57,14 @@ export async function writeRecord(store: Store, rec: RunRecord): Promise<string>
   await Deno.mkdir(dir, { recursive: true });
   const path = join(dir, `${rec.id}.json`);
   const tmp = `${path}.tmp`;
-  await Deno.writeTextFile(tmp, JSON.stringify(rec, null, 1));
-  await Deno.rename(tmp, path);
+  try {
+    await Deno.writeTextFile(tmp, JSON.stringify(rec, null, 1));
+    await Deno.rename(tmp, path);
+  } catch (e) {
+    // A full disk must not leave a half-written record behind for readers to trip on.
+    await Deno.remove(tmp).catch(() => {});
+    throw e;
+  }
   return path;
 }
 
@@ -75,10 +81,33 @@ export async function listRecordIds(store: Store, experiment: string): Promise<s
   return ids.sort();
 }
 
+/** A run record; a damaged one (not JSON, not a record) is a StoreDamageError naming it. */
 export async function readRecord(store: Store, experiment: string, id: string): Promise<RunRecord> {
-  return JSON.parse(await Deno.readTextFile(join(store.runsDir(experiment), `${id}.json`)));
+  const path = join(store.runsDir(experiment), `${id}.json`);
+  const advice = "move it out of runs/ (or delete it) and retry; entries are not affected";
+  let r: unknown;
+  try {
+    r = JSON.parse(await Deno.readTextFile(path));
+  } catch (e) {
+    if (e instanceof SyntaxError) {
+      throw new StoreDamageError(path, `damaged run record (${e.message})`, advice);
+    }
+    throw e;
+  }
+  const o = r as Partial<RunRecord> | null;
+  if (
+    typeof o !== "object" || o === null || o.format !== "kme-run/1" ||
+    typeof o.stages !== "object" || o.stages === null || typeof o.id !== "string"
+  ) {
+    throw new StoreDamageError(path, 'not a run record (expected format "kme-run/1")', advice);
+  }
+  return o as RunRecord;
 }
 
+/**
+ * The newest record that passes `filter`. A damaged record is skipped with a warning naming
+ * it: one bad file must not stop `status`, `diff` or `report` from using the others.
+ */
 export async function latestRecord(
   store: Store,
   experiment: string,
@@ -86,7 +115,14 @@ export async function latestRecord(
 ): Promise<RunRecord | undefined> {
   const ids = await listRecordIds(store, experiment);
   for (let i = ids.length - 1; i >= 0; i--) {
-    const r = await readRecord(store, experiment, ids[i]);
+    let r: RunRecord;
+    try {
+      r = await readRecord(store, experiment, ids[i]);
+    } catch (e) {
+      if (!(e instanceof StoreDamageError)) throw e;
+      console.error(`warning: ${e.message} (skipped)`);
+      continue;
+    }
     if (filter(r)) return r;
   }
   return undefined;

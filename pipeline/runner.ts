@@ -218,18 +218,28 @@ export async function runStages(
       ui.progressStop(s.name);
       const rec = records[s.name];
       rec.seconds = (performance.now() - started) / 1000;
-      if (st.code === 0 && last?.t === "done") {
-        const m = JSON.parse(await Deno.readTextFile(last.manifestPath)) as Manifest;
-        finishCached(s, key, c, m, last.reused ? "reused" : "ran");
+      const done = st.code === 0 && last?.t === "done" ? last : undefined;
+      // Published a moment ago (by this worker or another run): damage here is outside hands.
+      const m = done ? await kc.store.readManifest(key) : undefined;
+      const lost = done && !m
+        ? `${done.manifestPath}: ${(await kc.store.damage(key)) ?? "entry vanished"} right ` +
+          `after it was published (run 'verify', then rerun)`
+        : undefined;
+      if (m && done) {
+        finishCached(s, key, c, m, done.reused ? "reused" : "ran");
         rec.seconds = (performance.now() - started) / 1000;
         ui.line(
-          last.reused
+          done.reused
             ? `· ${s.name}: reused (another run computed it)`
             : `✓ ${s.name}: done in ${rec.seconds.toFixed(1)} s`,
         );
       } else {
         const err = last?.t === "error" ? last : undefined;
-        const code = err?.exit ?? (st.signal ? 130 : st.code || 1);
+        // A worker that a signal ended was interrupted only if someone asked (Ctrl-C, a
+        // scheduler's SIGTERM); anything else (the OOM killer's SIGKILL, a crash) is a failure
+        // that names the signal.
+        const asked = interrupted || st.signal === "SIGINT" || st.signal === "SIGTERM";
+        const code = err?.exit ?? (st.signal ? (asked ? 130 : 1) : st.code || 1);
         rec.log = err?.logPath ?? logPath;
         if (st.node) rec.host = st.node;
         if (code === 130 || interrupted) {
@@ -238,9 +248,12 @@ export async function runStages(
           ui.line(`■ ${s.name}: interrupted (scratch kept for resume)`);
         } else {
           rec.outcome = "failed";
-          const msg = err?.message ??
+          const msg = lost ?? err?.message ??
             (st.detail ??
-                `worker exited with ${st.signal ? `signal ${st.signal}` : `code ${st.code}`}`) +
+                (st.signal
+                  ? `worker killed by signal ${st.signal}` +
+                    (st.signal === "SIGKILL" ? " (often the out-of-memory killer: see dmesg)" : "")
+                  : `worker exited with code ${st.code}`)) +
               (stderrTail.length ? `: ${stderrTail.slice(-3).join(" / ")}` : "");
           rec.error = msg;
           if (!failure) {

@@ -62,24 +62,60 @@ export class Store {
     }
   }
 
-  /** The manifest of a published entry, or undefined when there is none. */
+  /**
+   * The manifest of a published entry, or undefined when there is none or it is damaged
+   * (truncated, not JSON, or not the shape the store writes): a damaged entry counts as
+   * absent, so its stage recomputes it (`damage` says why; `verify` reports it).
+   */
   async readManifest(key: string): Promise<Manifest | undefined> {
-    try {
-      return JSON.parse(await Deno.readTextFile(join(this.entryDir(key), "manifest.json")));
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound) return undefined;
-      if (e instanceof SyntaxError) return undefined; // damaged: treated as absent, verify reports
-      throw e;
-    }
+    const r = await this.#manifest(key);
+    return "manifest" in r ? r.manifest : undefined;
   }
 
-  async has(key: string): Promise<boolean> {
+  /** Why entries/<key> is not a usable entry although something is there; undefined if fine or absent. */
+  async damage(key: string): Promise<string | undefined> {
+    const r = await this.#manifest(key);
+    return "damage" in r ? r.damage : undefined;
+  }
+
+  async #manifest(
+    key: string,
+  ): Promise<{ manifest: Manifest } | { damage: string } | { absent: true }> {
+    const dir = this.entryDir(key);
+    let link: Deno.FileInfo;
     try {
-      await Deno.stat(join(this.entryDir(key), "manifest.json"));
-      return true;
-    } catch {
-      return false;
+      link = await Deno.lstat(dir);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return { absent: true };
+      throw e;
     }
+    if (!link.isDirectory) {
+      return {
+        damage: link.isSymlink
+          ? "entries/" + key + " is a symbolic link, not a folder the store wrote"
+          : "entries/" + key + " is not a folder",
+      };
+    }
+    let text: string;
+    try {
+      text = await Deno.readTextFile(join(dir, "manifest.json"));
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return { damage: "manifest.json is missing" };
+      throw e;
+    }
+    let m: unknown;
+    try {
+      m = JSON.parse(text);
+    } catch (e) {
+      return { damage: `manifest.json is not valid JSON (${(e as Error).message})` };
+    }
+    const why = manifestShapeProblem(m);
+    return why ? { damage: `manifest.json ${why}` } : { manifest: m as Manifest };
+  }
+
+  /** Whether a usable entry exists (a damaged one does not count). */
+  async has(key: string): Promise<boolean> {
+    return (await this.readManifest(key)) !== undefined;
   }
 
   /** A fresh staging folder for `key`; call only while holding the key's lock. */
@@ -141,7 +177,7 @@ export class Store {
   /** Re-hashes an entry; returns the problems found (empty when intact). */
   async verify(key: string): Promise<string[]> {
     const m = await this.readManifest(key);
-    if (!m) return ["manifest.json missing or unreadable"];
+    if (!m) return [(await this.damage(key)) ?? "entry missing"];
     const problems: string[] = [];
     const out = this.outDir(key);
     const present = new Set(await listFiles(out).catch(() => [] as string[]));
@@ -160,7 +196,10 @@ export class Store {
     return problems;
   }
 
-  /** Moves an entry out of the way so that it no longer exists (and its stage reruns). */
+  /**
+   * Moves an entry out of the way so that it no longer exists (and its stage reruns); a symbolic
+   * link is moved itself, never what it points to.
+   */
   async quarantine(key: string): Promise<string> {
     const dest = join(this.root, "quarantine", `${key}.${Date.now()}`);
     await Deno.rename(this.entryDir(key), dest);
@@ -170,12 +209,32 @@ export class Store {
   async listKeys(): Promise<string[]> {
     const keys: string[] = [];
     try {
+      // Symbolic links too: `verify` must report them, and `gc` may remove them.
       for await (const e of Deno.readDir(join(this.root, "entries"))) {
-        if (e.isDirectory) keys.push(e.name);
+        if (e.isDirectory || e.isSymlink) keys.push(e.name);
       }
     } catch (e) {
       if (!(e instanceof Deno.errors.NotFound)) throw e;
     }
     return keys.sort();
   }
+}
+
+/** What is wrong with the shape of a parsed manifest, or undefined when it is one. */
+function manifestShapeProblem(m: unknown): string | undefined {
+  if (typeof m !== "object" || m === null || Array.isArray(m)) return "is not a JSON object";
+  const o = m as Record<string, unknown>;
+  if (o.format !== "kme-entry/1") {
+    return `has format ${JSON.stringify(o.format)}, not "kme-entry/1"`;
+  }
+  if (typeof o.digest !== "string") return "has no digest";
+  if (!Array.isArray(o.files)) return "has no files list";
+  for (const f of o.files as unknown[]) {
+    const r = f as Record<string, unknown> | null;
+    if (
+      typeof r !== "object" || r === null || typeof r.path !== "string" ||
+      typeof r.size !== "number" || typeof r.sha256 !== "string"
+    ) return "has a files entry without path, size and sha256";
+  }
+  return undefined;
 }

@@ -74,8 +74,13 @@ export async function writeReport(
   const path = o.out ?? defaultReportPath(store, records);
   await Deno.mkdir(dirname(path), { recursive: true });
   const tmp = `${path}.tmp${Deno.pid}`;
-  await Deno.writeTextFile(tmp, rep.html);
-  await Deno.rename(tmp, path);
+  try {
+    await Deno.writeTextFile(tmp, rep.html);
+    await Deno.rename(tmp, path);
+  } catch (e) {
+    await Deno.remove(tmp).catch(() => {}); // a full disk leaves no 1 MB half-page behind
+    throw e;
+  }
   let pngs: string[] = [];
   if (o.png) {
     const { exportPngs } = await import("./png.ts");

@@ -105,3 +105,69 @@ Deno.test("concurrent waiters on a stale owner: exactly one holds the lock at a 
   assert.equal(maxInside, 1);
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("an owner file of a live, unrelated pid on this host is broken: the flock decides", async () => {
+  // pid reuse: the recorded pid is alive (a sleeping child) but does not hold the flock.
+  const dir = await tmp();
+  const path = join(dir, "k.lock");
+  const child = new Deno.Command("sleep", { args: ["30"] }).spawn();
+  try {
+    await Deno.writeTextFile(
+      join(dir, "k.owner"),
+      JSON.stringify({ host: Deno.hostname(), pid: child.pid, stage: "x", since: "", token: "t" }),
+    );
+    const l = await KeyLock.acquire(path, "me", () => {}, undefined, { pollMs: 10 });
+    assert.equal(JSON.parse(await Deno.readTextFile(join(dir, "k.owner"))).pid, Deno.pid);
+    l.release();
+  } finally {
+    child.kill("SIGKILL");
+    await child.status;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("an empty or garbage owner file blocks only until its heartbeat is older than the TTL", async () => {
+  for (const junk of ["", '{"host": ', "null", "[1, 2]"]) {
+    const dir = await tmp();
+    const path = join(dir, "k.lock");
+    const ownerPath = join(dir, "k.owner");
+    await Deno.writeTextFile(ownerPath, junk);
+    let waited = false;
+    const l = await KeyLock.acquire(path, "me", () => (waited = true), undefined, {
+      ttlMs: 150,
+      pollMs: 10,
+    });
+    assert.ok(waited, `${JSON.stringify(junk)}: taken at once, though another host may own it`);
+    assert.equal(JSON.parse(await Deno.readTextFile(ownerPath)).pid, Deno.pid);
+    l.release();
+    // No temporary owner files are left behind.
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), ["k.lock"]);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the owner file appears whole: a reader never sees it empty", async () => {
+  const dir = await tmp();
+  const path = join(dir, "k.lock");
+  const ownerPath = join(dir, "k.owner");
+  let seenEmpty = 0;
+  let reads = 0;
+  let stop = false;
+  const watcher = (async () => {
+    while (!stop) {
+      try {
+        const text = Deno.readTextFileSync(ownerPath);
+        reads++;
+        if (text.length === 0) seenEmpty++;
+      } catch { /* not there */ }
+      await new Promise((r) => setTimeout(r, 0));
+    }
+  })();
+  for (let i = 0; i < 200; i++) {
+    (await KeyLock.acquire(path, "me", () => {}, undefined, { pollMs: 1 })).release();
+  }
+  stop = true;
+  await watcher;
+  assert.equal(seenEmpty, 0, `${seenEmpty} of ${reads} reads saw an empty owner file`);
+  await Deno.remove(dir, { recursive: true });
+});
