@@ -1,9 +1,24 @@
 /** A parsed YAML file that remembers where every value came from (for file:line:col errors). */
-import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
+import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
 import type { Document, Node } from "yaml";
 import { ConfigError, type SourcePos } from "./errors.ts";
 
 export type PathSeg = string | number;
+
+/**
+ * Resource limits on an experiment file, so that a hostile or mistaken file fails fast with a
+ * message instead of exhausting memory (an alias bomb, 900 aliases of a 1 MB template) or
+ * parsing for minutes (50 MB of keys). Experiment files describe stages; data lives in files
+ * they name, so these are far above any real experiment (the largest here is ~4 KB).
+ */
+export const YAML_LIMITS = {
+  /** Bytes of one file. */
+  bytes: 1 << 20,
+  /** Nodes (scalars, maps, sequences) once every alias is expanded. */
+  nodes: 200_000,
+  /** Nesting depth of maps and sequences. */
+  depth: 200,
+};
 
 export class YamlSource {
   private constructor(
@@ -15,26 +30,146 @@ export class YamlSource {
 
   /** Parses `text` (read from `file`), throwing ConfigError at the first syntax error. */
   static parse(file: string, text: string): YamlSource {
+    const at1 = { file, line: 1, col: 1 };
+    if (text.length > YAML_LIMITS.bytes) {
+      throw new ConfigError(
+        `experiment file is ${(text.length / 2 ** 20).toFixed(1)} MiB; at most ` +
+          `${YAML_LIMITS.bytes / 2 ** 20} MiB (put data in files the experiment names)`,
+        at1,
+      );
+    }
     const lines = new LineCounter();
-    const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+    let doc: Document;
+    try {
+      doc = parseDocument(text, {
+        lineCounter: lines,
+        prettyErrors: false,
+        uniqueKeys: true,
+        logLevel: "error", // its warnings are checked here and reported as errors
+      });
+    } catch (e) {
+      // The parser recurses: input nested past the stack ends here, not in a stack trace.
+      if (e instanceof RangeError) throw new ConfigError("invalid YAML: nested too deeply", at1);
+      throw e;
+    }
     const err = doc.errors[0];
     if (err) {
       const { line, col } = lines.linePos(err.pos[0]);
-      const msg = err.message.replace(/\s+at line \d+, column \d+.*$/s, "").trim();
+      const msg = err.message.replace(/\s+at line \d+, column \d+.*$/s, "").trim()
+        .replace(/^Maximum call stack size exceeded$/, "nested too deeply");
       throw new ConfigError(`invalid YAML: ${msg}`, { file, line, col });
     }
-    return new YamlSource(file, doc, lines, doc.toJS({ maxAliasCount: 1000 }));
+    const src = new YamlSource(file, doc, lines, undefined);
+    src.#checkSize(doc.contents as Node | null);
+    let value: unknown;
+    try {
+      value = doc.toJS({ maxAliasCount: -1 }); // bounded by #checkSize, which says where
+    } catch (e) {
+      if (e instanceof RangeError || e instanceof ReferenceError) {
+        throw new ConfigError(`invalid YAML: ${e.message}`, at1);
+      }
+      throw e;
+    }
+    return new YamlSource(file, doc, lines, value);
   }
 
   static async read(file: string): Promise<YamlSource> {
-    let text: string;
+    let bytes: Uint8Array;
     try {
-      text = await Deno.readTextFile(file);
+      const st = await Deno.stat(file);
+      if (st.isFile && st.size > YAML_LIMITS.bytes) {
+        throw new ConfigError(
+          `experiment file is ${(st.size / 2 ** 20).toFixed(1)} MiB; at most ` +
+            `${YAML_LIMITS.bytes / 2 ** 20} MiB (put data in files the experiment names)`,
+          { file, line: 1, col: 1 },
+        );
+      }
+      bytes = await Deno.readFile(file);
     } catch (e) {
-      const why = e instanceof Deno.errors.NotFound ? "no such file" : String(e);
+      if (e instanceof ConfigError) throw e;
+      const why = e instanceof Deno.errors.NotFound
+        ? "no such file"
+        : e instanceof Deno.errors.IsADirectory
+        ? "it is a folder"
+        : String((e as Error).message ?? e);
       throw new ConfigError(`cannot read experiment file: ${why}`, { file, line: 1, col: 1 });
     }
+    let text: string;
+    try {
+      text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    } catch {
+      const at = firstInvalidUtf8(bytes);
+      const before = new TextDecoder().decode(bytes.subarray(0, at));
+      const line = before.split("\n").length;
+      const col = before.length - before.lastIndexOf("\n");
+      throw new ConfigError(`not UTF-8 text (byte ${at} is not valid UTF-8)`, { file, line, col });
+    }
     return YamlSource.parse(file, text);
+  }
+
+  /**
+   * Counts the nodes the document expands to (aliases included, each anchor's size computed
+   * once) and its depth, and stops at the first limit with the position of the node that
+   * crosses it: toJS would otherwise build the whole expansion first.
+   */
+  #checkSize(root: Node | null) {
+    const sizes = new Map<Node, number>();
+    const visiting = new Set<Node>();
+    let total = 0;
+    const size = (node: unknown, depth: number): number => {
+      if (!node || typeof node !== "object") return 0;
+      const n = node as Node;
+      if (depth > YAML_LIMITS.depth) {
+        throw new ConfigError(
+          `invalid YAML: nested more than ${YAML_LIMITS.depth} levels deep`,
+          this.#pos(n),
+        );
+      }
+      if (isAlias(n)) {
+        const target = n.resolve(this.doc) as Node | undefined;
+        if (!target) return 1;
+        if (visiting.has(target)) {
+          throw new ConfigError(`invalid YAML: alias *${n.source} refers to itself`, this.#pos(n));
+        }
+        const known = sizes.get(target);
+        const s = known ?? size(target, depth);
+        total += known ?? 0; // a first visit already counted itself inside size()
+        if (total > YAML_LIMITS.nodes) this.#tooBig(n);
+        return s;
+      }
+      const cached = sizes.get(n);
+      if (cached !== undefined) return cached;
+      visiting.add(n);
+      let s = 1;
+      total += 1;
+      if (total > YAML_LIMITS.nodes) this.#tooBig(n);
+      if (isMap(n) || isSeq(n)) {
+        for (const item of n.items as unknown[]) {
+          if (isPair(item)) {
+            if (isMap(item.key) || isSeq(item.key)) {
+              throw new ConfigError(
+                "invalid YAML: a mapping key must be a plain value (text or a number), " +
+                  "not a mapping or a list",
+                this.#pos(item.key as Node),
+              );
+            }
+            s += size(item.key, depth + 1) + size(item.value, depth + 1);
+          } else s += size(item, depth + 1);
+        }
+      }
+      visiting.delete(n);
+      sizes.set(n, s);
+      return s;
+    };
+    size(root, 0);
+  }
+
+  #tooBig(n: Node): never {
+    throw new ConfigError(
+      `invalid YAML: expands to more than ${YAML_LIMITS.nodes} values (through aliases?); ` +
+        "an experiment file is far smaller",
+      this.#pos(n),
+    );
   }
 
   /**
@@ -66,4 +201,21 @@ export class YamlSource {
     const { line, col } = this.lines.linePos(offset);
     return { file: this.file, line, col };
   }
+}
+
+/** Index of the first byte that does not start or continue a valid UTF-8 sequence. */
+function firstInvalidUtf8(bytes: Uint8Array): number {
+  let lo = 0, hi = bytes.length;
+  // The longest prefix with no invalid byte, by bisection (streaming decode accepts a prefix
+  // that ends inside a sequence, so validity is monotone in the length).
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    try {
+      new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(0, mid), { stream: true });
+      lo = mid;
+    } catch {
+      hi = mid - 1;
+    }
+  }
+  return lo;
 }
