@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import stage from "../stages/prepare/coco/stage.ts";
-import { extractZip, listZip } from "../stages/prepare/coco/zip.ts";
+import { entryPath, extractZip, listZip } from "../stages/prepare/coco/zip.ts";
 import { DataError } from "../stages/lib/dataset/errors.ts";
 import { openDataset } from "../stages/lib/dataset/read.ts";
 import { makeContext } from "./fixtures/data/context.ts";
@@ -293,4 +293,16 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("zip entry names can never escape the target folder", () => {
+  const dest = "/data/coco";
+  for (
+    const name of ["../x", "a/../../x", "a\\..\\..\\x", "/etc/passwd", "C:\\x", "c:x", "..", "a/.."]
+  ) {
+    assert.throws(() => entryPath(dest, name, "a.zip"), /unsafe entry name/, name);
+  }
+  for (const [name, want] of [["a/b.jpg", "a/b.jpg"], ["./a//b", "a/b"], ["a\\b", "a/b"]]) {
+    assert.equal(entryPath(dest, name, "a.zip"), `${dest}/${want}`);
+  }
 });
