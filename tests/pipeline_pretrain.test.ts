@@ -75,3 +75,27 @@ stages:
   assert.equal(rec.stages.train.key, refRec.stages.train.key);
   assert.deepEqual(model, refModel);
 });
+
+Deno.test("a forced retrain publishes the same bytes, so everything below it stays cached", async () => {
+  await using sb = await sandbox();
+  const f = await sb.write(
+    "cutoff.yaml",
+    `
+name: cutoff
+extends: ${TINY}
+stages:
+  train:
+    matrix: null
+    params: {similarity: kme, steps: 30}
+  embed_train: null
+  linear_probe: null
+`,
+  );
+  const first = await sb.run("run", f, "embed", "--no-report");
+  assert.equal(first.code, 0, first.stderr);
+  const again = await sb.run("run", f, "embed", "--force", "train", "--no-report");
+  assert.equal(again.code, 0, again.stderr);
+  const rec = await lastRecord(sb.store, "cutoff");
+  assert.equal(rec.stages.train.outcome, "ran");
+  assert.equal(rec.stages.embed.outcome, "cached", "embed reran: the retrain's bytes differ");
+});

@@ -188,7 +188,14 @@ export async function run(ctx: StageContext<PretrainParams>): Promise<StageResul
       backend_version: be.version,
       seed: ctx.seed,
     });
-    await Deno.copyFile(logPath, join(ctx.outDir, LOG_FILE));
+    // The published curve leaves out the timings (kept in the scratch log and the manifest's
+    // metrics): out/ must be the same bytes for the same weights, or early cutoff breaks and
+    // every stage below a retrain reruns (issue 17).
+    await Deno.writeTextFile(
+      join(ctx.outDir, LOG_FILE),
+      logged.map(({ elapsed_s: _e, samples_per_s: _s, ...r }) => JSON.stringify(r) + "\n")
+        .join(""),
+    );
     return {
       metrics,
       info: {

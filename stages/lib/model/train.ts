@@ -133,32 +133,70 @@ export async function saveCheckpoint(
   }
 }
 
-/** Loads a checkpoint into `model` and `opt`; returns its header, or undefined if none. */
+/** A checkpoint that cannot be used: unreadable, inconsistent, or for another model. */
+export class CheckpointDamagedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "CheckpointDamagedError";
+  }
+}
+
+/**
+ * Loads a checkpoint into `model` and `opt`; returns its header, or undefined if none. Throws
+ * CheckpointDamagedError (naming the file) before touching the model or the optimizer when any
+ * part of it is unusable, so that the caller can start over from the untouched initial state.
+ */
 export async function loadCheckpoint(
   dir: string,
   model: ClipModel,
   opt: AdamW,
 ): Promise<CheckpointHeader | undefined> {
+  const headerPath = join(dir, CKPT_HEADER);
   try {
-    await Deno.stat(join(dir, CKPT_HEADER));
+    await Deno.stat(headerPath);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return undefined;
     throw e;
   }
-  const { header, tensors } = await readBundle<
-    CheckpointHeader & import("./tensorfile.ts").BundleHeader
-  >(dir, CKPT_HEADER, CHECKPOINT_FORMAT);
-  const saved = (header.config as { model?: unknown }).model;
-  if (JSON.stringify(saved) !== JSON.stringify(model.config)) {
-    throw new Error(`checkpoint in ${dir} was written for another model configuration`);
+  type Header = CheckpointHeader & import("./tensorfile.ts").BundleHeader;
+  let header: Header;
+  let tensors: Map<string, NamedTensor>;
+  try {
+    ({ header, tensors } = await readBundle<Header>(dir, CKPT_HEADER, CHECKPOINT_FORMAT));
+  } catch (e) {
+    const msg = (e as Error).message;
+    throw new CheckpointDamagedError(msg.startsWith(dir) ? msg : `${headerPath}: ${msg}`);
   }
-  const take = (name: string) => {
+  const saved = (header.config as { model?: unknown } | undefined)?.model;
+  if (JSON.stringify(saved) !== JSON.stringify(model.config)) {
+    throw new CheckpointDamagedError(`${headerPath}: written for another model configuration`);
+  }
+  if (!(Number.isInteger(header.optimizer?.step) && header.optimizer.step >= 0)) {
+    throw new CheckpointDamagedError(`${headerPath}: no optimizer step`);
+  }
+  const take = (name: string, size: number) => {
     const t = tensors.get(name);
-    if (t === undefined) throw new Error(`checkpoint in ${dir} lacks tensor ${name}`);
+    if (t === undefined) throw new CheckpointDamagedError(`${headerPath}: lacks tensor ${name}`);
+    if (t.values.length !== size) {
+      throw new CheckpointDamagedError(
+        `${headerPath}: tensor ${name} has ${t.values.length} values, the model ${size}`,
+      );
+    }
     return t.values;
   };
-  for (const spec of model.params.specs) model.params.set(spec.name, take(`param/${spec.name}`));
-  opt.loadMoments((name) => ({ m: take(`adam.m/${name}`), v: take(`adam.v/${name}`) }));
+  // Everything is checked before anything is set.
+  const sizeOf = (name: string) => model.params.get(name).size;
+  const params = model.params.specs.map((spec) =>
+    [spec.name, take(`param/${spec.name}`, sizeOf(spec.name))] as const
+  );
+  const moments = new Map(
+    model.trainableNames().map((n) => [n, {
+      m: take(`adam.m/${n}`, sizeOf(n)),
+      v: take(`adam.v/${n}`, sizeOf(n)),
+    }]),
+  );
+  for (const [name, values] of params) model.params.set(name, values);
+  opt.loadMoments((name) => moments.get(name)!);
   opt.step = header.optimizer.step;
   return header;
 }
@@ -320,7 +358,17 @@ export async function train(args: TrainArgs): Promise<TrainResult> {
     let recent: number[] = [];
     let resumedFrom = 0;
     if (args.checkpointDir !== undefined) {
-      const h = await loadCheckpoint(args.checkpointDir, model, opt);
+      let h: CheckpointHeader | undefined;
+      try {
+        h = await loadCheckpoint(args.checkpointDir, model, opt);
+      } catch (e) {
+        if (!(e instanceof CheckpointDamagedError)) throw e;
+        // Kept for inspection, out of the way; training from step 0 gives what an
+        // uninterrupted run gives, so the result does not depend on the damage.
+        const aside = `${args.checkpointDir}.damaged-${Date.now()}`;
+        await Deno.rename(args.checkpointDir, aside);
+        say(`warning: damaged checkpoint (${e.message}); moved to ${aside}; starting over`);
+      }
       if (h !== undefined) {
         resumedFrom = h.step;
         recent = h.recentLosses;
