@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import stage from "../stages/prepare/synthetic/stage.ts";
-import { ATTR_INDEX, parseAll, SceneModel } from "../stages/prepare/synthetic/model.ts";
+import { ATTR_INDEX, parseAll, SceneModel } from "../stages/lib/synthetic/scene_model.ts";
 import { Rng } from "../stages/lib/random.ts";
 import { openDataset } from "../stages/lib/dataset/read.ts";
 import { makeContext } from "./fixtures/data/context.ts";

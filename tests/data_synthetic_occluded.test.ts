@@ -7,13 +7,13 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import stage from "../stages/prepare/synthetic/stage.ts";
-import { ATTR_INDEX, ATTRIBUTES, SceneModel } from "../stages/prepare/synthetic/model.ts";
+import { ATTR_INDEX, ATTRIBUTES, SceneModel } from "../stages/lib/synthetic/scene_model.ts";
 import {
   archetypeLatents,
   mixturePrior,
   OccludedWorld,
   OcclusionModel,
-} from "../stages/prepare/synthetic/occlusion.ts";
+} from "../stages/lib/synthetic/occlusion.ts";
 import { SceneRenderer } from "../stages/prepare/synthetic/render.ts";
 import { HIDDEN_RGB, SYMBOL_RGB } from "../stages/prepare/synthetic/symbolic.ts";
 import { spectrum } from "../stages/lib/spectrum.ts";
@@ -27,7 +27,7 @@ const close = (a: number, b: number, tol: number, what = "") =>
 /**
  * log p(s | z), [s * nZ + z], of a small world with the scene model's caption rule: each
  * attribute is mentioned with probability q, and then names its value with probability 1 - eps
- * (else one of the others, uniformly). Structures and latents use model.ts's mixed radix.
+ * (else one of the others, uniformly). Structures and latents use scene_model.ts.s mixed radix.
  */
 function captionTable(sizes: number[], q: number, eps: number): Float64Array {
   const nZ = sizes.reduce((a, b) => a * b, 1);

@@ -15,7 +15,7 @@ import { StageInputError } from "../pipeline/stage.ts";
 import { readJson, saveRandomModel, stageContext, writeToyDataset } from "./eval_stage_helpers.ts";
 import { captionLogProbs } from "../stages/pmi/run.ts";
 import synthetic from "../stages/prepare/synthetic/stage.ts";
-import { SceneModel } from "../stages/prepare/synthetic/model.ts";
+import { SceneModel } from "../stages/lib/synthetic/scene_model.ts";
 import { openDataset } from "../stages/lib/dataset/read.ts";
 import { makeContext } from "./fixtures/data/context.ts";
 

@@ -4,7 +4,7 @@ import { type StageContext, StageInputError, type StageResult } from "../../pipe
 import { openDataset } from "../lib/dataset/read.ts";
 import type { BackendName } from "../lib/tf/backend.ts";
 import { EmbeddingsWriter } from "../lib/eval/embeddings.ts";
-import { encodeImageBatch, encodeTextBatch, openModel } from "./encode.ts";
+import { encodeImageBatch, encodeTextBatch, openModel } from "../lib/model/encode.ts";
 import type { EmbedParams } from "./stage.ts";
 
 export async function run(ctx: StageContext<EmbedParams>): Promise<StageResult> {

@@ -11,10 +11,10 @@ import {
   restrictedFidelity,
   weightedFidelity,
 } from "../lib/eval/pmi.ts";
-import { ATTRIBUTES, SceneModel } from "../prepare/synthetic/model.ts";
+import { ATTRIBUTES, SceneModel } from "../lib/synthetic/scene_model.ts";
 import { Rng } from "../lib/random.ts";
 import type { PointSets } from "../lib/similarity/similarity.ts";
-import { encodeImageBatch, encodeTextsAll, openModel } from "../embed/encode.ts";
+import { encodeImageBatch, encodeTextsAll, openModel } from "../lib/model/encode.ts";
 import type { PmiParams } from "./stage.ts";
 
 export { METRICS_FILE } from "../lib/eval/metrics_file.ts";

@@ -14,7 +14,7 @@ import {
   scorerFor,
 } from "../lib/eval/similarity_scoring.ts";
 import type { PointSets } from "../lib/similarity/similarity.ts";
-import { encodeTextsAll, openModel } from "../embed/encode.ts";
+import { encodeTextsAll, openModel } from "../lib/model/encode.ts";
 import type { ZeroShotParams } from "./stage.ts";
 
 export { METRICS_FILE } from "../lib/eval/metrics_file.ts";

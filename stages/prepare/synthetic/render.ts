@@ -7,7 +7,7 @@
  * deterministic given the masks (which depend only on the pinned sharp/librsvg version).
  */
 import sharp from "sharp";
-import { ATTR_INDEX, ATTRIBUTES } from "./model.ts";
+import { ATTR_INDEX, ATTRIBUTES } from "../../lib/synthetic/scene_model.ts";
 import type { Rng } from "../../lib/random.ts";
 
 /** Object diameter as a fraction of the image side, per size class. */

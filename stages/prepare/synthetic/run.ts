@@ -1,10 +1,10 @@
-/** Heavy part of prepare/synthetic (see model.ts for the model, render.ts for the images). */
+/** Heavy part of prepare/synthetic (the world: stages/lib/synthetic/; the images: render.ts, symbolic.ts). */
 import { type StageContext, StageInputError, type StageResult } from "../../../pipeline/stage.ts";
 import { DatasetWriter } from "../../lib/dataset/write.ts";
 import { type SplitName, SPLITS } from "../../lib/dataset/format.ts";
 import { labelSeed, Rng } from "../../lib/random.ts";
-import { ATTR_INDEX, ATTRIBUTES, SceneModel } from "./model.ts";
-import { OccludedWorld } from "./occlusion.ts";
+import { ATTR_INDEX, ATTRIBUTES, SceneModel } from "../../lib/synthetic/scene_model.ts";
+import { OccludedWorld } from "../../lib/synthetic/occlusion.ts";
 import { SceneRenderer } from "./render.ts";
 import { checkSymbolicSize, renderSymbolic } from "./symbolic.ts";
 import type { SyntheticParams } from "./stage.ts";

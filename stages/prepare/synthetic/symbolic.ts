@@ -11,9 +11,9 @@
  * what they show is optimisation speed. A cell grid with a patch of half the image side gives
  * the encoder four tokens that name what is visible, so training time goes to the similarity.
  * The image still reveals exactly the class of the occluded world (visible values, which are
- * hidden), so p(z | x) and the exact PMI are those of occlusion.ts, unchanged.
+ * hidden), so p(z | x) and the exact PMI are those of stages/lib/synthetic/occlusion.ts, unchanged.
  */
-import { ATTRIBUTES } from "./model.ts";
+import { ATTRIBUTES } from "../../lib/synthetic/scene_model.ts";
 
 /** RGB code of value v of any attribute (cells are told apart by position, not colour). */
 export const SYMBOL_RGB: readonly [number, number, number][] = [

@@ -14,7 +14,7 @@
  * the map (s, wording) -> text is injective (`parse` inverts it), so text-level PMI equals
  * structure-level PMI: wording probabilities cancel from p(y | z) / p(y).
  */
-import type { Rng } from "../../lib/random.ts";
+import type { Rng } from "../random.ts";
 
 export interface AttributeSpec {
   name: AttributeName;

@@ -29,8 +29,8 @@
  * tests can check it on small worlds computed by hand; `OccludedWorld` binds it to the scene
  * model of model.ts.
  */
-import { labelSeed, Rng } from "../../lib/random.ts";
-import { decodeLatent, decodeOptional, type ModelOptions, SceneModel } from "./model.ts";
+import { labelSeed, Rng } from "../random.ts";
+import { decodeLatent, decodeOptional, type ModelOptions, SceneModel } from "./scene_model.ts";
 
 export interface OcclusionParams {
   /** Probability that an image hides each attribute (independently), in [0, 1). */

@@ -4,11 +4,11 @@
  * Memory: one batch of tensors at a time.
  */
 import { join } from "node:path";
-import { StageInputError } from "../../pipeline/stage.ts";
-import { type BackendInfo, type BackendName, initBackend } from "../lib/tf/backend.ts";
-import { encodeImages, encodeTexts, type LoadedModel, loadModel } from "../lib/model/io.ts";
-import type { PointSet, PointSets, SimilarityRecord } from "../lib/similarity/similarity.ts";
-import { type LoadedSimilarity, loadSimilarity } from "../lib/similarity/registry.ts";
+import { StageInputError } from "../../../pipeline/stage.ts";
+import { type BackendInfo, type BackendName, initBackend } from "../tf/backend.ts";
+import { encodeImages, encodeTexts, type LoadedModel, loadModel } from "./io.ts";
+import type { PointSet, PointSets, SimilarityRecord } from "../similarity/similarity.ts";
+import { type LoadedSimilarity, loadSimilarity } from "../similarity/registry.ts";
 
 export interface Encoded {
   points: Float32Array;
