@@ -7,12 +7,14 @@ import { arch, cpus, hostname, totalmem } from "node:os";
 import { benchEngine } from "./engine.ts";
 import { benchTraining } from "./training.ts";
 import { benchEvaluation } from "./evaluation.ts";
+import { benchFaults } from "./faults.ts";
 import type { Figure } from "./util.ts";
 
 const sections: Record<string, (log: (s: string) => void) => Promise<Figure[]>> = {
   engine: benchEngine,
   training: benchTraining,
   evaluation: benchEvaluation,
+  faults: benchFaults,
 };
 
 // Not a section: a diagnosis of one webgpu training step, printed (and written with --json).

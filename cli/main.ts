@@ -204,10 +204,17 @@ if (import.meta.main) {
   Deno.exit(code);
 }
 
-/** Permission denied, read-only file system, no space left, quota exceeded. */
+/**
+ * The file system refusing a write: permission denied, read-only, no space left, quota
+ * exceeded, or a store path that is not a folder (`--store` naming a file, a name too long,
+ * a loop of links).
+ */
 function isStoreWriteFailure(e: unknown): boolean {
-  if (e instanceof Deno.errors.PermissionDenied) return true;
+  if (e instanceof Deno.errors.PermissionDenied || e instanceof Deno.errors.NotADirectory) {
+    return true;
+  }
   const code = (e as { code?: string })?.code;
-  if (code && ["EACCES", "EPERM", "EROFS", "ENOSPC", "EDQUOT"].includes(code)) return true;
-  return /\(os error (1|13|28|30|122)\)/.test(String((e as Error)?.message));
+  const codes = ["EACCES", "EPERM", "EROFS", "ENOSPC", "EDQUOT", "ENOTDIR", "ENAMETOOLONG", "ELOOP"];
+  if (code && codes.includes(code)) return true;
+  return /\(os error (1|13|20|28|30|36|40|122)\)/.test(String((e as Error)?.message));
 }

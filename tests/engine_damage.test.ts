@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { lastRecord, sandbox, spawnKme, TEST_STAGES } from "./helpers/cli.ts";
+import { kme, lastRecord, sandbox, spawnKme, TEST_STAGES } from "./helpers/cli.ts";
 
 const EXP = `
 name: dmg
@@ -188,3 +188,15 @@ async function treeNames(dir: string, prefix = ""): Promise<string[]> {
   }
   return out.sort();
 }
+
+Deno.test("--store naming a file, or below one: exit 2 with the path, no stack trace", async () => {
+  await using sb = await sandbox();
+  const f = await sb.write("exp.yaml", EXP);
+  const file = await sb.write("not-a-folder", "x");
+  for (const store of [file, join(file, "below")]) {
+    const r = await kme(["run", f, "--no-report", "--store", store], sb.dir);
+    assert.equal(r.code, 2, r.stdout + r.stderr);
+    noStack(r.stderr);
+    assert.match(r.stderr, /error: (cannot write: )?.*not-a-folder/);
+  }
+});
