@@ -25,6 +25,9 @@ const PLANTED: Record<string, string> = {
   ].join("\n") + "\n",
   "stages/lib/u.ts": 'export const u = 1;\nexport { x } from "../k/run.ts";\n',
   "stages/lib/t.ts": 'const m = await import("../../tests/helper.ts");\nexport { m };\n',
+  "stages/m/run.ts": 'import { x } from "../k/run.ts";\nexport const w = x;\n',
+  "stages/prepare/p/run.ts": 'import { u } from "../../lib/u.ts";\nimport "../q/run.ts";\n',
+  "stages/prepare/q/run.ts": "export const q = 1;\n",
   "tests/helper.ts": "export const h = 1;\n",
   "cli/w.ts":
     'import { x } from "../stages/k/run.ts";\nimport "../pipeline/runner.ts";\nexport { x };\n',
@@ -44,6 +47,8 @@ Deno.test("engine/layers: planted crossings are found at their lines, allowed im
       "stages/k/run.ts:2 -> pipeline/runner.ts",
       "stages/lib/t.ts:1 -> tests/helper.ts",
       "stages/lib/u.ts:2 -> stages/k/run.ts",
+      "stages/m/run.ts:1 -> stages/k/run.ts",
+      "stages/prepare/p/run.ts:2 -> stages/prepare/q/run.ts",
     ]);
   } finally {
     await Deno.remove(root, { recursive: true });

@@ -8,6 +8,8 @@
  *   contract;
  * - `stages/lib/` imports no stage folder and not the registry (stages build on the library,
  *   not the other way round);
+ * - a stage's folder imports no other stage's folder: what two stages share lives in
+ *   `stages/lib/`, so a newcomer finds one home for it;
  * - no shipped code (cli, pipeline, report, stages) imports `bench/` or `tests/`.
  *
  * The import graph comes from `deno info --json`, Deno's own parser (static imports, exports,
@@ -46,7 +48,19 @@ export function brokenRule(from: string, to: string): string | undefined {
   if (from.startsWith("stages/lib/") && top(to) === "stages" && !to.startsWith("stages/lib/")) {
     return "stages/lib/ imports no stage folder and not the registry";
   }
+  const a = stageFolder(from), b = stageFolder(to);
+  if (a && b && a !== b) {
+    return "a stage folder imports no other stage's folder (shared code lives in stages/lib/)";
+  }
   return undefined;
+}
+
+/** `stages/<kind>` or `stages/prepare/<source>` of a path in a stage's folder, else undefined. */
+function stageFolder(path: string): string | undefined {
+  const parts = path.split("/");
+  if (parts[0] !== "stages" || parts.length < 3 || parts[1] === "lib") return undefined;
+  if (parts[1] === "prepare") return parts.length >= 4 ? parts.slice(0, 3).join("/") : undefined;
+  return parts.slice(0, 2).join("/");
 }
 
 interface InfoModule {
