@@ -15,6 +15,7 @@ import type { KeyContext } from "../pipeline/plan.ts";
 import { type Executor, LocalExecutor } from "../pipeline/executor.ts";
 import { fromFileUrl } from "../pipeline/paths.ts";
 import { sha256Hex } from "../pipeline/canonical.ts";
+import { didYouMean } from "../pipeline/suggest.ts";
 
 const ROOT = dirname(dirname(fromFileUrl(import.meta.url)));
 
@@ -42,7 +43,8 @@ const USAGE = `usage: kme <command> [options]
                                    each experiment (default 5)
   schema                           print the JSON Schema of experiment files
 
-common: --store DIR (default $KME_STORE or ./artifacts), --quiet`;
+common: --store DIR (default $KME_STORE or ./artifacts), --quiet, --help (also after a
+        command: its options only), --version`;
 
 async function main(argv: string[]): Promise<number> {
   const { values: o, positionals } = parseArgs({
@@ -65,13 +67,19 @@ async function main(argv: string[]): Promise<number> {
       png: { type: "string" },
       quiet: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
+      version: { type: "boolean", short: "V", default: false },
     },
   });
   const [cmd, ...args] = positionals;
+  if (o.version) {
+    console.log(await versionText());
+    return 0;
+  }
   if (o.help || !cmd) {
-    console.log(USAGE);
+    console.log(cmd && COMMANDS[cmd] ? commandUsage(cmd) : USAGE);
     return cmd || o.help ? 0 : 2;
   }
+  checkOptions(cmd, argv);
   const store = new Store(resolve(o.store ?? Deno.env.get("KME_STORE") ?? "artifacts"));
   switch (cmd) {
     case "run":
@@ -83,6 +91,7 @@ async function main(argv: string[]): Promise<number> {
       }
       const { runCommand, statusCommand } = await import("./run_status.ts");
       const ctx = await prepare(args[0], [...args.slice(1), ...o.only], store);
+      checkForced(o.force, ctx.stages);
       if (cmd === "status") return await statusCommand(ctx, new Set(o.force));
       let executor: Executor = new LocalExecutor(ctx.configPath);
       if (o.executor === "slurm") {
@@ -137,6 +146,77 @@ async function main(argv: string[]): Promise<number> {
     default:
       throw new UsageError(`unknown command '${cmd}'\n\n${USAGE}`);
   }
+}
+
+/** The options each command takes (besides --store, --quiet, --help). */
+const COMMANDS: Record<string, string[]> = {
+  run: ["jobs", "force", "only", "dry-run", "executor", "no-report"],
+  status: ["force", "only"],
+  diff: ["all", "json", "md", "by"],
+  report: ["out", "png"],
+  verify: [],
+  gc: ["keep", "dry-run"],
+  schema: [],
+};
+const COMMON = ["store", "quiet", "help", "version"];
+
+/** An option that the command does not take is an error, not silently ignored. */
+function checkOptions(cmd: string, argv: string[]) {
+  const takes = COMMANDS[cmd];
+  if (!takes) return; // an unknown command is reported below
+  for (const a of argv) {
+    const m = /^--([\w-]+)/.exec(a);
+    if (!m || COMMON.includes(m[1]) || takes.includes(m[1])) continue;
+    const which = Object.entries(COMMANDS).filter(([, os]) => os.includes(m[1])).map(([c]) => c);
+    throw new UsageError(
+      `'${cmd}' takes no --${m[1]}` +
+        (which.length ? ` (it is an option of ${which.join(", ")})` : "") +
+        `\n\n${commandUsage(cmd)}`,
+    );
+  }
+}
+
+/** `--force NAME` must name a stage (an instance or a swept stage as a whole). */
+function checkForced(forced: string[], stages: PlannedStage[]) {
+  const names = new Set(stages.flatMap((s) => [s.name, s.base]));
+  for (const f of forced) {
+    if (!names.has(f)) {
+      throw new UsageError(
+        `--force ${f}: no such stage${didYouMean(f, names)}; stages: ` +
+          [...new Set(stages.map((s) => s.base))].join(", "),
+      );
+    }
+  }
+}
+
+/** The lines of USAGE about one command, with the common options. */
+function commandUsage(cmd: string): string {
+  const lines = USAGE.split("\n");
+  const start = lines.findIndex((l) => l.startsWith(`  ${cmd} `) || l === `  ${cmd}`);
+  if (start < 0) return USAGE;
+  let end = start + 1;
+  while (end < lines.length && /^ {3,}/.test(lines[end])) end++;
+  const own = lines.slice(start, end);
+  // diff has two usage lines; keep both.
+  if (cmd === "diff") {
+    const second = lines.findIndex((l, i) => i >= end && l.startsWith("  diff "));
+    if (second >= 0) {
+      let e2 = second + 1;
+      while (e2 < lines.length && /^ {3,}/.test(lines[e2])) e2++;
+      own.push(...lines.slice(second, e2));
+    }
+  }
+  const common = lines.slice(lines.findIndex((l) => l.startsWith("common:")));
+  return ["usage: kme " + own[0].trim(), ...own.slice(1), "", ...common].join("\n");
+}
+
+/** kme-clip's commit (from .git, as run records read it) and the runtime. */
+async function versionText(): Promise<string> {
+  const { environment } = await import("../pipeline/records.ts");
+  const env = await environment(ROOT, false);
+  const commit = (env.git as { commit?: string } | null)?.commit?.slice(0, 12) ?? "unknown";
+  return `kme-clip ${commit} (deno ${Deno.version.deno}, v8 ${Deno.version.v8}, ` +
+    `typescript ${Deno.version.typescript})`;
 }
 
 export interface Prepared {
@@ -214,7 +294,16 @@ function isStoreWriteFailure(e: unknown): boolean {
     return true;
   }
   const code = (e as { code?: string })?.code;
-  const codes = ["EACCES", "EPERM", "EROFS", "ENOSPC", "EDQUOT", "ENOTDIR", "ENAMETOOLONG", "ELOOP"];
+  const codes = [
+    "EACCES",
+    "EPERM",
+    "EROFS",
+    "ENOSPC",
+    "EDQUOT",
+    "ENOTDIR",
+    "ENAMETOOLONG",
+    "ELOOP",
+  ];
   if (code && codes.includes(code)) return true;
   return /\(os error (1|13|20|28|30|36|40|122)\)/.test(String((e as Error)?.message));
 }

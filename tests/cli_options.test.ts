@@ -1,0 +1,66 @@
+/**
+ * CLI conventions (issue 18): --version, --help per command, options a command does not take,
+ * and --force of a stage that does not exist: exit 2 with a message, nothing ignored silently.
+ */
+import assert from "node:assert/strict";
+import { sandbox } from "./helpers/cli.ts";
+
+const EXP = `
+name: opts
+stages:
+  data: {kind: $STAGES/text.ts, params: {text: D}}
+  train: {kind: $STAGES/text.ts, inputs: {a: data}, matrix: {text: [x, y]}}
+`;
+
+Deno.test("--version names the commit and the runtime", async () => {
+  await using sb = await sandbox();
+  const r = await sb.run("--version");
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(
+    r.stdout,
+    /^kme-clip ([0-9a-f]{12}|unknown) \(deno \d+\.\d+\.\d+, v8 .*, typescript .*\)\n$/,
+  );
+});
+
+Deno.test("--help after a command shows that command's options only", async () => {
+  await using sb = await sandbox();
+  const r = await sb.run("gc", "--help");
+  assert.equal(r.code, 0);
+  assert.match(r.stdout, /^usage: kme gc \[--keep N\] \[--dry-run\]/);
+  assert.doesNotMatch(r.stdout, /--jobs|--by|--png/);
+  assert.match(r.stdout, /common: --store DIR/);
+  const all = await sb.run("--help");
+  assert.match(all.stdout, /--jobs[\s\S]*--by[\s\S]*--png/);
+});
+
+Deno.test("an option the command does not take exits 2 and says whose it is", async () => {
+  await using sb = await sandbox();
+  const f = await sb.write("e.yaml", EXP);
+  for (
+    const [args, whose] of [[["status", f, "--json"], "diff"], [["run", f, "--by", "x"], "diff"]]
+  ) {
+    const r = await sb.run(...(args as string[]));
+    assert.equal(r.code, 2, r.stdout);
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `^error: '${(args as string[])[0]}' takes no --\\w+ \\(it is an option of ${whose}\\)`,
+      ),
+    );
+  }
+  assert.equal((await sb.run("status", f)).code, 0);
+});
+
+Deno.test("--force of no stage exits 2 with a suggestion; a swept stage by its base name works", async () => {
+  await using sb = await sandbox();
+  const f = await sb.write("e.yaml", EXP);
+  const typo = await sb.run("run", f, "--force", "trian");
+  assert.equal(typo.code, 2);
+  assert.match(
+    typo.stderr,
+    /^error: --force trian: no such stage \(did you mean 'train'\?\); stages: data, train/,
+  );
+  assert.ok(!(await Deno.stat(`${sb.store}/runs`).then(() => true, () => false)), "nothing ran");
+  assert.equal((await sb.run("run", f, "--force", "train", "--no-report")).code, 0);
+  assert.equal((await sb.run("run", f, "--force", "train[text=x]", "--no-report")).code, 0);
+});
