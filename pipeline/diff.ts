@@ -186,13 +186,19 @@ function parse(v: string | undefined): string | number | undefined {
 function addDelta(r: DiffRow) {
   if (typeof r.a === "number" && typeof r.b === "number" && r.a !== r.b) {
     r.delta = r.b - r.a;
-    if (r.a !== 0) r.rel = r.delta / Math.abs(r.a);
+    // A relative change means something only between two positive amounts of one scale; for a
+    // shift that crosses zero or a hyper-parameter chosen from a grid it only misleads (+10782%).
+    if (r.a > 0 && r.b > 0 && r.b / r.a <= 10 && r.a / r.b <= 10) r.rel = r.delta / r.a;
   }
 }
 
+/** Names in natural order: R@1, R@5, R@10 (not R@1, R@10, R@5). */
 function sortedUnion<K>(a: Map<string, K>, b: Map<string, K>): string[] {
-  return [...new Set([...a.keys(), ...b.keys()])].sort();
+  return [...new Set([...a.keys(), ...b.keys()])].sort(naturalOrder);
 }
+
+export const naturalOrder = (x: string, y: string): number =>
+  x.localeCompare(y, "en", { numeric: true }) || (x < y ? -1 : x > y ? 1 : 0);
 
 const show = (v: string | number | undefined) =>
   v === undefined ? "-" : typeof v === "number" ? fmtNum(v) : v;
