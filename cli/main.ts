@@ -1,5 +1,5 @@
 /**
- * kme-clip command line: run | status | diff | report | verify | gc | schema.
+ * kme-clip command line: run | status | runs | diff | report | verify | gc | schema.
  * Exit codes: 0 ok, 1 a stage failed (or verify found damage), 2 bad input, 130 interrupted.
  */
 import { parseArgs } from "node:util";
@@ -35,6 +35,12 @@ const USAGE = `usage: kme <command> [options]
                                    (e.g. --by similarity: clip against kme)
       --all             show unchanged rows too
       --json | --md     machine-readable or Markdown output
+  runs [EXPERIMENT]                the runs (of one experiment): date, time, outcome, stages
+                                   ran/cached (no-op reruns marked), differing params, metrics
+      --metric STAGE.METRIC  columns (repeatable; default val_loss, rsum, top1, ...)
+      --sort COLUMN     started, seconds or a metric; --sort=-COLUMN descending
+      --no-noop         leave out runs that computed nothing
+      --json | --md | --csv
   report RUN|EXPERIMENT.yaml [B]   self-contained HTML report of a run (two: side by side)
       --out FILE        default <store>/reports/<experiment>/<run id>.html
       --png DIR         also every figure as DIR/<figure id>.png
@@ -68,6 +74,10 @@ async function main(argv: string[]): Promise<number> {
       quiet: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
       version: { type: "boolean", short: "V", default: false },
+      csv: { type: "boolean", default: false },
+      metric: { type: "string", multiple: true, default: [] },
+      sort: { type: "string" },
+      "no-noop": { type: "boolean", default: false },
     },
   });
   const [cmd, ...args] = positionals;
@@ -122,6 +132,17 @@ async function main(argv: string[]): Promise<number> {
       const { diffCommand } = await import("./diff_command.ts");
       return await diffCommand(store, args, { all: o.all, json: o.json, md: o.md, by: o.by });
     }
+    case "runs": {
+      const { runsCommand } = await import("./runs_command.ts");
+      return await runsCommand(store, args, {
+        json: o.json,
+        md: o.md,
+        csv: o.csv,
+        metrics: o.metric,
+        noNoop: o["no-noop"],
+        sort: o.sort,
+      });
+    }
     case "report": {
       const { reportCommand } = await import("./report_command.ts");
       return await reportCommand(store, args, { out: o.out, png: o.png, quiet: o.quiet });
@@ -153,6 +174,7 @@ const COMMANDS: Record<string, string[]> = {
   run: ["jobs", "force", "only", "dry-run", "executor", "no-report"],
   status: ["force", "only"],
   diff: ["all", "json", "md", "by"],
+  runs: ["json", "md", "csv", "metric", "sort", "no-noop"],
   report: ["out", "png"],
   verify: [],
   gc: ["keep", "dry-run"],
