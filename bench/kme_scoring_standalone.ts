@@ -15,7 +15,7 @@ import { Rng } from "../stages/lib/random.ts";
 import { createParallelScorer, type PointSets } from "../stages/lib/eval/scoring.ts";
 import { type ClosableScorer, scorerFor } from "../stages/lib/eval/similarity_scoring.ts";
 import { builtinRecord, loadSimilarity } from "../stages/lib/similarity/registry.ts";
-import { cocoRetrieval } from "../stages/lib/eval/retrieval.ts";
+import { cocoRetrieval } from "../stages/lib/eval/retrieval/mod.ts";
 
 function randomSets(n: number, P: number, d: number, rng: Rng): PointSets {
   const data = new Float32Array(n * P * d);

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createParallelScorer, type KernelWorkerSpec } from "../stages/lib/eval/scoring.ts";
 import { kernelScorer } from "../stages/lib/eval/similarity_scoring.ts";
-import { evaluateRetrieval } from "../stages/lib/eval/retrieval.ts";
+import { evaluateRetrieval } from "../stages/lib/eval/retrieval/mod.ts";
 import { findOpenBlas } from "../stages/lib/eval/openblas.ts";
 import { resolveKmeEngine } from "../stages/lib/eval/engine_param.ts";
 import { kmeRecord, kmeScorer, loadKme, randomSets } from "./helpers/point_sets.ts";

@@ -16,7 +16,7 @@ import {
   studentTQuantile,
   tInterval,
 } from "../stages/lib/stats/intervals.ts";
-import { hitDifferenceUnits } from "../stages/lib/eval/retrieval.ts";
+import { hitDifferenceUnits } from "../stages/lib/eval/retrieval/mod.ts";
 import { type DiffRow, fmtIntervals } from "../pipeline/diff.ts";
 import { Rng } from "../stages/lib/random.ts";
 

@@ -7,7 +7,7 @@ import {
   evaluateRetrieval,
   matrixScorer,
   retrievalMetricNames,
-} from "../stages/lib/eval/retrieval.ts";
+} from "../stages/lib/eval/retrieval/mod.ts";
 
 /** Direct definition (O(nI * nC) per query): the reference the streaming code must match. */
 function naiveRanks(

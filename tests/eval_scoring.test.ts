@@ -7,7 +7,7 @@ import {
 } from "../stages/lib/eval/scoring.ts";
 import { kernelScorer } from "../stages/lib/eval/similarity_scoring.ts";
 import { loadSimilarity } from "../stages/lib/similarity/registry.ts";
-import { evaluateRetrieval } from "../stages/lib/eval/retrieval.ts";
+import { evaluateRetrieval } from "../stages/lib/eval/retrieval/mod.ts";
 import { kmeRecord, kmeScorer, loadKme, randomSets } from "./helpers/point_sets.ts";
 import { kmeScoreReference } from "./helpers/kme_reference.ts";
 import { findOpenBlas } from "../stages/lib/eval/openblas.ts";

@@ -3,7 +3,7 @@ import { evaluateZeroShot, kernelClassPointSets } from "../stages/lib/eval/zeros
 import { classEmbeddings } from "../stages/lib/similarity/clip.ts";
 import type { PointSets } from "../stages/lib/similarity/similarity.ts";
 import { kmeScorer } from "./helpers/point_sets.ts";
-import { matrixScorer } from "../stages/lib/eval/retrieval.ts";
+import { matrixScorer } from "../stages/lib/eval/retrieval/mod.ts";
 import { Rng } from "../stages/lib/random.ts";
 
 Deno.test("CLIP prompt pooling: normalise(mean of normalised prompts)", () => {

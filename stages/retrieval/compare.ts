@@ -13,7 +13,7 @@
  */
 import { join } from "node:path";
 import type { InputHandle, PairedQueries } from "../../pipeline/stage.ts";
-import { hitDifferenceUnits } from "../lib/eval/retrieval.ts";
+import { hitDifferenceUnits } from "../lib/eval/retrieval/mod.ts";
 
 export const KS = [1, 5, 10];
 

@@ -4,7 +4,7 @@ import { type StageContext, StageInputError, type StageResult } from "../../pipe
 import { readEmbeddings } from "../lib/eval/embeddings.ts";
 import { describeSimilarity, scorerFor } from "../lib/eval/similarity_scoring.ts";
 import { loadSimilarity } from "../lib/similarity/registry.ts";
-import { cocoRetrieval, retrievalMetricNames } from "../lib/eval/retrieval.ts";
+import { cocoRetrieval, retrievalMetricNames } from "../lib/eval/retrieval/mod.ts";
 import { resolveKmeEngine } from "../lib/eval/engine_param.ts";
 import { loadOpenBlas } from "../lib/eval/openblas.ts";
 import type { RetrievalParams } from "./stage.ts";

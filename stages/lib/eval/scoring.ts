@@ -16,7 +16,7 @@
  * `createParallelScorer` runs a KernelScorer in Web Workers (one per core) behind the same
  * BlockScorer interface; each worker loads the similarity from its record.
  */
-import type { BlockScorer } from "./retrieval.ts";
+import type { BlockScorer } from "./retrieval/scores.ts";
 import { WasmKmeKernel } from "./wasm_kme.ts";
 import { BlasKmeKernel } from "./blas_kme.ts";
 import { type KernelScore, type KmeKernel, paddedShape } from "./kme_kernel.ts";

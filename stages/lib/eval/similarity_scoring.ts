@@ -8,7 +8,7 @@ import type { LoadedSimilarity } from "../similarity/registry.ts";
 import type { PointSets } from "../similarity/similarity.ts";
 import { createParallelScorer, KernelScorer, type KmeBackend, PooledScorer } from "./scoring.ts";
 import type { KernelScore } from "./kme_kernel.ts";
-import type { BlockScorer } from "./retrieval.ts";
+import type { BlockScorer } from "./retrieval/scores.ts";
 
 /** A scorer with a close(): in-thread, or Web Workers. */
 export interface ClosableScorer extends BlockScorer {

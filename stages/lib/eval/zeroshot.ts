@@ -16,7 +16,7 @@
  */
 import { classCounts, logSoftmaxSets } from "../similarity/point_sets.ts";
 import type { PointSets } from "../similarity/similarity.ts";
-import type { BlockScorer } from "./retrieval.ts";
+import type { BlockScorer } from "./retrieval/scores.ts";
 import type { Protocol } from "./protocol.ts";
 
 /**
