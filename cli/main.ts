@@ -28,6 +28,8 @@ const USAGE = `usage: kme <command> [options]
       --dry-run         list what would run and why, run nothing
       --executor E      local (default) or slurm: each stage an sbatch job
       --no-report       skip the HTML report written after a run that computed something
+      -S, --set PATH=VALUE  override a value of the experiment file, as a derived file would
+                        (e.g. -S stages.train.params.lr=0.001; repeatable; status too)
   status EXPERIMENT.yaml           per stage: cached, would run (and why), or waits
   diff A B                         compare two runs (experiment files or run ids);
                                    seeds are aggregated (mean ± sd, n)
@@ -75,6 +77,7 @@ async function main(argv: string[]): Promise<number> {
       help: { type: "boolean", short: "h", default: false },
       version: { type: "boolean", short: "V", default: false },
       csv: { type: "boolean", default: false },
+      set: { type: "string", short: "S", multiple: true, default: [] },
       metric: { type: "string", multiple: true, default: [] },
       sort: { type: "string" },
       "no-noop": { type: "boolean", default: false },
@@ -100,7 +103,7 @@ async function main(argv: string[]): Promise<number> {
         throw new UsageError("--jobs must be a positive integer");
       }
       const { runCommand, statusCommand } = await import("./run_status.ts");
-      const ctx = await prepare(args[0], [...args.slice(1), ...o.only], store);
+      const ctx = await prepare(args[0], [...args.slice(1), ...o.only], store, o.set);
       checkForced(o.force, ctx.stages);
       if (cmd === "status") return await statusCommand(ctx, new Set(o.force));
       let executor: Executor = new LocalExecutor(ctx.configPath);
@@ -171,8 +174,8 @@ async function main(argv: string[]): Promise<number> {
 
 /** The options each command takes (besides --store, --quiet, --help). */
 const COMMANDS: Record<string, string[]> = {
-  run: ["jobs", "force", "only", "dry-run", "executor", "no-report"],
-  status: ["force", "only"],
+  run: ["jobs", "force", "only", "dry-run", "executor", "no-report", "set"],
+  status: ["force", "only", "set"],
   diff: ["all", "json", "md", "by"],
   runs: ["json", "md", "csv", "metric", "sort", "no-noop"],
   report: ["out", "png"],
@@ -186,8 +189,9 @@ const COMMON = ["store", "quiet", "help", "version"];
 function checkOptions(cmd: string, argv: string[]) {
   const takes = COMMANDS[cmd];
   if (!takes) return; // an unknown command is reported below
+  const short: Record<string, string> = { S: "set", h: "help", V: "version" };
   for (const a of argv) {
-    const m = /^--([\w-]+)/.exec(a);
+    const m = /^--([\w-]+)/.exec(a) ?? (/^-(\w)/.exec(a)?.[1] ? [a, short[a[1]] ?? a[1]] : null);
     if (!m || COMMON.includes(m[1]) || takes.includes(m[1])) continue;
     const which = Object.entries(COMMANDS).filter(([, os]) => os.includes(m[1])).map(([c]) => c);
     throw new UsageError(
@@ -253,14 +257,20 @@ export interface Prepared {
  * Everything that must hold before anything is written: parse, validate, resolve. An
  * unchanged experiment reuses its cached plan and never loads YAML, zod or stage modules.
  */
-async function prepare(file: string, targets: string[], store: Store): Promise<Prepared> {
+async function prepare(
+  file: string,
+  targets: string[],
+  store: Store,
+  overrides: string[] = [],
+): Promise<Prepared> {
   const resolver = await ProjectResolver.load(ROOT);
-  let planned = await loadPlan(store.root, ROOT, file, resolver);
+  // A plan with -S overrides is not cached: the cache is keyed by the experiment's files.
+  let planned = overrides.length ? undefined : await loadPlan(store.root, ROOT, file, resolver);
   if (!planned) {
     const { loadExperiment } = await import("../pipeline/experiment_file.ts");
     const { resolveExperiment } = await import("../pipeline/resolve.ts");
     const { builtinCatalog } = await import("../stages/registry.ts");
-    const exp = await loadExperiment(file);
+    const exp = await loadExperiment(file, overrides);
     const res = await resolveExperiment(exp, builtinCatalog(), resolver);
     const sha256: Record<string, string> = {};
     for (const s of exp.sources) sha256[s.file] = sha256Hex(await Deno.readFile(s.file));
@@ -268,7 +278,7 @@ async function prepare(file: string, targets: string[], store: Store): Promise<P
     for (const s of stages) s.code = await stageFingerprint(resolver, s);
     const experiment = { name: exp.name, file, seed: exp.seed, sha256, lineage: exp.lineage };
     planned = { experiment, stages };
-    await savePlan(store.root, ROOT, experiment, stages);
+    if (!overrides.length) await savePlan(store.root, ROOT, experiment, stages);
   }
   return {
     store,

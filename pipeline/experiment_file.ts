@@ -111,12 +111,31 @@ export class MergedExperiment {
 
 const pathKey = (p: PathSeg[]) => JSON.stringify(p);
 
-/** Loads an experiment file and everything it extends. Throws ConfigError. */
-export async function loadExperiment(file: string): Promise<MergedExperiment> {
+/**
+ * Loads an experiment file and everything it extends, then the command line's overrides
+ * (`-S path=value`, in order), each merged like one more derived file: the result, and the
+ * cache keys, are those of a derived experiment that sets the same values. Throws ConfigError.
+ */
+export async function loadExperiment(
+  file: string,
+  overrides: string[] = [],
+): Promise<MergedExperiment> {
   const abs = resolve(file);
   const origins = new Map<string, YamlSource>();
   const sources: YamlSource[] = [];
-  const merged = await loadRec(abs, [], origins, sources, file);
+  let merged = await loadRec(abs, [], origins, sources, file);
+  for (const flag of overrides) {
+    const { source, path } = YamlSource.override(file, flag);
+    let layer: unknown = source.value;
+    for (let i = path.length - 1; i >= 0; i--) layer = { [path[i]]: layer };
+    // Checked as a file would be (unknown keys, types), at the flag.
+    const parsed = experimentFileSchema.safeParse(layer);
+    if (!parsed.success) throw zodToConfigError(parsed.error, source, "");
+    if (path[0] === "extends") {
+      throw new ConfigError("-S cannot change 'extends'", source.locate([]));
+    }
+    merged = mergeInto(merged, layer, [], source, origins) as ExperimentFile;
+  }
   const own = sources.find((s) => s.file === file)!;
   const ownValue = own.value as ExperimentFile;
   const name = ownValue.name ?? defaultName(abs);

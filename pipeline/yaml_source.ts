@@ -20,13 +20,55 @@ export const YAML_LIMITS = {
   depth: 200,
 };
 
+/** Where an override's positions point: its flag, as typed (`-S path=value`). */
+interface FlagDisplay {
+  /** Shown as the "file" of positions: `-S stages.train.params.lr=0.001`. */
+  label: string;
+  /** The path the value is set at; positions inside the value are offset past `path=`. */
+  prefix: PathSeg[];
+  /** 1-based column of the value's first character in the label. */
+  valueCol: number;
+}
+
 export class YamlSource {
+  #flag: FlagDisplay | undefined;
+
   private constructor(
     readonly file: string,
     readonly doc: Document,
     readonly lines: LineCounter,
     readonly value: unknown,
   ) {}
+
+  /**
+   * A command-line override `-S a.b.c=VALUE` as a source: VALUE is YAML (a number, a string,
+   * a list, `null` to remove), set at path a.b.c. `file` is the experiment file, so that
+   * relative paths in VALUE resolve against it as they would in the file; positions name the
+   * flag. Throws ConfigError at the flag when it is not PATH=VALUE.
+   */
+  static override(experimentFile: string, flag: string): { source: YamlSource; path: string[] } {
+    const label = `-S ${flag}`;
+    const eq = flag.indexOf("=");
+    const path = eq > 0 ? flag.slice(0, eq).split(".") : [];
+    if (eq <= 0 || path.some((seg) => seg.trim() === "")) {
+      throw new ConfigError(
+        "expected -S PATH=VALUE, e.g. -S stages.train.params.lr=0.001 (PATH: keys of the " +
+          "experiment file, joined by dots)",
+        { file: label, line: 1, col: 4 },
+      );
+    }
+    const valueText = flag.slice(eq + 1);
+    let parsed: YamlSource;
+    try {
+      parsed = YamlSource.parse(label, valueText);
+    } catch (e) {
+      if (!(e instanceof ConfigError) || !e.pos) throw e;
+      throw new ConfigError(e.message, { ...e.pos, file: label, col: 3 + eq + 1 + e.pos.col });
+    }
+    const source = new YamlSource(experimentFile, parsed.doc, parsed.lines, parsed.value);
+    source.#flag = { label, prefix: path, valueCol: 3 + eq + 2 };
+    return { source, path };
+  }
 
   /** Parses `text` (read from `file`), throwing ConfigError at the first syntax error. */
   static parse(file: string, text: string): YamlSource {
@@ -177,6 +219,23 @@ export class YamlSource {
    * position of the map key itself (where "unknown param" should point).
    */
   locate(path: PathSeg[], opts: { key?: boolean } = {}): SourcePos {
+    const flag = this.#flag;
+    if (flag) {
+      const inside = flag.prefix.every((seg, i) => path[i] === seg) &&
+        path.length >= flag.prefix.length;
+      if (!inside) return { file: flag.label, line: 1, col: 4 }; // the path part of the flag
+      if (opts.key && path.length === flag.prefix.length) {
+        // The key the flag sets: its last path segment.
+        const before = flag.prefix.slice(0, -1).join(".");
+        return { file: flag.label, line: 1, col: 4 + (before ? before.length + 1 : 0) };
+      }
+      const pos = this.#locateIn(path.slice(flag.prefix.length), opts);
+      return { file: flag.label, line: 1, col: flag.valueCol + pos.col - 1 };
+    }
+    return this.#locateIn(path, opts);
+  }
+
+  #locateIn(path: PathSeg[], opts: { key?: boolean }): SourcePos {
     let node: unknown = this.doc.contents;
     let pos = this.#pos(node as Node | null);
     for (let i = 0; i < path.length; i++) {
