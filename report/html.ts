@@ -213,12 +213,12 @@ export function singleReportHtml(run: LoadedRun, figs: RenderedFigure[], info: P
 <p class="muted">Run <code>${esc(r.id)}</code></p>
 <h2 id="run">Run</h2>
 <table class="kv"><tbody>${header}</tbody></table>
-<h2 id="stages">Stages</h2>
-${stagesTable([run])}
-<h2 id="metrics">Metrics</h2>
-${metricsTables(run)}
 <h2 id="figures">Figures</h2>
 ${figuresHtml(figs)}
+<h2 id="metrics">Metrics</h2>
+${metricsTables(run)}
+<h2 id="stages">Stages</h2>
+${stagesTable([run])}
 ${warningsHtml(run.warnings)}
 <p class="muted">${esc(info.generator)}</p>`;
   return page(`${r.experiment.name} ${r.id}`, body);
@@ -264,10 +264,10 @@ export function compareReportHtml(
 ${params}
 <h2 id="metrics">Metrics</h2>
 ${compareMetrics(a, b, info.intervals ?? new Map())}
-<h2 id="stages">Stages</h2>
-${stagesTable([a, b])}
 <h2 id="figures">Figures</h2>
 ${figuresHtml(figs)}
+<h2 id="stages">Stages</h2>
+${stagesTable([a, b])}
 ${warningsHtml([...a.warnings.map((w) => `A: ${w}`), ...b.warnings.map((w) => `B: ${w}`)])}
 <p class="muted">${esc(info.generator)}</p>`;
   return page(`${a.record.experiment.name} ${a.record.id} vs ${b.record.id}`, body);
