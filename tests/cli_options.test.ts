@@ -37,7 +37,10 @@ Deno.test("an option the command does not take exits 2 and says whose it is", as
   await using sb = await sandbox();
   const f = await sb.write("e.yaml", EXP);
   for (
-    const [args, whose] of [[["status", f, "--json"], "diff"], [["run", f, "--by", "x"], "diff"]]
+    const [args, whose] of [[["status", f, "--json"], "diff, runs"], [
+      ["run", f, "--by", "x"],
+      "diff",
+    ]]
   ) {
     const r = await sb.run(...(args as string[]));
     assert.equal(r.code, 2, r.stdout);
