@@ -66,3 +66,10 @@ export function isBadInputOrSetup(e: unknown): boolean {
   if (!(e instanceof Error)) return false;
   return e instanceof StageInputError || (e as { exitCode?: unknown }).exitCode === 2;
 }
+
+/** No space left (or over quota) on a device: the machine's state, not a bug (exit 2). */
+export function isDiskFull(e: unknown): boolean {
+  const code = (e as { code?: string })?.code;
+  if (code === "ENOSPC" || code === "EDQUOT") return true;
+  return /\(os error (28|122)\)/.test(String((e as Error)?.message));
+}

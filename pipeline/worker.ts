@@ -7,7 +7,7 @@
  * 130 interrupted.
  */
 import { executeJob } from "./execute.ts";
-import { InterruptedError, isBadInputOrSetup } from "./errors.ts";
+import { InterruptedError, isBadInputOrSetup, isDiskFull } from "./errors.ts";
 import type { Job, WorkerEvent } from "./job.ts";
 
 const enc = new TextEncoder();
@@ -48,8 +48,14 @@ try {
 } catch (e) {
   const err = e as Error;
   const interrupted = e instanceof InterruptedError || abort.signal.aborted;
-  const inputError = isBadInputOrSetup(e);
+  const full = isDiskFull(e);
+  const inputError = full || isBadInputOrSetup(e);
   const exit = interrupted ? 130 : inputError ? 2 : 1;
+  if (full) {
+    // The stage names no path; the store is where it writes (staging, scratch).
+    err.message = `no space left on the device of the store ${job.storeRoot} (${err.message}); ` +
+      "free some space or pass --store on another disk, then rerun: finished stages are kept";
+  }
   const detail = interrupted || inputError ? err.message : (err?.stack ?? String(e));
   const logPath = `${job.storeRoot}/scratch/${job.key}/log.txt`;
   try {

@@ -200,3 +200,45 @@ Deno.test("--store naming a file, or below one: exit 2 with the path, no stack t
     assert.match(r.stderr, /error: (cannot write: )?.*not-a-folder/);
   }
 });
+
+Deno.test("a full disk: the stage fails with exit 2 naming the store, no partial entry or temp file", async (t) => {
+  await using sb = await sandbox();
+  const mnt = join(sb.dir, "small");
+  await Deno.mkdir(mnt);
+  const mount = await new Deno.Command("mount", {
+    args: ["-t", "tmpfs", "-o", "size=300k", "tmpfs", mnt],
+    stderr: "piped",
+  }).output().catch(() => undefined);
+  if (!mount?.success) {
+    console.log("skipped: cannot mount a small tmpfs here (needs root)");
+    return;
+  }
+  try {
+    const f = await sb.write(
+      "full.yaml",
+      `name: full
+stages:
+  a: {kind: $STAGES/text.ts, params: {text: A}}
+  big: {kind: ${
+        join(TEST_STAGES, "..", "..", "stages", "prepare", "synthetic", "stage.ts")
+      }, params: {counts: {train: 200, val: 10, test: 20}}}
+`,
+    );
+    const store = join(mnt, "store");
+    const r = await kme(["run", f, "--store", store, "--no-report"], sb.dir);
+    assert.equal(r.code, 2, r.stdout + r.stderr);
+    noStack(r.stderr);
+    assert.match(r.stderr, new RegExp(`no space left on the device of the store ${store}`));
+    assert.deepEqual([...Deno.readDirSync(join(store, "staging"))], [], "staging cleaned");
+    for (const e of Deno.readDirSync(join(store, "entries"))) {
+      assert.ok((await Deno.stat(join(store, "entries", e.name, "manifest.json"))).isFile);
+    }
+    await t.step("the run record names the failure", async () => {
+      const rec = await lastRecord(store, "full");
+      assert.equal(rec.status, "failed");
+      assert.equal(rec.stages.a.outcome, "ran");
+    });
+  } finally {
+    await new Deno.Command("umount", { args: [mnt] }).output();
+  }
+});
