@@ -14,16 +14,13 @@
  * hidden), so p(z | x) and the exact PMI are those of stages/lib/synthetic/occlusion.ts, unchanged.
  */
 import { ATTRIBUTES } from "../../lib/synthetic/scene_model.ts";
+import { PALETTE } from "./render.ts";
 
-/** RGB code of value v of any attribute (cells are told apart by position, not colour). */
-export const SYMBOL_RGB: readonly [number, number, number][] = [
-  [215, 40, 40],
-  [40, 165, 60],
-  [45, 85, 215],
-  [235, 205, 40],
-  [145, 60, 185],
-  [245, 135, 30],
-];
+/**
+ * RGB code of value v of any attribute (cells are told apart by position, not colour): the
+ * scene palette, so that the colour cell shows each colour as the scenes draw it.
+ */
+export const SYMBOL_RGB: readonly (readonly [number, number, number])[] = PALETTE;
 /** RGB of a hidden attribute's cell. */
 export const HIDDEN_RGB: readonly [number, number, number] = [128, 128, 128];
 
