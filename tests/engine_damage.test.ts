@@ -242,3 +242,43 @@ stages:
     await new Deno.Command("umount", { args: [mnt] }).output();
   }
 });
+
+Deno.test("a disk that fills while the run record is written leaves no record and no temp file", async () => {
+  await using sb = await sandbox();
+  const mnt = join(sb.dir, "tiny");
+  await Deno.mkdir(mnt);
+  const mount = await new Deno.Command("mount", {
+    args: ["-t", "tmpfs", "-o", "size=64k", "tmpfs", mnt],
+    stderr: "piped",
+  }).output().catch(() => undefined);
+  if (!mount?.success) {
+    console.log("skipped: cannot mount a small tmpfs here (needs root)");
+    return;
+  }
+  try {
+    const { Store } = await import("../pipeline/store.ts");
+    const { writeRecord } = await import("../pipeline/records.ts");
+    const store = new Store(join(mnt, "store"));
+    await store.ensureLayout();
+    // Fill the device, then write a record bigger than what is left.
+    await Deno.writeFile(join(mnt, "filler"), new Uint8Array(60 * 1024)).catch(() => {});
+    const rec = {
+      format: "kme-run/1",
+      id: "20990101T000000.000Z-aaaaaa",
+      experiment: { name: "full", file: "x.yaml", sha256: {} },
+      status: "ok",
+      started: "",
+      finished: "",
+      seconds: 0,
+      argv: [],
+      seed: 0,
+      env: { pad: "x".repeat(100_000) },
+      stages: {},
+    } as const;
+    await assert.rejects(writeRecord(store, rec as never), /No space left on device/);
+    const left = [...Deno.readDirSync(join(mnt, "store", "runs", "full"))].map((e) => e.name);
+    assert.deepEqual(left, [], "no record and no .tmp behind");
+  } finally {
+    await new Deno.Command("umount", { args: [mnt] }).output();
+  }
+});
