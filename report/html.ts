@@ -200,8 +200,27 @@ function metricsTables(run: LoadedRun): string {
 
 export interface PageInfo {
   generator: string;
+  /** Single-run pages: KME - CLIP rows with seed-level intervals (report/mod.ts answerRows). */
+  answer?: DiffRow[];
   /** Comparison pages: the intervals of B - A by diff row name (`stage[labels].metric`). */
   intervals?: Map<string, DiffRow>;
+}
+
+/** The answer block: KME - CLIP per comparison unit, `*` where the seed interval excludes 0. */
+function answerHtml(rows: DiffRow[]): string {
+  if (!rows.length) return "";
+  const num = (v: number | string | undefined) =>
+    typeof v === "number" ? Number(v.toPrecision(4)).toString() : v === undefined ? "–" : esc(v);
+  const body = rows.map((r) =>
+    `<tr><td><code>${esc(r.name)}</code></td><td class="num">${num(r.a)}</td><td class="num">${
+      num(r.b)
+    }</td><td class="num">${num(r.delta)}</td><td>${esc(fmtIntervals(r)) || "–"}</td></tr>`
+  ).join("");
+  return `<h2 id="answer">KME-CLIP - CLIP</h2>
+<p class="muted">Means over seeds of CLIP (A) and KME-CLIP (B) in each comparison unit (a stage
+with its other labels), their difference and its 95% interval over seeds, paired by seed index
+(<code>diff RUN --by similarity=clip,kme</code>); <code>*</code>: the interval excludes 0.</p>
+<table><thead><tr><th>metric</th><th>CLIP</th><th>KME-CLIP</th><th>KME - CLIP</th><th>interval</th></tr></thead><tbody>${body}</tbody></table>`;
 }
 
 export function singleReportHtml(run: LoadedRun, figs: RenderedFigure[], info: PageInfo): string {
@@ -213,6 +232,7 @@ export function singleReportHtml(run: LoadedRun, figs: RenderedFigure[], info: P
 <p class="muted">Run <code>${esc(r.id)}</code></p>
 <h2 id="run">Run</h2>
 <table class="kv"><tbody>${header}</tbody></table>
+${answerHtml(info.answer ?? [])}
 <h2 id="figures">Figures</h2>
 ${figuresHtml(figs)}
 <h2 id="metrics">Metrics</h2>

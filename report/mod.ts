@@ -5,7 +5,7 @@
 import { dirname, join } from "node:path";
 import * as vega from "vega";
 import * as vl from "vega-lite";
-import { diffRecords, diffSides } from "../pipeline/diff.ts";
+import { diffRecords, type DiffRow, diffSides } from "../pipeline/diff.ts";
 import { addIntervals } from "../cli/diff_intervals.ts";
 import type { RunRecord } from "../pipeline/records.ts";
 import type { Store } from "../pipeline/store.ts";
@@ -33,8 +33,9 @@ export async function buildReport(store: Store, records: RunRecord[]): Promise<R
   if (records.length === 1) {
     const run = await loadRun(store, records[0]);
     const figures = await renderFigures(buildFigures([run]));
+    const answer = await answerRows(store, records[0]);
     return {
-      html: singleReportHtml(run, figures, { generator }),
+      html: singleReportHtml(run, figures, { generator, answer }),
       figures,
       warnings: run.warnings,
     };
@@ -54,6 +55,34 @@ export async function buildReport(store: Store, records: RunRecord[]): Promise<R
     figures,
     warnings: [...a.warnings.map((w) => `A: ${w}`), ...b.warnings.map((w) => `B: ${w}`)],
   };
+}
+
+/** The metrics the answer block leads with (by metric name, any stage), when present. */
+export const ANSWER_METRICS = [
+  "kl_image_to_text",
+  "kl_text_to_image",
+  "pearson_weighted",
+  "val_loss",
+  "rsum",
+  "top1",
+  "accuracy",
+];
+
+/**
+ * What a run that compares CLIP with KME-CLIP is for: KME - CLIP on the headline metrics,
+ * with the seed-level intervals of `diff RUN --by similarity=clip,kme`, per comparison unit
+ * (a stage with its other labels: a world, a dimension). Empty when the run lacks either.
+ */
+async function answerRows(store: Store, record: RunRecord): Promise<DiffRow[]> {
+  const sims = new Set(Object.values(record.stages).map((s) => s.labels?.similarity));
+  if (!sims.has("clip") || !sims.has("kme")) return [];
+  const sa = { record, select: { axis: "similarity", value: "clip" } };
+  const sb = { record, select: { axis: "similarity", value: "kme" } };
+  const rows = diffSides(sa, sb, true).filter((r) =>
+    r.section === "metrics" && ANSWER_METRICS.includes(r.name.slice(r.name.lastIndexOf(".") + 1))
+  );
+  await addIntervals(store, sa, sb, rows);
+  return rows;
 }
 
 /** <store>/reports/<experiment>/<run id>.html; for two runs <id A>-vs-[<experiment B>-]<id B>. */

@@ -351,3 +351,25 @@ Deno.test("report CLI: run id or experiment file -> prints the report path; bad 
   assert.equal(r.code, 2);
   matches(r.stderr, /no run record 'nosuchrun'/);
 });
+
+Deno.test("report: a run with clip and kme leads with KME - CLIP and its seed-level interval", async () => {
+  const f = await fx();
+  const store = new Store(f.root);
+  const { html } = await buildReport(store, [f.a]);
+  const answer = html.indexOf('<h2 id="answer">');
+  assert.ok(answer > 0, "no answer block");
+  assert.ok(answer < html.indexOf('<h2 id="figures">'), "the answer comes before the figures");
+  const rsum = (sim: string) =>
+    [0, 1, 2].map((s) =>
+      f.a.stages[`retrieval[similarity=${sim},seed=${s}]`].metrics!.rsum as number
+    );
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const delta = mean(rsum("kme")) - mean(rsum("clip"));
+  const t = tInterval(rsum("kme").map((v, i) => v - rsum("clip")[i]));
+  const row = new RegExp(
+    `<tr><td><code>retrieval\\.rsum</code></td>.*?<td class="num">${
+      Number(delta.toPrecision(4))
+    }</td><td>95% CI \\[[^\\]]+\\]${excludesZero(t) ? " \\*" : ""} \\(seeds: t, n=3\\)`,
+  );
+  matches(html.slice(answer), row, "the rsum row with its t-interval");
+});
