@@ -90,8 +90,16 @@ export async function planStages(
     pending.add(s.name);
     const prev = previous(s.name);
     let reasons: string[];
+    // An attempt that stopped (interrupted, failed, killed) leaves its scratch folder: the
+    // stage picks up from what it kept there (a checkpoint), which is what to say first.
+    const unfinished = await Deno.stat(kc.store.scratchDir(key)).then(() => true, () => false);
     if (force.has(s.name) || force.has(s.base)) reasons = ["forced (--force)"];
-    else if (!prev) reasons = ["never run"];
+    else if (unfinished) {
+      reasons = [
+        "unfinished: an earlier attempt stopped; it resumes from what it kept in " +
+        `scratch/${key.slice(0, 12)}… (checkpoints, log.txt)`,
+      ];
+    } else if (!prev) reasons = ["never run"];
     else if (keyOf(prev) === key) reasons = ["its entry is missing from the store (gc, verify)"];
     else reasons = explainChange(prev, c);
     rows.push({ stage: s.name, state: "run", key, reasons });

@@ -103,6 +103,10 @@ Deno.test("SIGINT stops the running stage, keeps its checkpoint and exits 130", 
   assert.match(stderr, /rerun the same command to resume/);
   const done = (await sb.trace("rounds")).length;
   assert.ok(done >= 3 && done < 40, `rounds before interrupt: ${done}`);
+  // status says the stage will resume, not that its entry went missing.
+  const st = await sb.run("status", f);
+  assert.match(st.stdout, /chain\s+run\s+unfinished: an earlier attempt stopped; it resumes from/);
+  assert.doesNotMatch(st.stdout, /gc, verify/);
   const r = await sb.run("run", f);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /chain \| resuming at step \d+/);
