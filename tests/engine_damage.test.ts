@@ -203,16 +203,8 @@ Deno.test("--store naming a file, or below one: exit 2 with the path, no stack t
 
 Deno.test("a full disk: the stage fails with exit 2 naming the store, no partial entry or temp file", async (t) => {
   await using sb = await sandbox();
-  const mnt = join(sb.dir, "small");
-  await Deno.mkdir(mnt);
-  const mount = await new Deno.Command("mount", {
-    args: ["-t", "tmpfs", "-o", "size=300k", "tmpfs", mnt],
-    stderr: "piped",
-  }).output().catch(() => undefined);
-  if (!mount?.success) {
-    console.log("skipped: cannot mount a small tmpfs here (needs root)");
-    return;
-  }
+  const mnt = await smallDisk(sb.dir, "300k");
+  if (!mnt) return;
   try {
     const f = await sb.write(
       "full.yaml",
@@ -245,16 +237,8 @@ stages:
 
 Deno.test("a disk that fills while the run record is written leaves no record and no temp file", async () => {
   await using sb = await sandbox();
-  const mnt = join(sb.dir, "tiny");
-  await Deno.mkdir(mnt);
-  const mount = await new Deno.Command("mount", {
-    args: ["-t", "tmpfs", "-o", "size=64k", "tmpfs", mnt],
-    stderr: "piped",
-  }).output().catch(() => undefined);
-  if (!mount?.success) {
-    console.log("skipped: cannot mount a small tmpfs here (needs root)");
-    return;
-  }
+  const mnt = await smallDisk(sb.dir, "64k");
+  if (!mnt) return;
   try {
     const { Store } = await import("../pipeline/store.ts");
     const { writeRecord } = await import("../pipeline/records.ts");
@@ -282,3 +266,16 @@ Deno.test("a disk that fills while the run record is written leaves no record an
     await new Deno.Command("umount", { args: [mnt] }).output();
   }
 });
+
+/** A tmpfs of `size` mounted under `dir` (unmount it when done), or undefined where not allowed. */
+async function smallDisk(dir: string, size: string): Promise<string | undefined> {
+  const mnt = join(dir, `disk-${size}`);
+  await Deno.mkdir(mnt);
+  const mount = await new Deno.Command("mount", {
+    args: ["-t", "tmpfs", "-o", `size=${size}`, "tmpfs", mnt],
+    stderr: "piped",
+  }).output().catch(() => undefined);
+  if (mount?.success) return mnt;
+  console.log("skipped: cannot mount a small tmpfs here (needs root)");
+  return undefined;
+}
