@@ -12,12 +12,12 @@ import { join } from "node:path";
 
 export const STORE_LOCK = "store.lock";
 
-/** An held store lock; release it (or `using` it) when done. */
+/** A held store lock; release it (or `using` it) when done. */
 export interface StoreUse extends Disposable {
   release(): void;
 }
 
-async function open(root: string): Promise<Deno.FsFile> {
+async function openLock(root: string): Promise<Deno.FsFile> {
   await Deno.mkdir(join(root, "locks"), { recursive: true });
   return await Deno.open(join(root, "locks", STORE_LOCK), {
     read: true,
@@ -27,10 +27,10 @@ async function open(root: string): Promise<Deno.FsFile> {
 }
 
 function held(file: Deno.FsFile): StoreUse {
-  let open = true;
+  let locked = true;
   const release = () => {
-    if (!open) return;
-    open = false;
+    if (!locked) return;
+    locked = false;
     try {
       file.unlockSync();
     } finally {
@@ -42,7 +42,7 @@ function held(file: Deno.FsFile): StoreUse {
 
 /** Shared use by a run: never waits except while a `gc` is deleting. */
 export async function useStore(root: string, onWait?: () => void): Promise<StoreUse> {
-  const file = await open(root);
+  const file = await openLock(root);
   if (!(await file.tryLock(false))) {
     onWait?.();
     await file.lock(false);
@@ -58,7 +58,7 @@ export async function ownStore(
   root: string,
   opts: { wait: boolean; onWait?: () => void },
 ): Promise<StoreUse | undefined> {
-  const file = await open(root);
+  const file = await openLock(root);
   if (await file.tryLock(true)) return held(file);
   if (!opts.wait) {
     file.close();
