@@ -15,7 +15,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { parseArgs } from "node:util";
 import { initBackend } from "../stages/lib/tf/backend.ts";
 import { webgpuCounters, type WebgpuCounts } from "../stages/lib/tf/webgpu_counters.ts";
-import { ClipModel } from "../stages/lib/model/model.ts";
+import { ContrastiveModel } from "../stages/lib/model/model.ts";
 import { batchTensors } from "../stages/lib/model/batch_tensors.ts";
 import { createOptimizer, readScalars, trainStepTensors } from "../stages/lib/model/train.ts";
 import { benchCase, type CaseName as BenchCaseName } from "./r1.ts";
@@ -69,7 +69,7 @@ export async function profileSteps(
 ): Promise<GpuProfile> {
   const be = await initBackend("webgpu");
   const bc = benchCase(o.case);
-  const model = ClipModel.create(bc.config(o.sim), 1);
+  const model = ContrastiveModel.create(bc.config(o.sim), 1);
   const opt = createOptimizer(model, bc.train);
   const batches = bc.batches(2, 1, o.batch);
   const counters = webgpuCounters(tf);

@@ -28,14 +28,15 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { fileURLToPath } from "node:url";
 import { cpuCount, initBackend, webgpuAdapterDescription } from "../stages/lib/tf/backend.ts";
-import { ClipModel } from "../stages/lib/model/model.ts";
+import { ContrastiveModel } from "../stages/lib/model/model.ts";
 import { batchTensors } from "../stages/lib/model/batch_tensors.ts";
 import { createOptimizer, readScalars, trainStepTensors } from "../stages/lib/model/train.ts";
 import { benchCase, CASE_NAMES, type CaseName, R1_BATCH } from "./r1.ts";
 import { type Figure, median, which } from "./util.ts";
+import type { BuiltinSimilarityName } from "../stages/lib/similarity/registry.ts";
 
 /** The two similarities R1 measures. */
-type SimilarityName = "clip" | "kme";
+type R1Similarity = Extract<BuiltinSimilarityName, "clip" | "kme">;
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const SELF = fileURLToPath(import.meta.url);
@@ -50,7 +51,7 @@ const envInt = (name: string, dflt: number) => {
 interface RunResult {
   backend: string;
   threads: number;
-  similarity: SimilarityName;
+  similarity: R1Similarity;
   /** The benchmark case (bench/r1.ts). */
   case?: CaseName;
   batch?: number;
@@ -87,7 +88,7 @@ const partial: Partial<RunResult> & { losses: number[]; windows: number[] } = {
 
 async function measure(
   backend: "wasm" | "cpu" | "webgpu",
-  similarity: SimilarityName,
+  similarity: R1Similarity,
   threads: number | undefined,
   o: RunOptions,
 ): Promise<RunResult> {
@@ -101,7 +102,7 @@ async function measure(
     version: be.version,
     ...(be.adapter === undefined ? {} : { adapter: be.adapter }),
   });
-  const model = ClipModel.create(bc.config(similarity), 1);
+  const model = ContrastiveModel.create(bc.config(similarity), 1);
   const opt = createOptimizer(model, bc.train);
   const batches = bc.batches(4, 1, batchSize);
   const losses = partial.losses;
@@ -221,7 +222,7 @@ async function runChild(
 
 function ours(
   backend: string,
-  sim: SimilarityName,
+  sim: R1Similarity,
   o: RunOptions,
   threads?: number,
   timeoutMs = 600_000,
@@ -245,7 +246,7 @@ function ours(
   return runChild(Deno.execPath(), args, timeoutMs);
 }
 
-function peer(sim: SimilarityName, o: RunOptions) {
+function peer(sim: R1Similarity, o: RunOptions) {
   const args = [
     PEER,
     "--similarity",
@@ -284,7 +285,7 @@ export async function benchTraining(log: (s: string) => void): Promise<Figure[]>
     embed: false,
   };
   const short: RunOptions = { warmup: 1, windows: 1, steps: 1, embed: false };
-  const sims: SimilarityName[] = ["clip", "kme"];
+  const sims: R1Similarity[] = ["clip", "kme"];
   const peerMissing = await havePeer();
   const threads = Math.min(cpuCount(), 8);
   log(
@@ -428,7 +429,7 @@ if (import.meta.main && Deno.args[0] === "run") {
   const c = kase === undefined || kase === "" ? "r1" : kase as CaseName;
   try {
     if (!CASE_NAMES.includes(c)) throw new Error(`unknown case '${c}' (${CASE_NAMES.join(", ")})`);
-    const r = await measure(backend as "wasm", sim as SimilarityName, t > 0 ? t : undefined, {
+    const r = await measure(backend as "wasm", sim as R1Similarity, t > 0 ? t : undefined, {
       warmup: Number(warmup ?? 2),
       windows: Number(windows ?? 4),
       steps: Number(steps ?? 3),

@@ -46,7 +46,7 @@ async function handle(store: Store, key: string | undefined): Promise<InputHandl
   if (!key) return undefined;
   const m = await store.readManifest(key);
   return m &&
-    { dir: store.outDir(key), key, digest: m.digest, files: m.files, metrics: m.metrics };
+    { dir: store.layout.outDir(key), key, digest: m.digest, files: m.files, metrics: m.metrics };
 }
 
 /** Sets `seedCi`, `queryCi` and `significant` on the metric rows of `rows`. */

@@ -8,7 +8,7 @@ import { ConfigError, UsageError } from "../pipeline/errors.ts";
 import type { PlannedStage } from "../pipeline/resolve.ts";
 import { withUpstream } from "../pipeline/select.ts";
 import { loadPlan, type PlanExperiment, savePlan } from "../pipeline/plan_cache.ts";
-import { Store } from "../pipeline/store.ts";
+import { openStore, type Store } from "../pipeline/store.ts";
 import { ProjectResolver, stageFingerprint } from "../pipeline/fingerprint.ts";
 import { StatMemo } from "../pipeline/hash.ts";
 import type { KeyContext } from "../pipeline/plan.ts";
@@ -93,7 +93,7 @@ async function main(argv: string[]): Promise<number> {
     return cmd || o.help ? 0 : 2;
   }
   checkOptions(cmd, argv);
-  const store = new Store(resolve(o.store ?? Deno.env.get("KME_STORE") ?? "artifacts"));
+  const store = openStore(resolve(o.store ?? Deno.env.get("KME_STORE") ?? "artifacts"));
   switch (cmd) {
     case "run":
     case "status": {
@@ -114,7 +114,7 @@ async function main(argv: string[]): Promise<number> {
         const byName = new Map(ctx.stages.map((s) => [s.name, s.resources ?? {}]));
         executor = new SlurmExecutor(
           ctx.configPath,
-          store.root,
+          store.layout,
           (job) => byName.get(job.stage) ?? {},
         );
       } else if (o.executor !== "local") {
@@ -265,7 +265,7 @@ async function prepare(
 ): Promise<Prepared> {
   const resolver = await ProjectResolver.load(ROOT);
   // A plan with -S overrides is not cached: the cache is keyed by the experiment's files.
-  let planned = overrides.length ? undefined : await loadPlan(store.root, ROOT, file, resolver);
+  let planned = overrides.length ? undefined : await loadPlan(store.layout, ROOT, file, resolver);
   if (!planned) {
     const { loadExperiment } = await import("../pipeline/experiment_file.ts");
     const { resolveExperiment } = await import("../pipeline/resolve.ts");
@@ -278,13 +278,13 @@ async function prepare(
     for (const s of stages) s.code = await stageFingerprint(resolver, s);
     const experiment = { name: exp.name, file, seed: exp.seed, sha256, lineage: exp.lineage };
     planned = { experiment, stages };
-    if (!overrides.length) await savePlan(store.root, ROOT, experiment, stages);
+    if (!overrides.length) await savePlan(store.layout, ROOT, experiment, stages);
   }
   return {
     store,
     stages: targets.length ? withUpstream(planned.stages, targets, file) : planned.stages,
     experiment: planned.experiment,
-    kc: { store, resolver, memo: await StatMemo.load(store.memoPath) },
+    kc: { store, resolver, memo: await StatMemo.load(store.layout.memoPath) },
     configPath: join(ROOT, "deno.json"),
   };
 }

@@ -1,5 +1,4 @@
 /** `verify` and `gc`: keeping the store honest and small. */
-import { join } from "node:path";
 import { loadExperiment } from "../pipeline/experiment_file.ts";
 import { allRecordIds, latestRecord, listRecordIds, readRecord } from "../pipeline/records.ts";
 import type { Store } from "../pipeline/store.ts";
@@ -29,7 +28,7 @@ export async function verifyCommand(store: Store, experimentFile?: string): Prom
 export async function gcCommand(store: Store, keep: number, dryRun: boolean): Promise<number> {
   // A run in progress has published entries that no record refers to yet, and its stages read
   // their inputs: wait for it (pipeline/store_lock.ts). A dry run deletes nothing and may look.
-  using _own = dryRun ? undefined : await ownStore(store.root, {
+  using _own = dryRun ? undefined : await ownStore(store.layout, {
     wait: true,
     onWait: () => console.error("gc: waiting for the runs using this store to finish"),
   });
@@ -49,17 +48,13 @@ export async function gcCommand(store: Store, keep: number, dryRun: boolean): Pr
     bytes += (m?.files ?? []).reduce((n, f) => n + f.size, 0);
     removed++;
     console.log(`${dryRun ? "would remove" : "removing"} ${key.slice(0, 12)} (${m?.stage ?? "?"})`);
-    if (!dryRun) await Deno.remove(store.entryDir(key), { recursive: true });
+    if (!dryRun) await store.remove(key);
   }
   // Scratch of keys that are published is garbage; scratch of unpublished keys is a
   // checkpoint someone may resume, so it stays.
-  try {
-    for await (const e of Deno.readDir(join(store.root, "scratch"))) {
-      if (await store.has(e.name) && !dryRun) {
-        await Deno.remove(join(store.root, "scratch", e.name), { recursive: true });
-      }
-    }
-  } catch { /* no scratch */ }
+  for (const key of await store.listScratch()) {
+    if (await store.has(key) && !dryRun) await store.removeScratch(key);
+  }
   console.log(
     `${dryRun ? "would free" : "freed"} ${
       (bytes / 2 ** 20).toFixed(1)

@@ -9,7 +9,7 @@ import { resolve } from "node:path";
 import { recordFor } from "./record_ref.ts";
 import { ConfigError, UsageError } from "../pipeline/errors.ts";
 import type { RunRecord } from "../pipeline/records.ts";
-import { Store } from "../pipeline/store.ts";
+import { openStore, type Store } from "../pipeline/store.ts";
 
 export async function reportCommand(
   store: Store,
@@ -47,7 +47,7 @@ if (import.meta.main) {
         quiet: { type: "boolean", default: false },
       },
     });
-    const store = new Store(resolve(o.store ?? Deno.env.get("KME_STORE") ?? "artifacts"));
+    const store = openStore(resolve(o.store ?? Deno.env.get("KME_STORE") ?? "artifacts"));
     code = await reportCommand(store, positionals, o);
   } catch (e) {
     if (e instanceof ConfigError) {

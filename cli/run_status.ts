@@ -82,7 +82,7 @@ export async function runCommand(p: Prepared, f: RunFlags): Promise<number> {
   const ui = new ConsoleUI(f.quiet);
   const started = new Date();
   // Held until the record that refers to this run's entries is written (pipeline/store_lock.ts).
-  using _use = await useStore(p.store.root, () => {
+  using _use = await useStore(p.store.layout, () => {
     if (!f.quiet) console.error("waiting: 'gc' is cleaning this store");
   });
   const out = await runStages(p.stages, p.kc, {

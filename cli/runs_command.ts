@@ -103,7 +103,7 @@ export async function runsCommand(
     experiment === undefined || r.experiment === experiment
   );
   if (experiment !== undefined && ids.length === 0) {
-    throw new UsageError(`no runs of '${experiment}' in ${store.runsDir()}`);
+    throw new UsageError(`no runs of '${experiment}' in ${store.layout.runsDir()}`);
   }
   const metrics = o.metrics.length ? o.metrics : DEFAULT_METRICS;
   for (const m of metrics) {

@@ -4,22 +4,22 @@
  * stage's scratch (checkpoints, log) survives anything but success.
  */
 import { hostname } from "node:os";
-import { join } from "node:path";
 import { InterruptedError } from "./errors.ts";
 import type { Job, WorkerEvent } from "./job.ts";
 import { KeyLock } from "./lock.ts";
 import { toFileUrl } from "./paths.ts";
 import type { InputHandle, Progress, Stage, StageContext, StageResult } from "./stage.ts";
-import { type Manifest, Store } from "./store.ts";
+import { type Manifest, openStore } from "./store.ts";
+import { entryParts } from "./store_layout.ts";
 
 export async function executeJob(
   job: Job,
   emit: (e: WorkerEvent) => void,
   signal: AbortSignal,
 ): Promise<{ reused: boolean; manifestPath: string }> {
-  const store = new Store(job.storeRoot);
+  const store = openStore(job.store);
   await store.ensureLayout();
-  const lock = await KeyLock.acquire(store.lockPath(job.key), job.stage, (owner) => {
+  const lock = await KeyLock.acquire(store.layout.lockPath(job.key), job.stage, (owner) => {
     const who = owner
       ? `pid ${owner.pid} on ${owner.host} (stage '${owner.stage}')`
       : "another run";
@@ -27,12 +27,12 @@ export async function executeJob(
   }, signal);
   let staging: string | undefined;
   try {
-    const manifestPath = join(store.entryDir(job.key), "manifest.json");
+    const manifestPath = store.layout.manifestPath(job.key);
     if (!job.force && (await store.has(job.key))) return { reused: true, manifestPath };
 
-    const scratch = store.scratchDir(job.key);
+    const scratch = store.layout.scratchDir(job.key);
     await Deno.mkdir(scratch, { recursive: true });
-    const logPath = join(scratch, "log.txt");
+    const logPath = store.layout.scratchLogPath(job.key);
     using logFile = await Deno.open(logPath, { append: true, create: true });
     const enc = new TextEncoder();
     const log = (line: string) => {
@@ -57,7 +57,7 @@ export async function executeJob(
       const m = await store.readManifest(key);
       if (!m) throw new Error(`input '${name}': entry ${key} vanished from the store`);
       inputs[name] = {
-        dir: store.outDir(key),
+        dir: store.layout.outDir(key),
         key,
         digest: m.digest,
         files: m.files,
@@ -71,7 +71,7 @@ export async function executeJob(
       inputs,
       externals: job.externals,
       experimentDir: job.experimentDir,
-      outDir: join(staging, "out"),
+      outDir: entryParts(staging).out,
       scratch,
       log,
       progress: progressEmitter(emit),
@@ -100,8 +100,8 @@ export async function executeJob(
       host: hostname(),
     };
     log(`done in ${manifest.seconds.toFixed(1)} s; ${files.length} files`);
-    await Deno.copyFile(logPath, join(staging, "log.txt"));
-    await Deno.writeTextFile(join(staging, "manifest.json"), JSON.stringify(manifest, null, 1));
+    await Deno.copyFile(logPath, entryParts(staging).log);
+    await Deno.writeTextFile(entryParts(staging).manifest, JSON.stringify(manifest, null, 1));
     await store.publish(staging, job.key, job.force);
     staging = undefined;
     await Deno.remove(scratch, { recursive: true });

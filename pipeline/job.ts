@@ -1,9 +1,10 @@
 /** What the runner hands a worker: everything needed to run one stage by key. */
 import type { KeyComponents } from "./key.ts";
 import type { ModuleHandle } from "./stage.ts";
+import type { StoreDescription } from "./store.ts";
 
 export interface Job {
-  storeRoot: string;
+  store: StoreDescription;
   key: string;
   stage: string;
   kind: string;

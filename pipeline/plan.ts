@@ -92,7 +92,10 @@ export async function planStages(
     let reasons: string[];
     // An attempt that stopped (interrupted, failed, killed) leaves its scratch folder: the
     // stage picks up from what it kept there (a checkpoint), which is what to say first.
-    const unfinished = await Deno.stat(kc.store.scratchDir(key)).then(() => true, () => false);
+    const unfinished = await Deno.stat(kc.store.layout.scratchDir(key)).then(
+      () => true,
+      () => false,
+    );
     if (force.has(s.name) || force.has(s.base)) reasons = ["forced (--force)"];
     else if (unfinished) {
       reasons = [

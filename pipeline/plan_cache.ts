@@ -11,6 +11,7 @@
  * means) and on those variables, and must not depend on anything else.
  */
 import { join, resolve } from "node:path";
+import type { StoreLayout } from "./store_layout.ts";
 import { hashJson, sha256Hex } from "./canonical.ts";
 import { type ProjectResolver, stageFingerprint } from "./fingerprint.ts";
 import type { PlannedStage } from "./resolve.ts";
@@ -30,8 +31,8 @@ interface CachedPlan {
   stages: PlannedStage[];
 }
 
-function cachePath(storeRoot: string, file: string): string {
-  return join(storeRoot, "plans", `${sha256Hex(resolve(file)).slice(0, 32)}.json`);
+function cachePath(layout: StoreLayout, file: string): string {
+  return layout.planPath(sha256Hex(resolve(file)).slice(0, 32));
 }
 
 /** Where system libraries live (Linux, multiarch, Homebrew); facets may look for them. */
@@ -91,7 +92,7 @@ async function environmentSignature(root: string): Promise<string> {
 }
 
 export async function savePlan(
-  storeRoot: string,
+  layout: StoreLayout,
   root: string,
   experiment: PlanExperiment,
   stages: PlannedStage[],
@@ -102,8 +103,8 @@ export async function savePlan(
     experiment,
     stages: stages.map((s) => ({ ...s, def: undefined })),
   };
-  const path = cachePath(storeRoot, experiment.file);
-  await Deno.mkdir(join(storeRoot, "plans"), { recursive: true });
+  const path = cachePath(layout, experiment.file);
+  await Deno.mkdir(layout.plansDir, { recursive: true });
   const tmp = `${path}.${Deno.pid}.tmp`;
   await Deno.writeTextFile(tmp, JSON.stringify(plan));
   await Deno.rename(tmp, path);
@@ -111,14 +112,14 @@ export async function savePlan(
 
 /** The cached plan of `file`, if everything it was resolved from is unchanged. */
 export async function loadPlan(
-  storeRoot: string,
+  layout: StoreLayout,
   root: string,
   file: string,
   resolver: ProjectResolver,
 ): Promise<{ experiment: PlanExperiment; stages: PlannedStage[] } | undefined> {
   let plan: CachedPlan;
   try {
-    plan = JSON.parse(await Deno.readTextFile(cachePath(storeRoot, file)));
+    plan = JSON.parse(await Deno.readTextFile(cachePath(layout, file)));
   } catch {
     return undefined;
   }

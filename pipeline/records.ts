@@ -1,5 +1,5 @@
 /** Run records: one JSON file per run of an experiment, under runs/<experiment>/<id>.json. */
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { arch, hostname, platform } from "node:os";
 import { StoreDamageError, UsageError } from "./errors.ts";
 import type { KeyComponents } from "./key.ts";
@@ -53,9 +53,8 @@ export function newRunId(now = new Date()): string {
 }
 
 export async function writeRecord(store: Store, rec: RunRecord): Promise<string> {
-  const dir = store.runsDir(rec.experiment.name);
-  await Deno.mkdir(dir, { recursive: true });
-  const path = join(dir, `${rec.id}.json`);
+  const path = store.layout.recordPath(rec.experiment.name, rec.id);
+  await Deno.mkdir(dirname(path), { recursive: true });
   const tmp = `${path}.tmp`;
   try {
     await Deno.writeTextFile(tmp, JSON.stringify(rec, null, 1));
@@ -72,7 +71,7 @@ export async function writeRecord(store: Store, rec: RunRecord): Promise<string>
 export async function listRecordIds(store: Store, experiment: string): Promise<string[]> {
   const ids: string[] = [];
   try {
-    for await (const e of Deno.readDir(store.runsDir(experiment))) {
+    for await (const e of Deno.readDir(store.layout.runsDir(experiment))) {
       if (e.isFile && e.name.endsWith(".json")) ids.push(e.name.slice(0, -5));
     }
   } catch (e) {
@@ -83,7 +82,7 @@ export async function listRecordIds(store: Store, experiment: string): Promise<s
 
 /** A run record; a damaged one (not JSON, not a record) is a StoreDamageError naming it. */
 export async function readRecord(store: Store, experiment: string, id: string): Promise<RunRecord> {
-  const path = join(store.runsDir(experiment), `${id}.json`);
+  const path = store.layout.recordPath(experiment, id);
   const advice = "move it out of runs/ (or delete it) and retry; entries are not affected";
   let r: unknown;
   try {
@@ -132,7 +131,7 @@ export async function latestRecord(
 export async function allRecordIds(store: Store): Promise<{ experiment: string; id: string }[]> {
   const out: { experiment: string; id: string }[] = [];
   try {
-    for await (const e of Deno.readDir(store.runsDir())) {
+    for await (const e of Deno.readDir(store.layout.runsDir())) {
       if (!e.isDirectory) continue;
       for (const id of await listRecordIds(store, e.name)) out.push({ experiment: e.name, id });
     }
@@ -148,7 +147,7 @@ export async function findRecord(store: Store, ref: string): Promise<RunRecord> 
   const all = (await allRecordIds(store)).filter((r) =>
     (exp === undefined || r.experiment === exp) && r.id.startsWith(id)
   );
-  if (all.length === 0) throw new UsageError(`no run record '${ref}' in ${store.runsDir()}`);
+  if (all.length === 0) throw new UsageError(`no run record '${ref}' in ${store.layout.runsDir()}`);
   if (
     all.length > 1 && !all.every((r) => r.id === all[0].id && r.experiment === all[0].experiment)
   ) {

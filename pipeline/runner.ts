@@ -150,7 +150,7 @@ export async function runStages(
 
   function runWorker(s: PlannedStage, key: string, c: KeyComponents, force: boolean) {
     const job: Job = {
-      storeRoot: kc.store.root,
+      store: kc.store.description,
       key,
       stage: s.name,
       kind: s.kind,

@@ -7,6 +7,7 @@
  * the stage's scratch, so the next run resubmits it and it resumes from its checkpoint.
  */
 import { join } from "node:path";
+import type { StoreLayout } from "./store_layout.ts";
 import type { Job } from "./job.ts";
 import { type ExecStatus, type Execution, type Executor, workerArgs } from "./executor.ts";
 
@@ -57,7 +58,7 @@ export class SlurmExecutor implements Executor {
 
   constructor(
     private configPath: string,
-    private storeRoot: string,
+    private layout: StoreLayout,
     private resourcesOf: (job: Job) => Resources = () => ({}),
     private pollMs = 500,
   ) {}
@@ -66,7 +67,7 @@ export class SlurmExecutor implements Executor {
     job: Job,
     onLine: (line: string, stream: "out" | "err") => void | Promise<void>,
   ): Execution {
-    const dir = join(this.storeRoot, "jobs");
+    const dir = this.layout.jobsDir;
     const id = `${job.key.slice(0, 16)}.${crypto.randomUUID().slice(0, 8)}`;
     const [jobFile, outFile, script] = ["json", "out", "sh"].map((x) => join(dir, `${id}.${x}`));
     let slurmId: string | undefined;

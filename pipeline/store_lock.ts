@@ -8,18 +8,17 @@
  * only the submitting `run` holds this lock, on its own host) are covered as long as `gc` runs
  * on the host that runs `kme run`. The README says so.
  */
-import { join } from "node:path";
-
-export const STORE_LOCK = "store.lock";
+import { dirname } from "node:path";
+import type { StoreLayout } from "./store_layout.ts";
 
 /** A held store lock; release it (or `using` it) when done. */
 export interface StoreUse extends Disposable {
   release(): void;
 }
 
-async function openLock(root: string): Promise<Deno.FsFile> {
-  await Deno.mkdir(join(root, "locks"), { recursive: true });
-  return await Deno.open(join(root, "locks", STORE_LOCK), {
+async function openLock(layout: StoreLayout): Promise<Deno.FsFile> {
+  await Deno.mkdir(dirname(layout.storeLockPath), { recursive: true });
+  return await Deno.open(layout.storeLockPath, {
     read: true,
     write: true,
     create: true,
@@ -41,8 +40,8 @@ function held(file: Deno.FsFile): StoreUse {
 }
 
 /** Shared use by a run: never waits except while a `gc` is deleting. */
-export async function useStore(root: string, onWait?: () => void): Promise<StoreUse> {
-  const file = await openLock(root);
+export async function useStore(layout: StoreLayout, onWait?: () => void): Promise<StoreUse> {
+  const file = await openLock(layout);
   if (!(await file.tryLock(false))) {
     onWait?.();
     await file.lock(false);
@@ -55,10 +54,10 @@ export async function useStore(root: string, onWait?: () => void): Promise<Store
  * to), or returns undefined at once when `wait` is false and a run is in progress.
  */
 export async function ownStore(
-  root: string,
+  layout: StoreLayout,
   opts: { wait: boolean; onWait?: () => void },
 ): Promise<StoreUse | undefined> {
-  const file = await openLock(root);
+  const file = await openLock(layout);
   if (await file.tryLock(true)) return held(file);
   if (!opts.wait) {
     file.close();

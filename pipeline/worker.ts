@@ -9,6 +9,7 @@
 import { executeJob } from "./execute.ts";
 import { InterruptedError, isBadInputOrSetup, isDiskFull } from "./errors.ts";
 import type { Job, WorkerEvent } from "./job.ts";
+import { openStore } from "./store.ts";
 
 const enc = new TextEncoder();
 const emit = (e: WorkerEvent) => Deno.stdout.writeSync(enc.encode(JSON.stringify(e) + "\n"));
@@ -40,6 +41,7 @@ async function readJob(): Promise<Job> {
   return JSON.parse(buffered.slice(0, buffered.indexOf("\n")));
 }
 const job = await readJob();
+const layout = openStore(job.store).layout;
 
 try {
   const r = await executeJob(job, emit, abort.signal);
@@ -53,11 +55,11 @@ try {
   const exit = interrupted ? 130 : inputError ? 2 : 1;
   if (full) {
     // The stage names no path; the store is where it writes (staging, scratch).
-    err.message = `no space left on the device of the store ${job.storeRoot} (${err.message}); ` +
+    err.message = `no space left on the device of the store ${layout.root} (${err.message}); ` +
       "free some space or pass --store on another disk, then rerun: finished stages are kept";
   }
   const detail = interrupted || inputError ? err.message : (err?.stack ?? String(e));
-  const logPath = `${job.storeRoot}/scratch/${job.key}/log.txt`;
+  const logPath = layout.scratchLogPath(job.key);
   try {
     await Deno.writeTextFile(logPath, `${detail}\n`, { append: true });
   } catch { /* scratch may not exist if we failed before creating it */ }

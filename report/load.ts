@@ -101,7 +101,7 @@ export async function loadRun(store: Store, record: RunRecord, tag = ""): Promis
       seed: stage.labels?.seed,
     };
     if (stage.key) {
-      if (await store.has(stage.key)) inst.outDir = store.outDir(stage.key);
+      if (await store.has(stage.key)) inst.outDir = store.layout.outDir(stage.key);
       else if (stage.outcome !== "failed" && stage.outcome !== "interrupted") {
         warnings.push(`${name}: entry ${stage.key.slice(0, 12)} is not in the store (gc'd?)`);
       }

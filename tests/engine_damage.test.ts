@@ -240,9 +240,9 @@ Deno.test("a disk that fills while the run record is written leaves no record an
   const mnt = await smallDisk(sb.dir, "64k");
   if (!mnt) return;
   try {
-    const { Store } = await import("../pipeline/store.ts");
+    const { openStore } = await import("../pipeline/store.ts");
     const { writeRecord } = await import("../pipeline/records.ts");
-    const store = new Store(join(mnt, "store"));
+    const store = openStore(join(mnt, "store"));
     await store.ensureLayout();
     // Fill the device, then write a record bigger than what is left.
     await Deno.writeFile(join(mnt, "filler"), new Uint8Array(60 * 1024)).catch(() => {});

@@ -18,6 +18,13 @@ const PLANTED: Record<string, string> = {
   ].join("\n") + "\n",
   "pipeline/a.ts": 'import { x } from "../stages/k/run.ts";\nexport const z = x;\n',
   "pipeline/b.ts": 'export const W = new URL("../cli/w.ts", import.meta.url);\n',
+  "pipeline/store_layout.ts":
+    'import { join } from "node:path";\nexport const e = join("r", "entries");\n',
+  "report/r.ts": [
+    'import { join } from "node:path";',
+    'export const ok = "runs"; // a word, not a path',
+    'export const bad = join(root, "reports", "x.html");',
+  ].join("\n") + "\n",
   "stages/k/run.ts": [
     'import { defineStage } from "../../pipeline/stage.ts";',
     'import { y } from "../../pipeline/runner.ts";',
@@ -44,6 +51,7 @@ Deno.test("engine/layers: planted crossings are found at their lines, allowed im
     assert.deepEqual(found.sort(), [
       "pipeline/a.ts:1 -> stages/k/run.ts",
       "pipeline/b.ts:1 -> cli/w.ts",
+      "report/r.ts:3 -> pipeline/store_layout.ts",
       "stages/k/run.ts:2 -> pipeline/runner.ts",
       "stages/lib/t.ts:1 -> tests/helper.ts",
       "stages/lib/u.ts:2 -> stages/k/run.ts",

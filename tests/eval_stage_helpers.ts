@@ -198,7 +198,7 @@ export async function saveRandomModel(
   seed = 7,
 ) {
   const { initBackend } = await import("../stages/lib/tf/backend.ts");
-  const { ClipModel } = await import("../stages/lib/model/model.ts");
+  const { ContrastiveModel } = await import("../stages/lib/model/model.ts");
   const { tinyConfig } = await import("../stages/lib/model/toy.ts");
   const { Vocab } = await import("../stages/lib/model/vocab.ts");
   const { saveModel } = await import("../stages/lib/model/io.ts");
@@ -208,7 +208,7 @@ export async function saveRandomModel(
     maxSize: 1000,
     minCount: 1,
   });
-  const model = ClipModel.create(tinyConfig(similarity, vocab.size, over), seed);
+  const model = ContrastiveModel.create(tinyConfig(similarity, vocab.size, over), seed);
   await saveModel(dir, model, vocab, { steps: 0 });
   return { model, vocab };
 }

@@ -8,15 +8,13 @@ import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../stages/lib/tf/backend.ts";
 import { BatchSource } from "../stages/lib/model/data.ts";
 import { encodeImages, encodeTexts, loadModel, saveModel } from "../stages/lib/model/io.ts";
-import { ClipModel } from "../stages/lib/model/model.ts";
+import { ContrastiveModel } from "../stages/lib/model/model.ts";
 import { learningRate } from "../stages/lib/model/optim.ts";
 import { keyedRng, keySeed, permutation, Rng } from "../stages/lib/random.ts";
 import { tinyConfig, toySplit, toyTrainOptions } from "../stages/lib/model/toy.ts";
 import { train, type TrainOptions } from "../stages/lib/model/train.ts";
 import { OOV, PAD, Vocab, words } from "../stages/lib/model/vocab.ts";
-
-/** A built-in similarity (stages/lib/similarity/registry.ts). */
-type SimilarityKind = "clip" | "kme" | "wpse";
+import type { BuiltinSimilarityName } from "../stages/lib/similarity/registry.ts";
 
 await initBackend("cpu");
 
@@ -27,7 +25,7 @@ const vocab = Vocab.build(split.captions.map((c) => c.text), { maxSize: 64, minC
 const source = (batchSize = 8, seed = 5) =>
   new BatchSource(split, vocab, { batchSize, maxLen: 8, seed, imageBytes: 16 * 16 * 3 });
 
-async function weightsOf(model: ClipModel): Promise<Map<string, Float32Array>> {
+async function weightsOf(model: ContrastiveModel): Promise<Map<string, Float32Array>> {
   return await model.params.read();
 }
 
@@ -121,10 +119,10 @@ Deno.test("ml/optim: warm-up then cosine schedule", () => {
 });
 
 async function run(
-  sim: SimilarityKind,
+  sim: BuiltinSimilarityName,
   opts: Partial<TrainOptions> & { stopAfter?: number; ckpt?: string; modelSeed?: number } = {},
 ) {
-  const model = ClipModel.create(tinyConfig(sim, vocab.size), opts.modelSeed ?? 3);
+  const model = ContrastiveModel.create(tinyConfig(sim, vocab.size), opts.modelSeed ?? 3);
   const losses: number[] = [];
   const r = await train({
     model,
@@ -178,7 +176,7 @@ Deno.test("ml/train: abort writes a checkpoint, then throws", async () => {
   const dir = await tempDir();
   try {
     const ac = new AbortController();
-    const model = ClipModel.create(tinyConfig("kme", vocab.size), 3);
+    const model = ContrastiveModel.create(tinyConfig("kme", vocab.size), 3);
     await assert.rejects(
       train({
         model,
@@ -232,7 +230,7 @@ Deno.test("ml/train: a damaged checkpoint is moved aside, named, and training st
       await run("kme", { steps: 6, stopAfter: 3, ckpt: dir });
       await damage(dir);
       const said: string[] = [];
-      const model = ClipModel.create(tinyConfig("kme", vocab.size), 3);
+      const model = ContrastiveModel.create(tinyConfig("kme", vocab.size), 3);
       const r = await train({
         model,
         source: source(),
@@ -258,7 +256,7 @@ Deno.test("ml/train: a damaged checkpoint is moved aside, named, and training st
 
 Deno.test("ml/train: tensor count stays flat across steps (cpu, 30 steps)", async () => {
   const before = tf.memory().numTensors;
-  const model = ClipModel.create(tinyConfig("kme", vocab.size, { points: "queries" }), 3);
+  const model = ContrastiveModel.create(tinyConfig("kme", vocab.size, { points: "queries" }), 3);
   const counts: number[] = [];
   await train({
     model,
@@ -272,7 +270,7 @@ Deno.test("ml/train: tensor count stays flat across steps (cpu, 30 steps)", asyn
 });
 
 Deno.test("ml/train: the next batch is requested before a step finishes (reads overlap compute)", async () => {
-  const model = ClipModel.create(tinyConfig("clip", vocab.size), 3);
+  const model = ContrastiveModel.create(tinyConfig("clip", vocab.size), 3);
   const src = source(4);
   const events: string[] = [];
   const batch = src.batch.bind(src);
@@ -306,7 +304,7 @@ Deno.test("ml/io: saved model reloads to identical point sets and logits", async
     for (
       const [sim, points] of [["kme", "queries"], ["wpse", "tokens"], ["clip", "tokens"]] as const
     ) {
-      const model = ClipModel.create(tinyConfig(sim, vocab.size, { points }), 8);
+      const model = ContrastiveModel.create(tinyConfig(sim, vocab.size, { points }), 8);
       const header = await saveModel(dir, model, vocab, { steps: 0 });
       assert.equal(header.format, "kme-clip-model");
       const loaded = await loadModel(dir);

@@ -8,14 +8,12 @@ import * as tf from "@tensorflow/tfjs-core";
 import { fileURLToPath } from "node:url";
 import { initBackend, resolveBackendName } from "../stages/lib/tf/backend.ts";
 import { BatchSource } from "../stages/lib/model/data.ts";
-import { ClipModel } from "../stages/lib/model/model.ts";
+import { ContrastiveModel } from "../stages/lib/model/model.ts";
 import { keyedRng } from "../stages/lib/random.ts";
 import { tinyConfig, toySplit, toyTrainOptions } from "../stages/lib/model/toy.ts";
 import { train, type TrainOptions } from "../stages/lib/model/train.ts";
 import { Vocab } from "../stages/lib/model/vocab.ts";
-
-/** A built-in similarity (stages/lib/similarity/registry.ts). */
-type SimilarityKind = "clip" | "kme" | "wpse";
+import type { BuiltinSimilarityName } from "../stages/lib/similarity/registry.ts";
 
 const OPTS: TrainOptions = toyTrainOptions({ steps: 20, warmup: 5, logEvery: 10 });
 
@@ -26,12 +24,12 @@ const source = (batchSize: number) =>
 
 async function curve(
   backend: "cpu" | "wasm",
-  sim: SimilarityKind,
+  sim: BuiltinSimilarityName,
   opts: Partial<TrainOptions> = {},
   batch = 8,
 ): Promise<{ losses: number[]; weights: Map<string, Float32Array>; finalLoss: number }> {
   await initBackend(backend);
-  const model = ClipModel.create(tinyConfig(sim, vocab.size), 5);
+  const model = ContrastiveModel.create(tinyConfig(sim, vocab.size), 5);
   const losses: number[] = [];
   const r = await train({
     model,
@@ -115,7 +113,7 @@ Deno.test("ml/wasm: same seed gives bit-identical weights on wasm", async () => 
 Deno.test("ml/wasm: tensor count and backend bytes stay flat over 200 steps", async () => {
   await initBackend("wasm");
   const before = tf.memory().numTensors;
-  const model = ClipModel.create(tinyConfig("kme", vocab.size, { points: "queries" }), 5);
+  const model = ContrastiveModel.create(tinyConfig("kme", vocab.size, { points: "queries" }), 5);
   const counts: number[] = [];
   const bytes: number[] = [];
   await train({

@@ -7,7 +7,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../stages/lib/tf/backend.ts";
 import { adapter, webgpuTest } from "./helpers/webgpu.ts";
 import { BatchSource } from "../stages/lib/model/data.ts";
-import { ClipModel } from "../stages/lib/model/model.ts";
+import { ContrastiveModel } from "../stages/lib/model/model.ts";
 import { tinyConfig, toySplit, toyTrainOptions } from "../stages/lib/model/toy.ts";
 import { train, type TrainOptions } from "../stages/lib/model/train.ts";
 import { Vocab } from "../stages/lib/model/vocab.ts";
@@ -31,7 +31,7 @@ webgpuTest(
       assert.equal(tf.getBackend(), be);
       if (be === "webgpu") assert.ok(info.adapter);
       for (const sim of ["clip", "kme"] as const) {
-        const model = ClipModel.create(tinyConfig(sim, vocab.size), 5);
+        const model = ContrastiveModel.create(tinyConfig(sim, vocab.size), 5);
         const losses: number[] = [];
         await train({
           model,
@@ -89,7 +89,7 @@ async function trainWebgpu(
 ) {
   const split = toySplit(64, 3);
   const vocab = Vocab.build(split.captions.map((c) => c.text), { maxSize: 64, minCount: 1 });
-  const model = ClipModel.create(tinyConfig(sim, vocab.size), o.modelSeed ?? 5);
+  const model = ContrastiveModel.create(tinyConfig(sim, vocab.size), o.modelSeed ?? 5);
   const losses: number[] = [];
   const r = await train({
     model,

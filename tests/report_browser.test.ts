@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { Store } from "../pipeline/store.ts";
+import { openStore } from "../pipeline/store.ts";
 import { writeReport } from "../report/mod.ts";
 import { buildFixtureStore } from "./fixtures/report/fixture.ts";
 import { ROOT } from "./helpers/cli.ts";
@@ -113,7 +113,7 @@ Deno.test({
     const tmp = await Deno.makeTempDir({ prefix: "kme-report-browser-" });
     try {
       const fx = await buildFixtureStore(join(tmp, "store"), 6000);
-      const store = new Store(fx.root);
+      const store = openStore(fx.root);
       const one = await writeReport(store, [fx.a]);
       const two = await writeReport(store, [fx.a, fx.b]);
       await Deno.mkdir(ARTIFACTS, { recursive: true });

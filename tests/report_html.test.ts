@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import sharp from "sharp";
-import { Store } from "../pipeline/store.ts";
+import { openStore } from "../pipeline/store.ts";
 import type { RunRecord } from "../pipeline/records.ts";
 import { buildReport, defaultReportPath, writeReport } from "../report/mod.ts";
 import { loadRun, MAX_SCATTER_POINTS, stride, subsampleIndices } from "../report/load.ts";
@@ -64,7 +64,7 @@ function figureSvgs(html: string): Map<string, string> {
 
 Deno.test("report: one run -> one self-contained HTML page with inline SVG figures", async () => {
   const f = await fx();
-  const store = new Store(f.root);
+  const store = openStore(f.root);
   const rep = await writeReport(store, [f.a]);
   assert.equal(rep.path, join(f.root, "reports", "synthetic-fx", `${f.a.id}.html`));
   assert.equal(rep.path, defaultReportPath(store, [f.a]));
@@ -125,7 +125,7 @@ Deno.test("report: one run -> one self-contained HTML page with inline SVG figur
 
 Deno.test("report: metrics per instance and mean ± sd (n) across seeds", async () => {
   const f = await fx();
-  const store = new Store(f.root);
+  const store = openStore(f.root);
   const { html } = await buildReport(store, [f.a]);
   const vals = [0, 1, 2].map((s) =>
     f.a.stages[`retrieval[similarity=kme,seed=${s}]`].metrics!["i2t_R@1"] as number
@@ -199,7 +199,7 @@ Deno.test("report: summarize, recall metric names, subsampling", () => {
 
 Deno.test("report: PMI scatter is subsampled to <= 5000 points, the total is kept", async () => {
   const f = await fx();
-  const store = new Store(f.root);
+  const store = openStore(f.root);
   const run = await loadRun(store, f.a);
   const big = run.instances.find((i) => i.name === "pmi[similarity=kme,seed=0]")!;
   assert.equal(big.scatter!.total, f.bigScatter);
@@ -217,14 +217,14 @@ Deno.test("report: PMI scatter is subsampled to <= 5000 points, the total is kep
 
 Deno.test("report: the same inputs give byte-identical pages", async () => {
   const f = await fx();
-  const store = new Store(f.root);
+  const store = openStore(f.root);
   const [x, y] = [await buildReport(store, [f.a]), await buildReport(store, [f.a])];
   assert.equal(x.html, y.html);
 });
 
 Deno.test("report A B: comparison page with both runs", async () => {
   const f = await fx();
-  const store = new Store(f.root);
+  const store = openStore(f.root);
   const rep = await writeReport(store, [f.a, f.b]);
   assert.equal(
     rep.path,
@@ -274,7 +274,7 @@ Deno.test("report A B: comparison page with both runs", async () => {
 
 Deno.test("report --png: every figure as a valid PNG", async () => {
   const f = await fx();
-  const store = new Store(f.root);
+  const store = openStore(f.root);
   const dir = join(TMP, "png");
   const out = join(TMP, "custom", "report.html");
   const rep = await writeReport(store, [f.a], { out, png: dir });
@@ -299,7 +299,7 @@ Deno.test("report --png: every figure as a valid PNG", async () => {
 
 Deno.test("report: a run without outputs still renders (no figures, no crash)", async () => {
   const f = await fx();
-  const store = new Store(f.root);
+  const store = openStore(f.root);
   const bare: RunRecord = {
     ...f.a,
     id: "20250103T000000.000Z-cccccc",
@@ -354,7 +354,7 @@ Deno.test("report CLI: run id or experiment file -> prints the report path; bad 
 
 Deno.test("report: a run with clip and kme leads with KME - CLIP and its seed-level interval", async () => {
   const f = await fx();
-  const store = new Store(f.root);
+  const store = openStore(f.root);
   const { html } = await buildReport(store, [f.a]);
   const answer = html.indexOf('<h2 id="answer">');
   assert.ok(answer > 0, "no answer block");

@@ -10,7 +10,11 @@
  *   not the other way round);
  * - a stage's folder imports no other stage's folder: what two stages share lives in
  *   `stages/lib/`, so a newcomer finds one home for it;
- * - no shipped code (cli, pipeline, report, stages) imports `bench/` or `tests/`.
+ * - no shipped code (cli, pipeline, report, stages) imports `bench/` or `tests/`;
+ * - only `pipeline/store_layout.ts` builds paths into the store: a store folder's name
+ *   (entries, staging, scratch, locks, runs, plans, jobs, reports, quarantine, memo) as an
+ *   argument of `join(...)` or `resolve(...)` anywhere else is a violation, so that a second
+ *   store implementation has one place to follow.
  *
  * The import graph comes from `deno info --json`, Deno's own parser (static imports, exports,
  * `import type`, and dynamic imports whose specifier is a literal), so comments, strings and
@@ -31,6 +35,8 @@ export interface Violation {
 }
 
 const SHIPPED = ["cli", "pipeline", "report", "stages"];
+const LAYOUT_MODULE = "pipeline/store_layout.ts";
+const LAYOUT_RULE = "only pipeline/store_layout.ts builds paths into the store";
 
 /** The rule an edge from `from` to `to` (paths relative to the root) breaks, if any. */
 export function brokenRule(from: string, to: string): string | undefined {
@@ -133,6 +139,18 @@ export async function checkLayers(root: string): Promise<Violation[]> {
     await Deno.remove(entry);
   }
 
+  // Store paths built outside the layout module.
+  const folders = "entries|staging|scratch|locks|runs|plans|jobs|reports|quarantine|memo";
+  const layoutPattern = new RegExp(`\\b(?:join|resolve)\\([^)]*?(["'])(?:${folders})\\1`, "g");
+  for (const f of files) {
+    if (f === LAYOUT_MODULE) continue;
+    const text = await Deno.readTextFile(join(root, f));
+    for (const m of text.matchAll(layoutPattern)) {
+      const line = text.slice(0, m.index).split("\n").length;
+      violations.push({ file: f, line, target: LAYOUT_MODULE, rule: LAYOUT_RULE });
+    }
+  }
+
   // Worker module paths.
   const urlPattern = /new URL\(\s*(["'])([^"']+\.(?:ts|js))\1\s*,\s*import\.meta\.url\s*\)/g;
   for (const f of files) {
@@ -148,7 +166,13 @@ export async function checkLayers(root: string): Promise<Violation[]> {
 
 if (import.meta.main) {
   const found = await checkLayers(Deno.args[0] ?? ".");
-  for (const v of found) console.error(`${v.file}:${v.line}: imports ${v.target}: ${v.rule}`);
+  for (const v of found) {
+    console.error(
+      v.rule === LAYOUT_RULE
+        ? `${v.file}:${v.line}: ${v.rule}`
+        : `${v.file}:${v.line}: imports ${v.target}: ${v.rule}`,
+    );
+  }
   if (found.length > 0) {
     console.error(`${found.length} import(s) across the layers; see docs/architecture.md`);
     Deno.exit(1);

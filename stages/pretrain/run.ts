@@ -5,7 +5,7 @@ import { openDataset } from "../lib/dataset/read.ts";
 import { type BackendName, initBackend } from "../lib/tf/backend.ts";
 import { BatchSource } from "../lib/model/data.ts";
 import { saveModel } from "../lib/model/io.ts";
-import { ClipModel, type ModelConfig } from "../lib/model/model.ts";
+import { ContrastiveModel, type ModelConfig } from "../lib/model/model.ts";
 import { keySeed } from "../lib/random.ts";
 import { infoNce } from "../lib/model/loss.ts";
 import { builtinOf, fileSha256, isModulePath, loadSimilarity } from "../lib/similarity/registry.ts";
@@ -132,7 +132,7 @@ export async function run(ctx: StageContext<PretrainParams>): Promise<StageResul
     ctx.log(`train split cached in memory (${trainSplit.numImages} images)`);
   }
 
-  const model = ClipModel.create(config, keySeed(ctx.seed, 1), sim);
+  const model = ContrastiveModel.create(config, keySeed(ctx.seed, 1), sim);
   ctx.log(
     `${p.similarity} model: ${model.params.count()} parameters, vocabulary ${vocab.size}, ` +
       `${source.usable.length} captioned images, ${source.batchesPerEpoch} batches/epoch`,
@@ -217,7 +217,7 @@ export async function run(ctx: StageContext<PretrainParams>): Promise<StageResul
 /** Mean InfoNCE loss over up to `val_batches` fixed batches of the val split. */
 async function validationLoss(
   tf: typeof import("@tensorflow/tfjs-core"),
-  model: ClipModel,
+  model: ContrastiveModel,
   split: import("../lib/model/data.ts").SplitLike,
   vocab: Vocab,
   p: PretrainParams,

@@ -6,7 +6,7 @@
  * the wasm and cpu results stay bit-identical).
  */
 import * as tf from "@tensorflow/tfjs-core";
-import type { ClipModel, ImageTowerConfig } from "./model.ts";
+import type { ContrastiveModel, ImageTowerConfig } from "./model.ts";
 import { UNPACK_PATCHES, wordsPerImage } from "../tf/kernels/unpack_patches.ts";
 
 /** Images as raw bytes, four to an int32: [B, ceil(H * W * C / 4)]. */
@@ -66,7 +66,7 @@ export interface BatchTensors {
 
 /** The tensors of one batch (images as bytes, ids [B, L] int32 with PAD = 0). */
 export function batchTensors(
-  model: ClipModel,
+  model: ContrastiveModel,
   batch: { images: Uint8Array; ids: Int32Array; size: number },
 ): BatchTensors {
   const c = model.config.image;

@@ -3,7 +3,7 @@
  * preprocessing, training summary, tensor index) + `model.bin` (raw little-endian float32).
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { ClipModel, type ModelConfig, tidyPointSet } from "./model.ts";
+import { ContrastiveModel, type ModelConfig, tidyPointSet } from "./model.ts";
 import type { PointSet } from "../similarity/similarity.ts";
 import { loadSimilarity } from "../similarity/registry.ts";
 import { type BundleHeader, type NamedTensor, readBundle, writeBundle } from "./tensorfile.ts";
@@ -28,7 +28,7 @@ export interface ModelHeader extends BundleHeader {
 
 export async function saveModel(
   dir: string,
-  model: ClipModel,
+  model: ContrastiveModel,
   vocab: Vocab,
   training: Record<string, unknown> = {},
 ): Promise<ModelHeader> {
@@ -56,7 +56,7 @@ export async function saveModel(
 }
 
 export interface LoadedModel {
-  model: ClipModel;
+  model: ContrastiveModel;
   vocab: Vocab;
   header: ModelHeader;
 }
@@ -66,12 +66,12 @@ export async function loadModel(dir: string): Promise<LoadedModel> {
   const { header, tensors } = await readBundle<ModelHeader>(dir, MODEL_HEADER, MODEL_FORMAT);
   const values = new Map([...tensors].map(([k, t]) => [k, t.values]));
   const { sim } = await loadSimilarity(header.config.similarity);
-  const model = ClipModel.fromValues(header.config, values, sim);
+  const model = ContrastiveModel.fromValues(header.config, values, sim);
   return { model, vocab: new Vocab(header.vocab), header };
 }
 
 /** Convenience for evaluation: point sets of raw inputs (caller disposes the tensors). */
-export function encodeImages(model: ClipModel, images: Uint8Array, count: number): PointSet {
+export function encodeImages(model: ContrastiveModel, images: Uint8Array, count: number): PointSet {
   const im = model.config.image;
   return tidyPointSet(() => {
     const t = tf.tensor4d(images, [count, im.height, im.widthPx, im.channels], "int32");
@@ -79,7 +79,11 @@ export function encodeImages(model: ClipModel, images: Uint8Array, count: number
   });
 }
 
-export function encodeTexts(model: ClipModel, vocab: Vocab, texts: readonly string[]): PointSet {
+export function encodeTexts(
+  model: ContrastiveModel,
+  vocab: Vocab,
+  texts: readonly string[],
+): PointSet {
   const maxLen = model.config.text.maxLen;
   return tidyPointSet(() => {
     const ids = tf.tensor2d(vocab.encodeBatch(texts, maxLen), [texts.length, maxLen], "int32");

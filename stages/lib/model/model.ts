@@ -314,7 +314,7 @@ export function patchify(images: tf.Tensor4D, patch: number): tf.Tensor3D {
 
 // ---------------------------------------------------------------- the model
 
-export class ClipModel {
+export class ContrastiveModel {
   readonly config: ModelConfig;
   readonly params: ParamStore;
   /** The similarity module (config.similarity names it). */
@@ -334,11 +334,11 @@ export class ClipModel {
    * A freshly initialised model (deterministic in `seed`, identical on every backend). `sim`:
    * the loaded similarity module; a built-in is found by name when omitted.
    */
-  static create(config: ModelConfig, seed: number, sim?: Similarity<unknown>): ClipModel {
+  static create(config: ModelConfig, seed: number, sim?: Similarity<unknown>): ContrastiveModel {
     sim ??= builtinSimilarity(config.similarity);
     const p = declareParams(config, sim);
     p.initialise(seed);
-    return new ClipModel(config, p, sim);
+    return new ContrastiveModel(config, p, sim);
   }
 
   /** A model with the given parameter values (e.g. read from a saved model). */
@@ -346,11 +346,11 @@ export class ClipModel {
     config: ModelConfig,
     values: Map<string, Float32Array>,
     sim?: Similarity<unknown>,
-  ): ClipModel {
+  ): ContrastiveModel {
     sim ??= builtinSimilarity(config.similarity);
     const p = declareParams(config, sim);
     p.initialiseFrom(values);
-    return new ClipModel(config, p, sim);
+    return new ContrastiveModel(config, p, sim);
   }
 
   /** Point sets of kind "sets" have this many points per image / per caption; "mean" has 1. */

@@ -10,7 +10,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { join } from "node:path";
 import type { Batch, BatchSource } from "./data.ts";
-import type { ClipModel } from "./model.ts";
+import type { ContrastiveModel } from "./model.ts";
 import type { Draw } from "../similarity/similarity.ts";
 import { AdamW, learningRate } from "./optim.ts";
 import { type NamedTensor, readBundle, writeBundle, writeFileAtomic } from "./tensorfile.ts";
@@ -46,7 +46,7 @@ export interface LogRecord {
 }
 
 export interface TrainArgs {
-  model: ClipModel;
+  model: ContrastiveModel;
   source: BatchSource;
   options: TrainOptions;
   /** Folder for checkpoints (resumed from when it holds one). */
@@ -93,7 +93,7 @@ export interface CheckpointHeader {
 /** Saves parameters, Adam moments, step and cursor to `dir` (atomic; old binaries removed). */
 export async function saveCheckpoint(
   dir: string,
-  model: ClipModel,
+  model: ContrastiveModel,
   opt: AdamW,
   source: BatchSource,
   seed: number,
@@ -148,7 +148,7 @@ export class CheckpointDamagedError extends Error {
  */
 export async function loadCheckpoint(
   dir: string,
-  model: ClipModel,
+  model: ContrastiveModel,
   opt: AdamW,
 ): Promise<CheckpointHeader | undefined> {
   const headerPath = join(dir, CKPT_HEADER);
@@ -202,7 +202,7 @@ export async function loadCheckpoint(
 }
 
 /** Creates the optimizer over the model's trainable parameters. */
-export function createOptimizer(model: ClipModel, o: TrainOptions): AdamW {
+export function createOptimizer(model: ContrastiveModel, o: TrainOptions): AdamW {
   const decayOf = new Map(model.params.specs.map((s) => [s.name, s.decay]));
   return new AdamW(
     { beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay },
@@ -224,7 +224,7 @@ export interface StepTensors {
  * kernels queue behind this one's. The caller reads (and disposes) the two scalars.
  */
 export function trainStepTensors(
-  model: ClipModel,
+  model: ContrastiveModel,
   opt: AdamW,
   images: ImageInput,
   ids: tf.Tensor2D,

@@ -18,7 +18,12 @@ import type { ScalarValues, Similarity, SimilarityRecord } from "./similarity.ts
 // deno-lint-ignore no-explicit-any
 type AnySimilarity = Similarity<any>;
 
-export const BUILTIN: Record<string, AnySimilarity> = { clip, kme, wpse };
+const BUILTIN_TABLE = { clip, kme, wpse };
+
+/** The name of a built-in similarity (a preset or plugin name is a plain string). */
+export type BuiltinSimilarityName = keyof typeof BUILTIN_TABLE;
+
+export const BUILTIN: Record<string, AnySimilarity> = BUILTIN_TABLE;
 
 export interface Preset {
   similarity: string;
