@@ -8,7 +8,7 @@ import { benchEngine } from "./engine.ts";
 import { benchTraining } from "./training.ts";
 import { benchEvaluation } from "./evaluation.ts";
 import { benchFaults } from "./faults.ts";
-import type { Figure } from "./util.ts";
+import { type Figure, LOAD_FLAG, loadNow } from "./util.ts";
 
 const sections: Record<string, (log: (s: string) => void) => Promise<Figure[]>> = {
   engine: benchEngine,
@@ -38,17 +38,27 @@ console.log(
   `machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, deno ${machine.deno}`,
 );
 const results: Record<string, Figure[]> = {};
+/** The 1-minute load average around each section; above LOAD_FLAG its figures are flagged. */
+const load: Record<string, { before: number; after: number; flagged: boolean }> = {};
 for (const name of wanted) {
   if (!sections[name]) {
     console.error(`unknown section '${name}'; sections: ${Object.keys(sections).join(", ")}`);
     Deno.exit(2);
   }
   console.log(`== ${name}`);
+  const before = loadNow();
   results[name] = await sections[name]((s) => console.log(`  ${s}`));
+  const after = loadNow();
+  load[name] = { before, after, flagged: Math.max(before, after) > LOAD_FLAG };
+  console.log(`  load ${before} before, ${after} after${load[name].flagged ? " (FLAGGED)" : ""}`);
 }
 
 const dir = new URL(".", import.meta.url).pathname;
-let previous: { sections?: Record<string, Figure[]>; measured?: Record<string, string> } = {};
+let previous: {
+  sections?: Record<string, Figure[]>;
+  measured?: Record<string, string>;
+  load?: typeof load;
+} = {};
 try {
   previous = JSON.parse(await Deno.readTextFile(`${dir}results.json`));
 } catch { /* first run */ }
@@ -57,14 +67,23 @@ const measured = {
   ...(previous.measured ?? {}),
   ...Object.fromEntries(Object.keys(results).map((k) => [k, machine.date])),
 };
-const merged = { machine, measured, sections: { ...(previous.sections ?? {}), ...results } };
+const merged = {
+  machine,
+  measured,
+  load: { ...(previous.load ?? {}), ...load },
+  sections: { ...(previous.sections ?? {}), ...results },
+};
 await Deno.writeTextFile(`${dir}results.json`, JSON.stringify(merged, null, 2) + "\n");
 
 const fmt = (v: number | null | undefined) =>
   v === null || v === undefined ? "-" : v >= 100 ? v.toFixed(0) : v.toPrecision(3);
 const md = [
   `Measured on ${machine.cpu} (${machine.cores} cores, ${machine.memoryGiB} GiB), Deno ${machine.deno}; \`deno task bench\`; sections: ${
-    Object.keys(merged.sections).map((k) => `${k} ${measured[k] ?? "?"}`).join(", ")
+    Object.keys(merged.sections).map((k) => {
+      const l = merged.load[k];
+      const at = l ? ` (load ${l.before} -> ${l.after}${l.flagged ? ", FLAGGED" : ""})` : "";
+      return `${k} ${measured[k] ?? "?"}${at}`;
+    }).join(", ")
   }.`,
   "",
   "| section | figure | ours | peer | target | met |",

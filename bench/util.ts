@@ -44,3 +44,37 @@ export interface Figure {
   met?: boolean;
   note?: string;
 }
+
+/** The 1-minute load average now (Deno.loadavg). */
+export const loadNow = (): number => +Deno.loadavg()[0].toFixed(2);
+
+/** Above this 1-minute load a comparison is flagged: the machine has 2 cores. */
+export const LOAD_FLAG = 1.5;
+
+/**
+ * Ours and a peer, alternating (A B A B ...) `pairs` times, so both see the same load; the
+ * ratio quoted is the median of the per-pair ratios (`ratio(ours, theirs)`, > 1 = ours better).
+ */
+export async function pairedComparison<A, B>(
+  pairs: number,
+  ours: () => Promise<A>,
+  theirs: () => Promise<B>,
+  ratio: (a: A, b: B) => number,
+) {
+  const before = loadNow();
+  const done: [A, B][] = [];
+  for (let i = 0; i < pairs; i++) done.push([await ours(), await theirs()]);
+  const after = loadNow();
+  const ratios = done.map(([a, b]) => ratio(a, b));
+  const flagged = Math.max(before, after) > LOAD_FLAG;
+  return {
+    pairs: done,
+    ratios,
+    ratio: median(ratios),
+    load: { before, after, flagged },
+    loadNote: `load ${before} before, ${after} after${
+      flagged ? ` (FLAGGED: above ${LOAD_FLAG})` : ""
+    }`,
+    median: (pick: (pair: [A, B]) => number) => median(done.map(pick)),
+  };
+}

@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import stage, { LinearProbeParams } from "../stages/linear-probe/stage.ts";
 import { subsampleRows } from "../stages/linear-probe/run.ts";
-import { linearProbe } from "../stages/lib/eval/logistic.ts";
+import { linearProbe } from "../stages/lib/eval/probe.ts";
+import { resolveProbeEngine } from "../stages/lib/eval/engine_param.ts";
 import { Rng } from "../stages/lib/random.ts";
 import { StageInputError } from "../pipeline/stage.ts";
 import {
@@ -85,13 +86,13 @@ Deno.test("linear-probe stage: equals the library protocol; seeded train subsamp
   const sub = subsampleRows(X, Int32Array.from(train.labels!), 80, 3);
   assert.equal(sub.y.length, 80);
   assert.deepEqual([...sub.idx!], [...sub.idx!].sort((a, b) => a - b));
-  const want = linearProbe(
+  const want = await linearProbe(
     { X: sub.X, y: sub.y },
     {
       X: Float32Array.from(test.images.flatMap((s) => s.points[0])),
       y: Int32Array.from(test.labels!),
     },
-    { Cs: cs, seed: 3, maxIterations: 1000 },
+    { Cs: cs, seed: 3, engine: resolveProbeEngine("auto") },
   );
   assert.equal(r.metrics.accuracy, want.test.accuracy);
   assert.equal(r.metrics.mean_per_class_recall, want.test.meanPerClassRecall);

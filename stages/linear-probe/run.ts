@@ -2,7 +2,8 @@
 import { join } from "node:path";
 import { type StageContext, StageInputError, type StageResult } from "../../pipeline/stage.ts";
 import { readEmbeddings } from "../lib/eval/embeddings.ts";
-import { linearProbe } from "../lib/eval/logistic.ts";
+import { linearProbe } from "../lib/eval/probe.ts";
+import { resolveProbeEngine } from "../lib/eval/engine_param.ts";
 import { Rng } from "../lib/random.ts";
 import type { LinearProbeParams } from "./stage.ts";
 
@@ -62,12 +63,14 @@ export async function run(ctx: StageContext<LinearProbeParams>): Promise<StageRe
   );
   ctx.progress.start(p.c_grid.length + 1, "C sweep");
   const t0 = performance.now();
-  const r = linearProbe({ X: sub.X, y: sub.y }, { X: te.X, y: te.y }, {
+  const r = await linearProbe({ X: sub.X, y: sub.y }, { X: te.X, y: te.y }, {
     Cs: p.c_grid,
     valFraction: p.val_fraction,
     seed: ctx.seed,
     standardize: p.standardize,
+    stopping: p.stopping,
     maxIterations: p.max_iterations,
+    engine: resolveProbeEngine(p.engine),
     split: `train: ${tr.header.split}, test: ${te.header.split}`,
     features: `${p.features}: images.pooled.f32 (${tr.header.probe.features}), ` +
       `${tr.header.similarity.name} model`,
@@ -87,7 +90,6 @@ export async function run(ctx: StageContext<LinearProbeParams>): Promise<StageRe
       ? `${p.max_train} of ${tr.y.length} training images, seeded (seed ${ctx.seed}) ` +
         "shuffle prefix, original order"
       : "all training images",
-    maxIterations: p.max_iterations,
     metricNames: "accuracy and mean_per_class_recall in percent; chosen_c = the selected C",
   };
   await writeMetricsFile(ctx.outDir, "linear-probe", protocol, metrics, { sweep: r.sweep });

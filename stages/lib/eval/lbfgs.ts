@@ -15,8 +15,10 @@ export interface LbfgsOptions {
   maxIterations?: number;
   /** Stop when max_i |g_i| <= gradTol (default 1e-7). */
   gradTol?: number;
-  /** Stop when (f_prev - f) <= fTol * max(|f_prev|, |f|, 1) (default 64 * 2^-52, scipy's). */
+  /** Stop when (f_prev - f) <= fTol * max(|f_prev|, |f|, fFloor) (default 64 * 2^-52). */
   fTol?: number;
+  /** The floor of that relative test (default 1, as scipy's L-BFGS-B). */
+  fFloor?: number;
   /** Line search evaluations per iteration (default 50). */
   maxLineSearch?: number;
 }
@@ -56,6 +58,7 @@ export function lbfgs(fg: ObjectiveFn, x0: Float64Array, opts: LbfgsOptions = {}
   const maxIter = opts.maxIterations ?? 10000;
   const gradTol = opts.gradTol ?? 1e-7;
   const fTol = opts.fTol ?? 64 * 2 ** -52;
+  const fFloor = opts.fFloor ?? 1;
   const maxLS = opts.maxLineSearch ?? 50;
   const c1 = 1e-4, c2 = 0.9;
   const n = x0.length;
@@ -200,7 +203,7 @@ export function lbfgs(fg: ObjectiveFn, x0: Float64Array, opts: LbfgsOptions = {}
       Y.push(y);
       rho.push(1 / sy);
     }
-    if (fOld - f <= fTol * Math.max(Math.abs(fOld), Math.abs(f), 1)) {
+    if (fOld - f <= fTol * Math.max(Math.abs(fOld), Math.abs(f), fFloor)) {
       reason = "function-decrease";
       break;
     }

@@ -6,11 +6,11 @@
  *   f(W, b) = (1/n) sum_i [ log sum_k exp(z_ik) - z_{i, y_i} ] + ||W||^2 / (2 C n),
  *   z_i = W x_i + b,   W in R^{K x p} (one row per class, no reference class), b not penalised.
  * sklearn minimises n * f (sum of losses + ||W||^2 / (2C)): the same minimiser.
- * Solver: L-BFGS (lbfgs.ts).
+ * Solver: L-BFGS (lbfgs.ts), stopped by scikit-learn's rules or tighter ones (`Stopping`).
+ * The dense products go through logistic_products.ts (JS loops or OpenBLAS dgemm).
  */
-import { Rng } from "../random.ts";
-import type { Protocol } from "./protocol.ts";
 import { lbfgs, type LbfgsOptions, type LbfgsResult, type ObjectiveFn } from "./lbfgs.ts";
+import { jsProducts, type Products } from "./logistic_products.ts";
 
 // ---- multinomial logistic regression ------------------------------------------------------
 
@@ -38,10 +38,39 @@ export interface LogisticModel {
 }
 
 export interface FitOptions extends LbfgsOptions {
+  /** Stopping rules (default "sklearn"); explicit LbfgsOptions override them. */
+  stopping?: Stopping;
+  /** Dense products (default JS loops). */
+  products?: Products;
   /** z-score features with the training mean / std (ddof 0; std 0 -> 1). Default false. */
   standardize?: boolean;
   /** Warm start: [W, b] flattened, in model class order (e.g. a previous fit's). */
   init?: Float64Array;
+}
+
+/**
+ * When a fit stops.
+ * - "sklearn": scikit-learn 1.2's LogisticRegression(solver="lbfgs") through scipy's L-BFGS-B:
+ *   max |gradient of the summed objective| <= tol (1e-4), or a relative decrease of at most
+ *   factr * eps = 1e7 * 2^-52 (scipy's default ftol), at most max_iter (1000) iterations, 20
+ *   line-search evaluations. sklearn minimises n * f, so its tolerances apply here as tol / n
+ *   and a floor of 1/n in the relative test.
+ * - "tight": what this project used before (max |gradient of f| <= 1e-7, ftol 64 eps, 50
+ *   line-search evaluations, up to 10,000 iterations): a minimum several digits closer, for
+ *   comparing optimisers, at 10-30x the time.
+ */
+export type Stopping = "sklearn" | "tight";
+
+export function stoppingOptions(stopping: Stopping, n: number): LbfgsOptions {
+  return stopping === "sklearn"
+    ? {
+      gradTol: 1e-4 / n,
+      fTol: 1e7 * 2 ** -52,
+      fFloor: 1 / n,
+      maxLineSearch: 20,
+      maxIterations: 1000,
+    }
+    : { gradTol: 1e-7, fTol: 64 * 2 ** -52, fFloor: 1, maxLineSearch: 50, maxIterations: 10000 };
 }
 
 /** Multinomial objective and gradient on params [W (K x p), b (K)]. */
@@ -51,44 +80,51 @@ export function multinomialObjective(
   K: number,
   p: number,
   C: number,
+  products: Products = jsProducts,
 ): ObjectiveFn {
   const n = yIdx.length;
-  const z = new Float64Array(K);
+  const bOff = K * p;
+  // Z holds the logits, then (in place) the residuals softmax - onehot.
+  const Z = new Float64Array(n * K), G = new Float64Array(K * p);
+  const lam = 1 / (C * n);
   return (theta, grad) => {
-    grad.fill(0);
-    const bOff = K * p;
+    products.logits(X, theta.subarray(0, bOff), n, p, K, Z);
     let loss = 0;
+    for (let k = 0; k < K; k++) grad[bOff + k] = 0;
     for (let i = 0; i < n; i++) {
-      const xo = i * p;
+      const zo = i * K;
       let mx = -Infinity;
       for (let k = 0; k < K; k++) {
-        let s = theta[bOff + k];
-        const wo = k * p;
-        for (let j = 0; j < p; j++) s += theta[wo + j] * X[xo + j];
-        z[k] = s;
+        const s = (Z[zo + k] += theta[bOff + k]);
         if (s > mx) mx = s;
       }
       let se = 0;
-      for (let k = 0; k < K; k++) se += z[k] = Math.exp(z[k] - mx);
+      for (let k = 0; k < K; k++) se += Z[zo + k] = Math.exp(Z[zo + k] - mx);
       const yi = yIdx[i];
-      loss += Math.log(se) - Math.log(z[yi]);
+      loss += Math.log(se) - Math.log(Z[zo + yi]);
       for (let k = 0; k < K; k++) {
-        const r = z[k] / se - (k === yi ? 1 : 0);
+        const r = Z[zo + k] / se - (k === yi ? 1 : 0);
+        Z[zo + k] = r;
         grad[bOff + k] += r;
-        const wo = k * p;
-        for (let j = 0; j < p; j++) grad[wo + j] += r * X[xo + j];
       }
     }
+    products.gradW(Z, X, n, K, p, G);
     let w2 = 0;
-    for (let q = 0; q < bOff; q++) w2 += theta[q] * theta[q];
-    const lam = 1 / (C * n);
-    for (let q = 0; q < bOff; q++) grad[q] = grad[q] / n + lam * theta[q];
+    for (let q = 0; q < bOff; q++) {
+      w2 += theta[q] * theta[q];
+      grad[q] = G[q] / n + lam * theta[q];
+    }
     for (let k = 0; k < K; k++) grad[bOff + k] /= n;
     return loss / n + 0.5 * lam * w2;
   };
 }
 
-function toF64(X: Features): Float64Array {
+/** The options that are set (an explicit `undefined` must not erase a stopping rule). */
+function definedOnly<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+export function toF64(X: Features): Float64Array {
   return X instanceof Float64Array ? X : Float64Array.from(X);
 }
 
@@ -135,9 +171,13 @@ export function fitLogistic(data: Dataset, C: number, opts: FitOptions = {}): Lo
   let X = toF64(data.X);
   const st = opts.standardize ? standardizer(X, n, p) : undefined;
   X = applyStandardize(X, p, st);
-  const fg = multinomialObjective(X, yIdx, K, p, C);
+  const fg = multinomialObjective(X, yIdx, K, p, C, opts.products);
   const x0 = opts.init && opts.init.length === K * p + K ? opts.init : new Float64Array(K * p + K);
-  const res = lbfgs(fg, x0, opts);
+  const { stopping, products: _, init: __, standardize: ___, ...explicit } = opts;
+  const res = lbfgs(fg, x0, {
+    ...stoppingOptions(stopping ?? "sklearn", n),
+    ...definedOnly(explicit),
+  });
   const { x, ...optimizer } = res;
   return {
     classes,
@@ -152,17 +192,22 @@ export function fitLogistic(data: Dataset, C: number, opts: FitOptions = {}): Lo
 }
 
 /** Predicted labels (argmax; ties -> the lower class index). */
-export function predictLogistic(model: LogisticModel, Xin: Features): Int32Array {
+export function predictLogistic(
+  model: LogisticModel,
+  Xin: Features,
+  products: Products = jsProducts,
+): Int32Array {
   const { p, W, b, classes } = model;
   const K = classes.length;
   const n = Xin.length / p;
   const X = applyStandardize(toF64(Xin), p, model.standardize);
+  const Z = new Float64Array(n * K);
+  products.logits(X, W, n, p, K, Z);
   const out = new Int32Array(n);
   for (let i = 0; i < n; i++) {
     let best = -Infinity, arg = 0;
     for (let k = 0; k < K; k++) {
-      let s = b[k];
-      for (let j = 0; j < p; j++) s += W[k * p + j] * X[i * p + j];
+      const s = Z[i * K + k] + b[k];
       if (s > best) {
         best = s;
         arg = k;
@@ -197,150 +242,5 @@ export function classificationMetrics(pred: Int32Array, y: Int32Array): Classifi
     accuracy: y.length ? (100 * correct) / y.length : NaN,
     meanPerClassRecall: count.size ? (100 * recall) / count.size : NaN,
     n: y.length,
-  };
-}
-
-// ---- the probe protocol: C sweep on a validation split, refit, test ------------------------
-
-export interface LinearProbeOptions extends LbfgsOptions {
-  /** C grid (default 10^-6 .. 10^6, one per decade). */
-  Cs?: number[];
-  /** Fraction of each training class held out for validation (default 0.2). */
-  valFraction?: number;
-  /** Split seed (default 0). */
-  seed?: number;
-  standardize?: boolean;
-  split?: string;
-  features?: string;
-  /** Called after each C of the sweep. */
-  onProgress?: (done: number, total: number) => void;
-}
-
-export interface LinearProbeResult {
-  protocol: Protocol;
-  chosenC: number;
-  sweep: {
-    C: number;
-    valAccuracy: number;
-    objective: number;
-    iterations: number;
-    converged: boolean;
-  }[];
-  test: ClassificationMetrics;
-  model: LogisticModel;
-}
-
-/** Stratified split: per class (ascending label), a seeded shuffle, the first round(f*n) to val. */
-export function stratifiedSplit(y: Int32Array, valFraction: number, seed: number) {
-  const rng = new Rng(seed);
-  const byClass = new Map<number, number[]>();
-  for (let i = 0; i < y.length; i++) {
-    if (!byClass.has(y[i])) byClass.set(y[i], []);
-    byClass.get(y[i])!.push(i);
-  }
-  const fit: number[] = [], val: number[] = [];
-  for (const c of [...byClass.keys()].sort((a, b) => a - b)) {
-    const idx = rng.shuffle(byClass.get(c)!);
-    const nVal = idx.length >= 2
-      ? Math.min(idx.length - 1, Math.round(valFraction * idx.length))
-      : 0;
-    val.push(...idx.slice(0, nVal));
-    fit.push(...idx.slice(nVal));
-  }
-  fit.sort((a, b) => a - b);
-  val.sort((a, b) => a - b);
-  return { fit: Int32Array.from(fit), val: Int32Array.from(val) };
-}
-
-function subset(data: Dataset, idx: Int32Array): Dataset {
-  const p = data.X.length / data.y.length;
-  const X = new Float64Array(idx.length * p);
-  const y = new Int32Array(idx.length);
-  for (let r = 0; r < idx.length; r++) {
-    for (let j = 0; j < p; j++) X[r * p + j] = data.X[idx[r] * p + j];
-    y[r] = data.y[idx[r]];
-  }
-  return { X, y };
-}
-
-export const DEFAULT_CS = Array.from({ length: 13 }, (_, k) => 10 ** (k - 6));
-
-/**
- * Sweeps C on a seeded stratified validation split of `train`, picks the best validation
- * accuracy (ties -> the smaller C), refits on all of `train` (= fit + val) with it and
- * reports test accuracy and mean per-class recall.
- */
-export function linearProbe(
-  train: Dataset,
-  test: Dataset,
-  opts: LinearProbeOptions = {},
-): LinearProbeResult {
-  const Cs = [...(opts.Cs ?? DEFAULT_CS)].sort((a, b) => a - b);
-  const valFraction = opts.valFraction ?? 0.2;
-  const seed = opts.seed ?? 0;
-  const { fit, val } = stratifiedSplit(train.y, valFraction, seed);
-  const fitData = subset(train, fit), valData = subset(train, val);
-  const sweep: LinearProbeResult["sweep"] = [];
-  let init: Float64Array | undefined;
-  let best = -1, chosenC = Cs[0];
-  Cs.forEach((C, k) => {
-    // Warm start from the previous (smaller) C: deterministic, same optimum.
-    const model = fitLogistic(fitData, C, { ...opts, init });
-    init = Float64Array.from([...model.W, ...model.b]);
-    const acc = classificationMetrics(predictLogistic(model, valData.X), valData.y).accuracy;
-    sweep.push({
-      C,
-      valAccuracy: acc,
-      objective: model.objective,
-      iterations: model.optimizer.iterations,
-      converged: model.optimizer.converged,
-    });
-    if (acc > best) {
-      best = acc;
-      chosenC = C;
-    }
-    opts.onProgress?.(k + 1, Cs.length + 1);
-  });
-  const model = fitLogistic(train, chosenC, opts);
-  opts.onProgress?.(Cs.length + 1, Cs.length + 1);
-  const testMetrics = classificationMetrics(predictLogistic(model, test.X), test.y);
-  const nTrain = train.y.length;
-  return {
-    protocol: {
-      name: "linear-probe",
-      version: 1,
-      features: opts.features ?? "unspecified",
-      split: opts.split ?? "unspecified",
-      model: "multinomial logistic regression (softmax over K classes, full W in R^{K x p}, " +
-        "intercept not penalised)",
-      objective: "mean cross-entropy + ||W||^2 / (2 C n) (scikit-learn's LogisticRegression " +
-        "objective up to the factor n)",
-      solver: "L-BFGS (memory 10), strong Wolfe line search (c1=1e-4, c2=0.9), f64, zero init " +
-        "(sweep: warm start from the previous C)",
-      standardize: opts.standardize
-        ? "z-score with the mean and population std of the data being fitted"
-        : "none (raw features, as scikit-learn)",
-      Cs,
-      selection: "best validation accuracy; ties -> smaller C; then refit on train+val",
-      validation: {
-        fraction: valFraction,
-        stratified: true,
-        seed,
-        prng: "xoshiro128** seeded by splitmix32",
-      },
-      metrics: "test top-1 accuracy and mean per-class recall (classes present in test), percent",
-      counts: {
-        train: nTrain,
-        fit: fit.length,
-        val: val.length,
-        test: test.y.length,
-        classes: model.classes.length,
-        dim: model.p,
-      },
-    },
-    chosenC,
-    sweep,
-    test: testMetrics,
-    model,
   };
 }

@@ -1,6 +1,7 @@
 /**
- * OpenBLAS through Deno's FFI, for the "blas" KME scoring engine (blas_kme.ts): only
- * `cblas_sgemm` and three informational calls. Optional: `findOpenBlas()` only looks for the
+ * OpenBLAS through Deno's FFI, for the "blas" KME scoring engine (blas_kme.ts, `cblas_sgemm`)
+ * and the linear probe's products (logistic_products.ts, `cblas_dgemm`), plus three
+ * informational calls. Optional: `findOpenBlas()` only looks for the
  * file (cheap, loads nothing: it feeds the cache-key facet), `loadOpenBlas()` opens it.
  *
  * Where: $KME_OPENBLAS (a path to the library, or "none" to never use it), else the usual
@@ -91,6 +92,25 @@ const SYMBOLS = {
     ],
     result: "void",
   },
+  cblas_dgemm: {
+    parameters: [
+      "i32", // order
+      "i32", // transA
+      "i32", // transB
+      "i32", // M
+      "i32", // N
+      "i32", // K
+      "f64", // alpha
+      "buffer", // A
+      "i32", // lda
+      "buffer", // B
+      "i32", // ldb
+      "f64", // beta
+      "buffer", // C
+      "i32", // ldc
+    ],
+    result: "void",
+  },
   openblas_set_num_threads: { parameters: ["i32"], result: "void" },
   openblas_get_corename: { parameters: [], result: "pointer" },
   openblas_get_config: { parameters: [], result: "pointer" },
@@ -117,14 +137,36 @@ export interface OpenBlas {
     c: Deno.PointerValue,
     ldc: number,
   ): void;
+  /**
+   * C[m x n] = op(A) op(B), row-major f64, op = transpose when the flag is set (A is [k x m]
+   * then, B [n x k]); leading dimensions are the stored row lengths. One thread, as sgemmABt.
+   */
+  dgemm(
+    transA: boolean,
+    transB: boolean,
+    m: number,
+    n: number,
+    k: number,
+    a: Float64Array,
+    lda: number,
+    b: Float64Array,
+    ldb: number,
+    c: Float64Array,
+    ldc: number,
+  ): void;
 }
 
 let loaded: OpenBlas | undefined;
 
-const WAY_OUT = 'use the "wasm" engine (retrieval param `kme_engine: wasm`, or KME_OPENBLAS=none)';
+const KME_WAY_OUT =
+  'use the "wasm" engine (retrieval param `kme_engine: wasm`, or KME_OPENBLAS=none)';
 
-/** Opens OpenBLAS (once per thread) or throws OpenBlasUnavailableError saying why. */
-export function loadOpenBlas(): OpenBlas {
+/**
+ * Opens OpenBLAS (once per thread) or throws OpenBlasUnavailableError saying why, ending with
+ * `wayOut` (what the user can do instead).
+ */
+export function loadOpenBlas(wayOut = KME_WAY_OUT): OpenBlas {
+  const WAY_OUT = wayOut;
   if (loaded) return loaded;
   const path = findOpenBlas();
   if (!path) {
@@ -163,6 +205,10 @@ export function loadOpenBlas(): OpenBlas {
     config,
     sgemmABt(m, n, k, a, b, c, ldc) {
       s.cblas_sgemm(ROW_MAJOR, NO_TRANS, TRANS, m, n, k, 1, a, k, b, k, 0, c, ldc);
+    },
+    dgemm(transA, transB, m, n, k, a, lda, b, ldb, c, ldc) {
+      const ta = transA ? TRANS : NO_TRANS, tb = transB ? TRANS : NO_TRANS;
+      s.cblas_dgemm(ROW_MAJOR, ta, tb, m, n, k, 1, a, lda, b, ldb, 0, c, ldc);
     },
   };
   return loaded;
