@@ -1,11 +1,12 @@
 /**
  * Training throughput of the reference model R1 (bench/r1.ts) on each available TF.js backend,
  * against the PyTorch peer (bench/peers/r1_torch.py: same architecture, batch, AdamW, clipping,
- * 2 threads) run in the same invocation; plus embedding extraction (inference) throughput.
+ * 2 threads) in both its formulations, the mirror of our model and the idiomatic one, run in the
+ * same invocation; plus embedding extraction (inference) throughput.
  *
  * Every measurement runs in its own process (a backend, its thread count and the wasm module are
  * per process), ours and the peer's alternating, in `ROUNDS` rounds, so that both see the same
- * load. A run does `WARMUP` steps, then `WINDOWS` timed windows of `STEPS` steps each; a figure
+ * load. A ratio is the median over rounds of ours / the faster formulation in that round. A run does `WARMUP` steps, then `WINDOWS` timed windows of `STEPS` steps each; a figure
  * is the median over all windows of all rounds (samples/s = batch * steps / window seconds).
  * A step is what `train()` does per batch, the way it does it on a GPU: tensors from the batch's
  * arrays (batchTensors), forward, backward, global-norm clipping, AdamW, clamping, all queued by
@@ -14,7 +15,7 @@
  * window's clock stopped (warm-up steps one by one), so `losses` holds them all, in order, and
  * `losses[0]` is the first step's (the GPU check compares it with wasm's).
  *
- * `deno task bench training`; environment: KME_BENCH_ROUNDS (2), KME_BENCH_WINDOWS (4),
+ * `deno task bench training`; environment: KME_BENCH_ROUNDS (3), KME_BENCH_WINDOWS (4),
  * KME_BENCH_STEPS (3), KME_BENCH_CPU (1 = also the cpu backend, a 2-step run; 0 = skip),
  * KME_BENCH_WEBGPU (1 = also webgpu when navigator.gpu gives an adapter, a 2-step run).
  * Run one measurement directly: `deno run -A bench/training.ts run wasm clip [threads]`; the
@@ -246,9 +247,11 @@ function ours(
   return runChild(Deno.execPath(), args, timeoutMs);
 }
 
-function peer(sim: R1Similarity, o: RunOptions) {
+function peer(sim: R1Similarity, o: RunOptions, formulation: Formulation) {
   const args = [
     PEER,
+    "--formulation",
+    formulation,
     "--similarity",
     sim,
     "--threads",
@@ -276,8 +279,12 @@ async function havePeer(): Promise<string | undefined> {
 
 const fmt = (x: number) => x.toFixed(1);
 
+/** The PyTorch peer's two formulations (bench/peers/r1_torch.py); ours is quoted against the faster. */
+type Formulation = "mirror" | "idiomatic";
+const FORMULATIONS: readonly Formulation[] = ["mirror", "idiomatic"];
+
 export async function benchTraining(log: (s: string) => void): Promise<Figure[]> {
-  const rounds = envInt("KME_BENCH_ROUNDS", 2);
+  const rounds = envInt("KME_BENCH_ROUNDS", 3);
   const o: RunOptions = {
     warmup: 2,
     windows: envInt("KME_BENCH_WINDOWS", 4),
@@ -294,7 +301,10 @@ export async function benchTraining(log: (s: string) => void): Promise<Figure[]>
   );
 
   type Key = string;
-  const acc = new Map<Key, { windows: number[]; img: number[]; txt: number[]; meta?: RunResult }>();
+  const acc = new Map<
+    Key,
+    { windows: number[]; perRound: number[]; img: number[]; txt: number[]; meta?: RunResult }
+  >();
   const errors = new Map<Key, string>();
   const add = (key: Key, r: RunResult | { error: string }) => {
     if ("error" in r && r.error !== undefined) {
@@ -303,8 +313,9 @@ export async function benchTraining(log: (s: string) => void): Promise<Figure[]>
       return;
     }
     const rr = r as RunResult;
-    const a = acc.get(key) ?? { windows: [], img: [], txt: [] };
+    const a = acc.get(key) ?? { windows: [], perRound: [], img: [], txt: [] };
     a.windows.push(...rr.windows);
+    a.perRound.push(median(rr.windows));
     a.img.push(...(rr.images_per_s ?? []));
     a.txt.push(...(rr.captions_per_s ?? []));
     a.meta = rr;
@@ -318,14 +329,35 @@ export async function benchTraining(log: (s: string) => void): Promise<Figure[]>
     );
   };
 
+  // A round is one pair per similarity: ours, then both peer formulations, then ours on one
+  // thread, back to back, so that a round's runs see about the same load.
   for (let r = 0; r < rounds; r++) {
     for (const sim of sims) {
       const embed = sim === "clip"; // inference throughput, measured alongside the clip runs
       add(`wasm/${sim}`, await ours("wasm", sim, { ...o, embed }, threads));
-      if (!peerMissing) add(`torch/${sim}`, await peer(sim, { ...o, embed }));
+      if (!peerMissing) {
+        for (const f of FORMULATIONS) {
+          add(`torch-${f}/${sim}`, await peer(sim, { ...o, embed: embed && f === "mirror" }, f));
+        }
+      }
       add(`wasm1/${sim}`, await ours("wasm", sim, o, 1));
     }
   }
+  /**
+   * Per round, ours / the faster formulation's rate in that round; the median of those. Null
+   * when a round is missing on either side.
+   */
+  const pairedRatio = (key: Key, sim: R1Similarity) => {
+    const mine = acc.get(key)?.perRound ?? [];
+    const theirs = FORMULATIONS.map((f) => acc.get(`torch-${f}/${sim}`)?.perRound ?? []);
+    if (!mine.length || theirs.some((t) => t.length !== mine.length)) return null;
+    return median(mine.map((v, i) => v / Math.max(...theirs.map((t) => t[i]))));
+  };
+  /** The faster formulation over the whole run (by median rate). */
+  const fasterPeer = (sim: R1Similarity) => {
+    const rates = FORMULATIONS.map((f) => [f, rate(`torch-${f}/${sim}`)] as const);
+    return rates.reduce((a, b) => ((b[1] ?? -1) > (a[1] ?? -1) ? b : a));
+  };
   if (envInt("KME_BENCH_CPU", 1) === 1) {
     for (const sim of sims) add(`cpu/${sim}`, await ours("cpu", sim, short, undefined, 900_000));
   }
@@ -345,11 +377,15 @@ export async function benchTraining(log: (s: string) => void): Promise<Figure[]>
   const torchNote = peerMissing ?? undefined;
   const figures: Figure[] = [];
   for (const sim of sims) {
-    const peerRate = rate(`torch/${sim}`);
+    const [formulation, peerRate] = fasterPeer(sim);
+    const other = FORMULATIONS.find((f) => f !== formulation)!;
+    const otherRate = rate(`torch-${other}/${sim}`);
     const peerFig = {
-      name: "PyTorch 1.13, 2 threads",
+      name: `PyTorch 1.13, 2 threads, the faster formulation (${formulation})`,
       value: peerRate,
-      note: peerRate === null ? (torchNote ?? errors.get(`torch/${sim}`) ?? "missing") : undefined,
+      note: peerRate === null
+        ? (torchNote ?? errors.get(`torch-${formulation}/${sim}`) ?? "missing")
+        : `${other}: ${otherRate === null ? "-" : fmt(otherRate)} samples/s`,
     };
     for (
       const [key, label, target] of [
@@ -361,7 +397,7 @@ export async function benchTraining(log: (s: string) => void): Promise<Figure[]>
     ) {
       if (!acc.has(key) && !errors.has(key)) continue;
       const v = rate(key);
-      const ratio = v !== null && peerRate ? v / peerRate : null;
+      const ratio = v === null ? null : pairedRatio(key, sim);
       figures.push({
         name: `R1 training ${sim}, ${label} (samples/s, median)`,
         value: v,
@@ -374,7 +410,7 @@ export async function benchTraining(log: (s: string) => void): Promise<Figure[]>
           ? errors.get(key)
           : ratio === null
           ? undefined
-          : `ratio ${ratio.toFixed(2)}`,
+          : `${ratio.toFixed(2)}x the faster peer (median of ${rounds} per-round ratios)`,
       });
     }
   }
@@ -382,8 +418,8 @@ export async function benchTraining(log: (s: string) => void): Promise<Figure[]>
     const c = rate(`${be}/clip`);
     const k = rate(`${be}/kme`);
     if (c === null || k === null) continue;
-    const tc = rate("torch/clip");
-    const tk = rate("torch/kme");
+    const tc = fasterPeer("clip")[1];
+    const tk = fasterPeer("kme")[1];
     const ratio = c / k; // step time kme / step time clip
     figures.push({
       name: `R1 KME step time / CLIP step time, ${be === "wasm1" ? "wasm 1 thread" : be}`,
@@ -397,7 +433,7 @@ export async function benchTraining(log: (s: string) => void): Promise<Figure[]>
     });
   }
   const w = acc.get("wasm/clip");
-  const t = acc.get("torch/clip");
+  const t = acc.get("torch-mirror/clip");
   for (
     const [what, unit, pick] of [
       ["images", "images/s", (a: typeof w) => a?.img],
