@@ -2,7 +2,7 @@
  * kme-clip command line: run | status | runs | diff | report | verify | gc | schema.
  * Exit codes: 0 ok, 1 a stage failed (or verify found damage), 2 bad input, 130 interrupted.
  */
-import { parseArgs } from "node:util";
+import cac from "cac";
 import { dirname, join, resolve } from "node:path";
 import { ConfigError, UsageError } from "../pipeline/errors.ts";
 import type { PlannedStage } from "../pipeline/resolve.ts";
@@ -54,51 +54,83 @@ const USAGE = `usage: kme <command> [options]
 common: --store DIR (default $KME_STORE or ./artifacts), --quiet, --help (also after a
         command: its options only), --version`;
 
+/** `--name <value>`, repeatable: always an array of strings (cac would make "1" a number). */
+const MANY = { type: [String], default: [] as string[] };
+
+/**
+ * The command line as cac sees it: each command, its arguments and the options it takes. cac
+ * parses and refuses an option the command does not take; the help text stays USAGE (written
+ * by hand, as Deno's own CLIs do, because it explains more than a generated list).
+ */
+function commandLine() {
+  const cli = cac("kme");
+  cli.option("--store <dir>", "").option("--quiet", "").option("-h, --help", "")
+    .option("-V, --version", "");
+  cli.command("run [experiment] [...stages]", "")
+    .option("--jobs <n>", "", { default: "1" }).option("--force <stage>", "", MANY)
+    .option("--only <stage>", "", MANY).option("--dry-run", "")
+    .option("--executor <name>", "", { default: "local" }).option("--no-report", "")
+    .option("-S, --set <path=value>", "", MANY);
+  cli.command("status [experiment] [...stages]", "")
+    .option("--force <stage>", "", MANY).option("--only <stage>", "", MANY)
+    .option("-S, --set <path=value>", "", MANY);
+  cli.command("diff [...runs]", "")
+    .option("--all", "").option("--json", "").option("--md", "").option("--by <axis>", "");
+  cli.command("runs [...experiment]", "")
+    .option("--json", "").option("--md", "").option("--csv", "")
+    .option("--metric <stage.metric>", "", MANY).option("--sort <column>", "")
+    .option("--no-noop", "");
+  cli.command("report [...runs]", "").option("--out <file>", "").option("--png <dir>", "");
+  cli.command("verify [...experiment]", "");
+  cli.command("gc", "").option("--keep <n>", "", { default: "5" }).option("--dry-run", "");
+  cli.command("schema", "");
+  return cli;
+}
+
+/** cac's "Unknown option `--json`" as this CLI says it: whose option it is, and the command's help. */
+function unknownOption(cli: ReturnType<typeof commandLine>, cmd: string, flag: string): UsageError {
+  const name = flag.replace(/^-+/, "");
+  const whose = cli.commands.filter((c) => c.options.some((o) => o.names.includes(name)))
+    .map((c) => c.name);
+  return new UsageError(
+    `'${cmd}' takes no ${flag}` +
+      (whose.length ? ` (it is an option of ${whose.join(", ")})` : "") +
+      `\n\n${commandUsage(cmd)}`,
+  );
+}
+
 async function main(argv: string[]): Promise<number> {
-  const { values: o, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      store: { type: "string" },
-      jobs: { type: "string", default: "1" },
-      force: { type: "string", multiple: true, default: [] },
-      only: { type: "string", multiple: true, default: [] },
-      "dry-run": { type: "boolean", default: false },
-      all: { type: "boolean", default: false },
-      json: { type: "boolean", default: false },
-      md: { type: "boolean", default: false },
-      keep: { type: "string", default: "5" },
-      by: { type: "string" },
-      executor: { type: "string", default: "local" },
-      "no-report": { type: "boolean", default: false },
-      out: { type: "string" },
-      png: { type: "string" },
-      quiet: { type: "boolean", default: false },
-      help: { type: "boolean", short: "h", default: false },
-      version: { type: "boolean", short: "V", default: false },
-      csv: { type: "boolean", default: false },
-      set: { type: "string", short: "S", multiple: true, default: [] },
-      metric: { type: "string", multiple: true, default: [] },
-      sort: { type: "string" },
-      "no-noop": { type: "boolean", default: false },
-    },
-  });
-  const [cmd, ...args] = positionals;
+  const cli = commandLine();
+  const { args: positionals } = cli.parse(["deno", "kme", ...argv], { run: false });
+  // deno-lint-ignore no-explicit-any
+  const o = cli.options as Record<string, any>;
+  const cmd = cli.matchedCommandName ??
+    (positionals[0] === undefined ? undefined : String(positionals[0]));
+  const args = (cli.matchedCommandName ? positionals : positionals.slice(1)).map(String);
   if (o.version) {
     console.log(await versionText());
     return 0;
   }
   if (o.help || !cmd) {
-    console.log(cmd && COMMANDS[cmd] ? commandUsage(cmd) : USAGE);
+    console.log(cmd && cli.matchedCommand ? commandUsage(cmd) : USAGE);
     return cmd || o.help ? 0 : 2;
   }
-  checkOptions(cmd, argv);
-  const store = openStore(resolve(o.store ?? Deno.env.get("KME_STORE") ?? "artifacts"));
+  if (!cli.matchedCommand) throw new UsageError(`unknown command '${cmd}'\n\n${USAGE}`);
+  try {
+    cli.matchedCommand.checkUnknownOptions();
+    cli.matchedCommand.checkOptionValue();
+  } catch (e) {
+    const m = /^Unknown option `(.+)`$/.exec((e as Error).message);
+    if (m) throw unknownOption(cli, cmd, m[1]);
+    throw new UsageError((e as Error).message.replace(/`/g, "'"));
+  }
+  const str = (v: unknown) => (v === undefined ? undefined : String(v));
+  const store = openStore(resolve(str(o.store) ?? Deno.env.get("KME_STORE") ?? "artifacts"));
   switch (cmd) {
     case "run":
     case "status": {
       if (!args[0]) throw new UsageError(`${cmd} needs an experiment file`);
-      const jobs = Number(o.jobs);
+      const jobs = Number(o.jobs ?? 1);
       if (!Number.isInteger(jobs) || jobs < 1) {
         throw new UsageError("--jobs must be a positive integer");
       }
@@ -107,7 +139,8 @@ async function main(argv: string[]): Promise<number> {
       checkForced(o.force, ctx.stages);
       if (cmd === "status") return await statusCommand(ctx, new Set(o.force));
       let executor: Executor = new LocalExecutor(ctx.configPath);
-      if (o.executor === "slurm") {
+      const executorName = str(o.executor);
+      if (executorName === "slurm") {
         const { SlurmExecutor, slurmUnavailable } = await import("../pipeline/slurm.ts");
         const why = await slurmUnavailable();
         if (why) throw new UsageError(why);
@@ -117,38 +150,47 @@ async function main(argv: string[]): Promise<number> {
           store.layout,
           (job) => byName.get(job.stage) ?? {},
         );
-      } else if (o.executor !== "local") {
-        throw new UsageError(`--executor must be 'local' or 'slurm', not '${o.executor}'`);
+      } else if (executorName !== "local") {
+        throw new UsageError(`--executor must be 'local' or 'slurm', not '${executorName}'`);
       }
       return await runCommand(ctx, {
         executor,
-        report: !o["no-report"],
+        report: o.report !== false,
         jobs,
         force: new Set(o.force),
-        dryRun: o["dry-run"],
-        quiet: o.quiet,
+        dryRun: Boolean(o.dryRun),
+        quiet: Boolean(o.quiet),
         argv,
         root: ROOT,
       });
     }
     case "diff": {
       const { diffCommand } = await import("./diff_command.ts");
-      return await diffCommand(store, args, { all: o.all, json: o.json, md: o.md, by: o.by });
+      return await diffCommand(store, args, {
+        all: Boolean(o.all),
+        json: Boolean(o.json),
+        md: Boolean(o.md),
+        by: str(o.by),
+      });
     }
     case "runs": {
       const { runsCommand } = await import("./runs_command.ts");
       return await runsCommand(store, args, {
-        json: o.json,
-        md: o.md,
-        csv: o.csv,
+        json: Boolean(o.json),
+        md: Boolean(o.md),
+        csv: Boolean(o.csv),
         metrics: o.metric,
-        noNoop: o["no-noop"],
-        sort: o.sort,
+        noNoop: o.noop === false,
+        sort: str(o.sort),
       });
     }
     case "report": {
       const { reportCommand } = await import("./report_command.ts");
-      return await reportCommand(store, args, { out: o.out, png: o.png, quiet: o.quiet });
+      return await reportCommand(store, args, {
+        out: str(o.out),
+        png: str(o.png),
+        quiet: Boolean(o.quiet),
+      });
     }
     case "verify": {
       const { verifyCommand } = await import("./maintenance.ts");
@@ -160,7 +202,7 @@ async function main(argv: string[]): Promise<number> {
         throw new UsageError("--keep must be a positive integer");
       }
       const { gcCommand } = await import("./maintenance.ts");
-      return await gcCommand(store, keep, o["dry-run"]);
+      return await gcCommand(store, keep, Boolean(o.dryRun));
     }
     case "schema": {
       const { experimentJsonSchema } = await import("./schema.ts");
@@ -169,36 +211,6 @@ async function main(argv: string[]): Promise<number> {
     }
     default:
       throw new UsageError(`unknown command '${cmd}'\n\n${USAGE}`);
-  }
-}
-
-/** The options each command takes (besides --store, --quiet, --help). */
-const COMMANDS: Record<string, string[]> = {
-  run: ["jobs", "force", "only", "dry-run", "executor", "no-report", "set"],
-  status: ["force", "only", "set"],
-  diff: ["all", "json", "md", "by"],
-  runs: ["json", "md", "csv", "metric", "sort", "no-noop"],
-  report: ["out", "png"],
-  verify: [],
-  gc: ["keep", "dry-run"],
-  schema: [],
-};
-const COMMON = ["store", "quiet", "help", "version"];
-
-/** An option that the command does not take is an error, not silently ignored. */
-function checkOptions(cmd: string, argv: string[]) {
-  const takes = COMMANDS[cmd];
-  if (!takes) return; // an unknown command is reported below
-  const short: Record<string, string> = { S: "set", h: "help", V: "version" };
-  for (const a of argv) {
-    const m = /^--([\w-]+)/.exec(a) ?? (/^-(\w)/.exec(a)?.[1] ? [a, short[a[1]] ?? a[1]] : null);
-    if (!m || COMMON.includes(m[1]) || takes.includes(m[1])) continue;
-    const which = Object.entries(COMMANDS).filter(([, os]) => os.includes(m[1])).map(([c]) => c);
-    throw new UsageError(
-      `'${cmd}' takes no --${m[1]}` +
-        (which.length ? ` (it is an option of ${which.join(", ")})` : "") +
-        `\n\n${commandUsage(cmd)}`,
-    );
   }
 }
 
@@ -297,11 +309,7 @@ if (import.meta.main) {
     if (e instanceof ConfigError) {
       console.error(e.toString());
       code = 2;
-    } else if (
-      e instanceof UsageError ||
-      (e as Error)?.name === "TypeError" &&
-        /parseArgs|Unknown option|ERR_PARSE_ARGS/.test(String((e as { code?: string }).code ?? e))
-    ) {
+    } else if (e instanceof UsageError || (e as Error)?.name === "CACError") {
       console.error(`error: ${(e as Error).message}`);
       code = 2;
     } else if (isStoreWriteFailure(e)) {
