@@ -11,6 +11,7 @@ import { loadPlan, type PlanExperiment, savePlan } from "../pipeline/plan_cache.
 import { openStore, type Store } from "../pipeline/store.ts";
 import { ProjectResolver, stageFingerprint } from "../pipeline/fingerprint.ts";
 import { StatMemo } from "../pipeline/hash.ts";
+import { ScanMemo } from "../pipeline/scan_memo.ts";
 import type { KeyContext } from "../pipeline/plan.ts";
 import { type Executor, LocalExecutor } from "../pipeline/executor.ts";
 import { fromFileUrl } from "../pipeline/paths.ts";
@@ -275,7 +276,7 @@ async function prepare(
   store: Store,
   overrides: string[] = [],
 ): Promise<Prepared> {
-  const resolver = await ProjectResolver.load(ROOT);
+  const resolver = await ProjectResolver.load(ROOT, ScanMemo.load(store.layout.codeMemoPath));
   // A plan with -S overrides is not cached: the cache is keyed by the experiment's files.
   let planned = overrides.length ? undefined : await loadPlan(store.layout, ROOT, file, resolver);
   if (!planned) {
@@ -292,6 +293,7 @@ async function prepare(
     planned = { experiment, stages };
     if (!overrides.length) await savePlan(store.layout, ROOT, experiment, stages);
   }
+  resolver.saveMemo();
   return {
     store,
     stages: targets.length ? withUpstream(planned.stages, targets, file) : planned.stages,

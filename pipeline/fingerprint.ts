@@ -29,7 +29,8 @@ import { dirname, isAbsolute, relative, resolve } from "node:path";
 import { ImportType, initSync, parse } from "es-module-lexer";
 import { fromFileUrl, toFileUrl } from "./paths.ts";
 import { hashJson, sha256Hex } from "./canonical.ts";
-import { ConfigError, type SourcePos } from "./errors.ts";
+import { ConfigError } from "./errors.ts";
+import type { ScanMemo } from "./scan_memo.ts";
 
 export interface CodeFingerprint {
   /** Project-relative path -> sha256 of the file's bytes. */
@@ -227,9 +228,14 @@ function positions(src: string): (index: number) => { line: number; col: number 
   };
 }
 
-/** How a file is named in an error: relative to the working folder when below it. */
+let cwd: string | undefined;
+
+/**
+ * How a file is named in an error: relative to the working folder when below it. The folder is
+ * read once: Deno.cwd() is a system call, and this runs for every import of a no-op rerun.
+ */
 function shown(path: string): string {
-  const rel = relative(Deno.cwd(), path);
+  const rel = relative(cwd ??= Deno.cwd(), path);
   return rel && !rel.startsWith("..") && !isAbsolute(rel) ? rel : path;
 }
 
@@ -238,20 +244,41 @@ interface LockFile {
   npm?: Record<string, { integrity?: string; dependencies?: string[] }>;
 }
 
+/** A local import, resolved; where it was written, for the error when its target is missing. */
+interface LocalImport {
+  spec: string;
+  target: string;
+  importer: string;
+  line: number;
+  col: number;
+}
+
+interface ModuleEdges {
+  /** Path relative to the project root, with '/'. */
+  name: string;
+  sha: string;
+  local: LocalImport[];
+  npm: [pkg: string, digest: string][];
+  other: string[];
+}
+
 /** Resolves bare specifiers and npm packages against a project's deno.json and deno.lock. */
 export class ProjectResolver {
   #fileCache = new Map<string, { sha: string } & ReturnType<typeof scanSource>>();
   /** Per entry; like the file cache, it assumes no code changes while the process runs. */
   #fpCache = new Map<string, CodeFingerprint>();
+  #edgeCache = new Map<string, ModuleEdges>();
   #npmCache = new Map<string, string>();
 
   private constructor(
     readonly root: string,
     private imports: Record<string, string>,
     private lock: LockFile,
+    private memo?: ScanMemo,
   ) {}
 
-  static async load(root: string): Promise<ProjectResolver> {
+  /** `memo`: scans kept across processes (scan_memo.ts); call `saveMemo()` when done. */
+  static async load(root: string, memo?: ScanMemo): Promise<ProjectResolver> {
     const cfg = JSON.parse(await Deno.readTextFile(resolve(root, "deno.json")));
     let lock: LockFile = {};
     try {
@@ -259,7 +286,11 @@ export class ProjectResolver {
     } catch {
       // No lockfile: npm versions are then only what the import map says.
     }
-    return new ProjectResolver(root, cfg.imports ?? {}, lock);
+    return new ProjectResolver(root, cfg.imports ?? {}, lock, memo);
+  }
+
+  saveMemo(): void {
+    this.memo?.save();
   }
 
   /**
@@ -273,62 +304,98 @@ export class ProjectResolver {
     const files: Record<string, string> = {};
     const npm: Record<string, string> = {};
     const other = new Set<string>();
-    const todo: { path: string; from?: SourcePos & { spec: string } }[] = [{ path: root }];
+    const todo: { path: string; from?: LocalImport }[] = [{ path: root }];
     const seen = new Set<string>();
     while (todo.length) {
       const { path, from } = todo.pop()!;
       if (seen.has(path)) continue;
       seen.add(path);
-      const row = await this.#scanFile(path);
-      if (!row) {
+      const edges = await this.#edges(path);
+      if (!edges) {
         if (!from) throw new ConfigError(`module '${shown(path)}' does not exist`);
-        const { spec, ...pos } = from;
-        throw new ConfigError(`imports '${spec}', which does not exist`, pos);
+        throw new ConfigError(`imports '${from.spec}', which does not exist`, {
+          file: shown(from.importer),
+          line: from.line,
+          col: from.col,
+        });
       }
-      const { sha, imports, computed } = row;
-      if (computed.length) {
-        throw new ConfigError(
-          "dynamic import with a computed specifier: the cache key cannot include the code it " +
-            "loads; import a literal path, or name the module through the stage's modules()",
-          { file: shown(path), ...computed[0] },
-        );
-      }
-      files[relative(this.root, path).split("\\").join("/")] = sha;
-      for (const { spec, line, col } of imports) {
-        const from = { spec, file: shown(path), line, col };
-        if (/^(\.\.?\/|\/|file:)/.test(spec)) {
-          const target = spec.startsWith("file:")
-            ? fromFileUrl(spec)
-            : resolve(dirname(path), spec);
-          todo.push({ path: target, from });
-          continue;
-        }
-        if (spec.startsWith("node:")) continue;
-        const mapped = this.#mapBare(spec);
-        if (mapped.startsWith("npm:")) {
-          const pkg = npmPackageOf(mapped);
-          npm[pkg] = this.#npmDigest(pkg);
-        } else if (/^(\.\.?\/|\/|file:)/.test(mapped)) {
-          const target = resolve(
-            this.root,
-            mapped.startsWith("file:") ? fromFileUrl(mapped) : mapped,
-          );
-          todo.push({ path: target, from });
-        } else other.add(mapped);
-      }
+      files[edges.name] = edges.sha;
+      for (const imp of edges.local) todo.push({ path: imp.target, from: imp });
+      for (const [pkg, digest] of edges.npm) npm[pkg] = digest;
+      for (const o of edges.other) other.add(o);
     }
     const fp = { files: sortRecord(files), npm: sortRecord(npm), other: [...other].sort() };
     this.#fpCache.set(root, fp);
     return fp;
   }
 
+  /**
+   * What a module contributes to a fingerprint: its name and hash, and its imports resolved
+   * (local files, npm packages with their digests, anything else); computed once per process,
+   * since every stage's walk passes the shared modules again. Undefined when it does not exist.
+   */
+  async #edges(path: string): Promise<ModuleEdges | undefined> {
+    const cached = this.#edgeCache.get(path);
+    if (cached) return cached;
+    const row = this.#scanFile(path);
+    if (!row) return undefined;
+    const { sha, imports, computed } = row;
+    if (computed.length) {
+      throw new ConfigError(
+        "dynamic import with a computed specifier: the cache key cannot include the code it " +
+          "loads; import a literal path, or name the module through the stage's modules()",
+        { file: shown(path), ...computed[0] },
+      );
+    }
+    const edges: ModuleEdges = {
+      name: relative(this.root, path).split("\\").join("/"),
+      sha,
+      local: [],
+      npm: [],
+      other: [],
+    };
+    const dir = dirname(path);
+    for (const { spec, line, col } of imports) {
+      const at = { spec, importer: path, line, col };
+      if (/^(\.\.?\/|\/|file:)/.test(spec)) {
+        edges.local.push({
+          ...at,
+          target: spec.startsWith("file:") ? fromFileUrl(spec) : resolve(dir, spec),
+        });
+        continue;
+      }
+      if (spec.startsWith("node:")) continue;
+      const mapped = this.#mapBare(spec);
+      if (mapped.startsWith("npm:")) {
+        const pkg = npmPackageOf(mapped);
+        edges.npm.push([pkg, this.#npmDigest(pkg)]);
+      } else if (/^(\.\.?\/|\/|file:)/.test(mapped)) {
+        const target = resolve(
+          this.root,
+          mapped.startsWith("file:") ? fromFileUrl(mapped) : mapped,
+        );
+        edges.local.push({ ...at, target });
+      } else edges.other.push(mapped);
+    }
+    this.#edgeCache.set(path, edges);
+    return edges;
+  }
+
   /** The file's hash and imports; undefined when it does not exist. */
-  async #scanFile(path: string) {
+  #scanFile(path: string) {
     let row = this.#fileCache.get(path);
     if (!row) {
-      let bytes: Uint8Array;
+      // Synchronous: a no-op rerun visits every module of every stage, one small file at a
+      // time, and an async call's round trip costs more than the work.
+      let st: Deno.FileInfo, bytes: Uint8Array;
       try {
-        bytes = await Deno.readFile(path);
+        st = Deno.statSync(path);
+        row = this.memo?.get(path, st);
+        if (row) {
+          this.#fileCache.set(path, row);
+          return row;
+        }
+        bytes = Deno.readFileSync(path);
       } catch (e) {
         if (e instanceof Deno.errors.NotFound) return undefined;
         throw e;
@@ -338,6 +405,7 @@ export class ProjectResolver {
         ...scanSource(new TextDecoder().decode(bytes), shown(path)),
       };
       this.#fileCache.set(path, row);
+      this.memo?.set(path, st, row);
     }
     return row;
   }

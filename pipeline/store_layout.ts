@@ -14,6 +14,7 @@
  *   reports/<experiment>/       HTML reports written by default (report/mod.ts)
  *   quarantine/<key>.<ms>/      entries that `verify` or a run found damaged
  *   memo/stat.json              stat memo of external inputs
+ *   memo/code.json              scans of code modules, for the plan cache (pipeline/scan_memo.ts)
  */
 import { join } from "node:path";
 
@@ -85,6 +86,9 @@ export class StoreLayout {
   }
   get memoPath(): string {
     return join(this.root, "memo", "stat.json");
+  }
+  get codeMemoPath(): string {
+    return join(this.root, "memo", "code.json");
   }
 
   async ensure(): Promise<void> {
