@@ -310,7 +310,7 @@ export class ProjectResolver {
       const { path, from } = todo.pop()!;
       if (seen.has(path)) continue;
       seen.add(path);
-      const edges = await this.#edges(path);
+      const edges = this.#edges(path);
       if (!edges) {
         if (!from) throw new ConfigError(`module '${shown(path)}' does not exist`);
         throw new ConfigError(`imports '${from.spec}', which does not exist`, {
@@ -334,7 +334,7 @@ export class ProjectResolver {
    * (local files, npm packages with their digests, anything else); computed once per process,
    * since every stage's walk passes the shared modules again. Undefined when it does not exist.
    */
-  async #edges(path: string): Promise<ModuleEdges | undefined> {
+  #edges(path: string): ModuleEdges | undefined {
     const cached = this.#edgeCache.get(path);
     if (cached) return cached;
     const row = this.#scanFile(path);
