@@ -144,3 +144,26 @@ Deno.test("did-you-mean suggests only close names", () => {
   assert.equal(closest("lrr", ["lr", "steps", "batch_size"]), "lr");
   assert.equal(closest("zzzzzz", ["lr", "steps"]), undefined);
 });
+
+Deno.test("file URL <-> path agrees with node:url on awkward POSIX paths", async () => {
+  const { fileURLToPath, pathToFileURL } = await import("node:url");
+  const { fromFileUrl, toFileUrl } = await import("../pipeline/paths.ts");
+  for (
+    const p of [
+      "/a/b.ts",
+      "/with space/é ü/x.ts",
+      "/per%cent/100%/x",
+      "/hash#/q?/x",
+      "/tab\tnew\nline",
+      "/back\\slash",
+      "/",
+    ]
+  ) {
+    assert.equal(toFileUrl(p).href, pathToFileURL(p).href, p);
+    assert.equal(fromFileUrl(toFileUrl(p)), p);
+    assert.equal(fromFileUrl(pathToFileURL(p).href), fileURLToPath(pathToFileURL(p)), p);
+  }
+  assert.equal(fromFileUrl("file:///a%20b/%E2%9C%93"), "/a b/✓");
+  assert.throws(() => fromFileUrl("https://example.org/x"), /not a file URL/);
+  assert.throws(() => toFileUrl("relative/x"), /not an absolute path/);
+});
