@@ -47,6 +47,8 @@ const USAGE = `usage: kme <command> [options]
   report RUN|EXPERIMENT.yaml [B]   self-contained HTML report of a run (two: side by side)
       --out FILE        default <store>/reports/<experiment>/<run id>.html
       --png DIR         also every figure as DIR/<figure id>.png
+  log RUN|EXPERIMENT.yaml STAGE    the log of a stage (of the entry in use, or of the attempt
+                                   in progress); --follow tails it, --path prints where it is
   verify [EXPERIMENT.yaml]         re-hash entries; quarantine damaged ones (they rerun)
   gc [--keep N] [--dry-run]        delete entries not referenced by the N latest runs of
                                    each experiment (default 5)
@@ -82,6 +84,7 @@ function commandLine() {
     .option("--metric <stage.metric>", "", MANY).option("--sort <column>", "")
     .option("--no-noop", "");
   cli.command("report [...runs]", "").option("--out <file>", "").option("--png <dir>", "");
+  cli.command("log [...ref]", "").option("-f, --follow", "").option("--path", "");
   cli.command("verify [...experiment]", "");
   cli.command("gc", "").option("--keep <n>", "", { default: "5" }).option("--dry-run", "");
   cli.command("schema", "");
@@ -192,6 +195,19 @@ async function main(argv: string[]): Promise<number> {
         png: str(o.png),
         quiet: Boolean(o.quiet),
       });
+    }
+    case "log": {
+      if (args.length !== 2) {
+        throw new UsageError(`log needs a run and a stage\n\n${commandUsage("log")}`);
+      }
+      const { logCommand } = await import("./log_command.ts");
+      return await logCommand(
+        store,
+        args[0],
+        args[1],
+        { follow: Boolean(o.follow), path: Boolean(o.path) },
+        () => prepare(args[0], [args[1]], store),
+      );
     }
     case "verify": {
       const { verifyCommand } = await import("./maintenance.ts");
