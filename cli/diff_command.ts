@@ -1,5 +1,6 @@
 /**
- * `diff A B`: A and B are experiment files (their latest run) or run ids.
+ * `diff A B [C ...]`: runs named as record_ref.ts says (an experiment file or name, with an
+ * optional `:SELECTOR`, or a run id); with more than two, every run against A in one table.
  * `diff A --by AXIS[=V1,V2]`: within one run, the instances where AXIS = V1 against V2
  * (e.g. `--by similarity` compares clip with kme), matched on their other labels.
  * Seeds are aggregated (mean, sd, n). With >= 2 seeds paired across the sides every metric
@@ -10,8 +11,11 @@ import { recordFor } from "./record_ref.ts";
 import { UsageError } from "../pipeline/errors.ts";
 import type { RunRecord } from "../pipeline/records.ts";
 import {
+  type DiffAgainst,
   type DiffSide,
   diffSides,
+  formatDiffManyMarkdown,
+  formatDiffManyText,
   formatDiffMarkdown,
   formatDiffText,
   sideLabel,
@@ -41,6 +45,31 @@ function axisValues(rec: RunRecord, by: string): { axis: string; values: [string
   return { axis, values: values as [string, string] };
 }
 
+/** `diff A B C ...`: every other run against A, in one table. */
+async function diffMany(
+  store: Store,
+  sa: DiffSide,
+  refs: string[],
+  o: { all: boolean; json: boolean; md: boolean },
+): Promise<number> {
+  const others: DiffAgainst[] = [];
+  for (const ref of refs) {
+    const side = { record: await recordFor(store, ref) };
+    const rows = diffSides(sa, side, o.all);
+    await addIntervals(store, sa, side, rows);
+    others.push({ side, rows });
+  }
+  if (o.json) {
+    console.log(JSON.stringify(
+      { a: sideLabel(sa), others: others.map((x) => ({ b: sideLabel(x.side), rows: x.rows })) },
+      null,
+      2,
+    ));
+  } else if (o.md) console.log(formatDiffManyMarkdown(sa, others));
+  else console.log(formatDiffManyText(sa, others));
+  return 0;
+}
+
 export async function diffCommand(
   store: Store,
   refs: string[],
@@ -54,8 +83,11 @@ export async function diffCommand(
     sa = { record: rec, select: { axis, value: values[0] } };
     sb = { record: rec, select: { axis, value: values[1] } };
   } else {
-    if (refs.length !== 2) throw new UsageError("diff needs two experiment files or run ids");
+    if (refs.length < 2) {
+      throw new UsageError("diff needs two or more runs (experiment files, names or run ids)");
+    }
     sa = { record: await recordFor(store, refs[0]) };
+    if (refs.length > 2) return await diffMany(store, sa, refs.slice(1), o);
     sb = { record: await recordFor(store, refs[1]) };
   }
   const rows = diffSides(sa, sb, o.all);

@@ -32,8 +32,9 @@ const USAGE = `usage: kme <command> [options]
       -S, --set PATH=VALUE  override a value of the experiment file, as a derived file would
                         (e.g. -S stages.train.params.lr=0.001; repeatable; status too)
   status EXPERIMENT.yaml           per stage: cached, would run (and why), or waits
-  diff A B                         compare two runs (experiment files or run ids);
-                                   seeds are aggregated (mean ± sd, n)
+  diff A B [C...]                  compare runs (experiment file or name: its latest run;
+                                   NAME:-2 the one before; NAME:ID; or a run id); more than
+                                   two: each against A; seeds are aggregated (mean ± sd, n)
   diff A --by AXIS[=V1,V2]         within one run: instances with AXIS=V1 against AXIS=V2
                                    (e.g. --by similarity: clip against kme)
       --all             show unchanged rows too

@@ -291,3 +291,89 @@ export function formatDiffMarkdown(a: DiffSide, b: DiffSide, rows: DiffRow[]): s
   }
   return lines.join("\n");
 }
+
+/** A comparison of the baseline A with one other side, for a diff of several runs. */
+export interface DiffAgainst {
+  side: DiffSide;
+  rows: DiffRow[];
+}
+
+/** Compact change for a column of the several-runs table: delta, and `*` where seeds say so. */
+const shortDelta = (r: DiffRow | undefined) =>
+  !r || r.delta === undefined
+    ? ""
+    : `${r.delta > 0 ? "+" : ""}${fmtNum(r.delta)}${
+      r.seedCi
+        ? ` [${fmtNum(r.seedCi.lo)}, ${fmtNum(r.seedCi.hi)}]${r.significant ? " *" : ""}`
+        : ""
+    }`;
+
+/** Rows of A against several others: one line per name that differs in any of them. */
+function manyRows(others: DiffAgainst[]) {
+  const names: { section: DiffRow["section"]; name: string }[] = [];
+  const seen = new Set<string>();
+  for (const o of others) {
+    for (const r of o.rows) {
+      const id = `${r.section}\u0000${r.name}`;
+      if (!seen.has(id)) {
+        seen.add(id);
+        names.push({ section: r.section, name: r.name });
+      }
+    }
+  }
+  // Params first, then metrics, each in the order the two-run diff gives them.
+  names.sort((x, y) => (x.section === y.section ? 0 : x.section === "params" ? -1 : 1));
+  return names.map(({ section, name }) => {
+    const per = others.map((o) => o.rows.find((r) => r.section === section && r.name === name));
+    const a = per.find((r) => r !== undefined)!;
+    return { section, name, a: showSide(a, "a"), per };
+  });
+}
+
+/**
+ * `diff A B C ...`: A's value, then for each other run its value and its change from A (with
+ * the seed interval and `*` where one exists). Rows are the union of what differs.
+ */
+export function formatDiffManyText(a: DiffSide, others: DiffAgainst[]): string {
+  const letters = others.map((_, i) => String.fromCharCode(66 + i));
+  const head = [
+    ["", "A", ...letters.flatMap((l) => [l, `${l} - A`])],
+    ["run", sideLabel(a), ...others.flatMap((o) => [sideLabel(o.side), ""])],
+  ];
+  const body: string[][] = [];
+  const rows = manyRows(others);
+  for (const section of ["params", "metrics"] as const) {
+    const rs = rows.filter((r) => r.section === section);
+    if (!rs.length) continue;
+    body.push([section, "", ...others.flatMap(() => ["", ""])]);
+    for (const r of rs) {
+      body.push([
+        `  ${r.name}`,
+        r.a,
+        ...r.per.flatMap((x) => [x ? showSide(x, "b") : r.a, shortDelta(x)]),
+      ]);
+    }
+  }
+  if (!body.length) body.push(["(no differences)", "", ...others.flatMap(() => ["", ""])]);
+  const all = [...head, ...body];
+  const w = all[0].map((_, i) => Math.max(...all.map((r) => r[i].length)));
+  return all.map((r) => r.map((c, i) => c.padEnd(w[i])).join("  ").trimEnd()).join("\n");
+}
+
+export function formatDiffManyMarkdown(a: DiffSide, others: DiffAgainst[]): string {
+  const letters = others.map((_, i) => String.fromCharCode(66 + i));
+  const lines = [
+    `| | A: ${sideLabel(a)} | ${
+      others.map((o, i) => `${letters[i]}: ${sideLabel(o.side)} | ${letters[i]} - A`).join(" | ")
+    } |`,
+    `|---|---|${others.map(() => "---|---").join("|")}|`,
+  ];
+  for (const r of manyRows(others)) {
+    lines.push(
+      `| ${r.section}: \`${r.name}\` | ${r.a} | ${
+        r.per.map((x) => `${x ? showSide(x, "b") : r.a} | ${shortDelta(x)}`).join(" | ")
+      } |`,
+    );
+  }
+  return lines.join("\n");
+}
