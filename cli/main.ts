@@ -29,6 +29,7 @@ const USAGE = `usage: kme <command> [options]
       --dry-run         list what would run and why, run nothing
       --executor E      local (default) or slurm: each stage an sbatch job
       --no-report       skip the HTML report written after a run that computed something
+      -k, --keep-going  after a stage fails, still run every stage that does not depend on it
       -S, --set PATH=VALUE  override a value of the experiment file, as a derived file would
                         (e.g. -S stages.train.params.lr=0.001; repeatable; status too)
   status EXPERIMENT.yaml           per stage: cached, would run (and why), or waits
@@ -74,7 +75,7 @@ function commandLine() {
     .option("--jobs <n>", "", { default: "1" }).option("--force <stage>", "", MANY)
     .option("--only <stage>", "", MANY).option("--dry-run", "")
     .option("--executor <name>", "", { default: "local" }).option("--no-report", "")
-    .option("-S, --set <path=value>", "", MANY);
+    .option("-S, --set <path=value>", "", MANY).option("-k, --keep-going", "");
   cli.command("status [experiment] [...stages]", "")
     .option("--force <stage>", "", MANY).option("--only <stage>", "", MANY)
     .option("-S, --set <path=value>", "", MANY);
@@ -164,6 +165,7 @@ async function main(argv: string[]): Promise<number> {
         jobs,
         force: new Set(o.force),
         dryRun: Boolean(o.dryRun),
+        keepGoing: Boolean(o.keepGoing),
         quiet: Boolean(o.quiet),
         argv,
         root: ROOT,

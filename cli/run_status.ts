@@ -68,6 +68,8 @@ export interface RunFlags {
   jobs: number;
   force: Set<string>;
   dryRun: boolean;
+  /** After a failure, run what does not depend on it. */
+  keepGoing: boolean;
   quiet: boolean;
   argv: string[];
   root: string;
@@ -91,6 +93,7 @@ export async function runCommand(p: Prepared, f: RunFlags): Promise<number> {
     ui,
     executor: f.executor,
     experimentDir: dirname(resolve(p.experiment.file)),
+    keepGoing: f.keepGoing,
   });
   const finished = new Date();
   const rec: RunRecord = {
@@ -170,6 +173,8 @@ export function summary(rec: RunRecord): string {
       lines.push(`  ${g.name.padEnd(gw)}  n=${g.members.length}  ${ms.join(" ")}`);
     }
   }
+  const failed = Object.entries(rec.stages).filter(([, s]) => s.outcome === "failed");
+  if (failed.length > 1) lines.push(`failed: ${failed.map(([n]) => n).join(", ")}`);
   lines.push(
     `${rec.status}: ${ran} ran, ${Object.keys(rec.stages).length - ran} not run or cached, ` +
       `${rec.seconds.toFixed(2)} s`,

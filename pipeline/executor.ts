@@ -17,8 +17,11 @@ export interface ExecStatus {
 
 export interface Execution {
   done: Promise<ExecStatus>;
-  /** Ask the stage to stop cleanly (it checkpoints). */
-  terminate(): void;
+  /**
+   * Ask the stage to stop cleanly (it checkpoints), with the signal the runner itself got
+   * (default SIGTERM), so that the stage's log names what the user sent.
+   */
+  terminate(signal?: "SIGINT" | "SIGTERM"): void;
   /** Stop it now. */
   kill(): void;
 }
@@ -63,7 +66,11 @@ export class LocalExecutor implements Executor {
         child.kill(sig);
       } catch { /* already gone */ }
     };
-    return { done, terminate: () => send("SIGTERM"), kill: () => send("SIGKILL") };
+    return {
+      done,
+      terminate: (sig: Deno.Signal = "SIGTERM") => send(sig),
+      kill: () => send("SIGKILL"),
+    };
   }
 }
 

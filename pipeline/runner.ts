@@ -20,6 +20,11 @@ export interface RunOptions {
   executor: Executor;
   /** Folder of the experiment file, for stages that resolve relative paths themselves. */
   experimentDir: string;
+  /**
+   * After a stage fails, go on with every stage that does not depend on it (make -k); by
+   * default nothing new starts once one has failed.
+   */
+  keepGoing?: boolean;
 }
 
 export interface RunOutcome {
@@ -58,17 +63,21 @@ export async function runStages(
   });
   for (const s of stages) records[s.name] = base(s);
 
-  const onSignal = () => {
+  const onSignal = (sig: "SIGINT" | "SIGTERM") => {
     if (interrupted) {
       for (const c of children.values()) c.kill();
       return;
     }
     interrupted = true;
-    ui.error("interrupt: stopping running stages (their checkpoints are kept); again to kill");
-    for (const c of children.values()) c.terminate();
+    ui.error(
+      `${sig === "SIGINT" ? "interrupt" : "SIGTERM"}: stopping running stages (their ` +
+        "checkpoints are kept); again to kill",
+    );
+    for (const c of children.values()) c.terminate(sig);
   };
-  Deno.addSignalListener("SIGINT", onSignal);
-  Deno.addSignalListener("SIGTERM", onSignal);
+  const onInt = () => onSignal("SIGINT"), onTerm = () => onSignal("SIGTERM");
+  Deno.addSignalListener("SIGINT", onInt);
+  Deno.addSignalListener("SIGTERM", onTerm);
 
   // A stage that prints nothing for long may be stuck (or legitimately quiet): say so once,
   // with what to do, rather than leaving the user to guess.
@@ -111,9 +120,10 @@ export async function runStages(
 
   try {
     while (true) {
-      if (!interrupted && !failure) {
+      if (!interrupted && (!failure || opts.keepGoing)) {
         for (const s of stages) {
           if (done.has(s.name) || running.has(s.name)) continue;
+          if (records[s.name].outcome === "failed") continue; // once per run, even with -k
           if (!Object.values(s.inputs).every((u) => done.has(u))) continue;
           const c = await componentsOf(s, manifests, kc);
           const key = keyOf(c);
@@ -135,8 +145,8 @@ export async function runStages(
     }
   } finally {
     clearInterval(watchdog);
-    Deno.removeSignalListener("SIGINT", onSignal);
-    Deno.removeSignalListener("SIGTERM", onSignal);
+    Deno.removeSignalListener("SIGINT", onInt);
+    Deno.removeSignalListener("SIGTERM", onTerm);
     ui.close();
   }
   await kc.memo.save();

@@ -107,6 +107,10 @@ Deno.test("SIGINT stops the running stage, keeps its checkpoint and exits 130", 
   const st = await sb.run("status", f);
   assert.match(st.stdout, /chain\s+run\s+unfinished: an earlier attempt stopped; it resumes from/);
   assert.doesNotMatch(st.stdout, /gc, verify/);
+  // The stage's log names the signal the user sent (the runner forwards it as it came).
+  const log = await sb.run("log", f, "chain");
+  assert.match(log.stdout, /SIGINT/);
+  assert.doesNotMatch(log.stdout, /SIGTERM/);
   const r = await sb.run("run", f);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /chain \| resuming at step \d+/);
