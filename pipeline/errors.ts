@@ -18,15 +18,54 @@ export interface SourcePos {
 
 /** Bad experiment input: reported as `file:line:col: message`, exit code 2, nothing written. */
 export class ConfigError extends Error {
+  /** Further errors found in the same pass (the message is the first's). */
+  also: ConfigError[] = [];
+
   constructor(message: string, readonly pos?: SourcePos) {
     super(message);
     this.name = "ConfigError";
   }
 
-  override toString(): string {
+  /** One error for several: the first, with the others (duplicates dropped) in `also`. */
+  static many(errors: ConfigError[]): ConfigError {
+    const seen = new Set<string>();
+    const all = errors.flatMap((e) => [e, ...e.also]).filter((e) => {
+      const k = e.headline();
+      return seen.has(k) ? false : (seen.add(k), true);
+    });
+    const [first, ...rest] = all;
+    first.also = rest;
+    return first;
+  }
+
+  /** `file:line:col: error: message`. */
+  headline(): string {
     const where = this.pos ? `${this.pos.file}:${this.pos.line}:${this.pos.col}: ` : "";
     return `${where}error: ${this.message}`;
   }
+
+  /** Every error, each with its source line and a caret under the column. */
+  override toString(): string {
+    const all = [this, ...this.also];
+    const text = all.map((e) => e.headline() + excerpt(e.pos)).join("\n");
+    return all.length > 1 ? `${text}\n${all.length} errors` : text;
+  }
+}
+
+/** The line at `pos`, with a caret under its column; empty when the file cannot be read. */
+function excerpt(pos: SourcePos | undefined): string {
+  if (!pos || pos.line < 1) return "";
+  let line: string | undefined;
+  try {
+    line = Deno.readTextFileSync(pos.file).split(/\r?\n/)[pos.line - 1];
+  } catch {
+    return ""; // a -S flag, or a file gone meanwhile
+  }
+  if (line === undefined || line.length > 300) return "";
+  const n = String(pos.line);
+  const gutter = " ".repeat(n.length);
+  const lead = line.slice(0, Math.max(0, pos.col - 1)).replace(/[^\t]/g, " ");
+  return `\n ${n} | ${line}\n ${gutter} | ${lead}^`;
 }
 
 /** The run was interrupted by SIGINT/SIGTERM: exit code 130. */

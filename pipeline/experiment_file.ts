@@ -130,7 +130,7 @@ export async function loadExperiment(
     for (let i = path.length - 1; i >= 0; i--) layer = { [path[i]]: layer };
     // Checked as a file would be (unknown keys, types), at the flag.
     const parsed = experimentFileSchema.safeParse(layer);
-    if (!parsed.success) throw zodToConfigError(parsed.error, source, "");
+    if (!parsed.success) throw zodToConfigError(parsed.error, source, "", [], undefined, layer);
     if (path[0] === "extends") {
       throw new ConfigError("-S cannot change 'extends'", source.locate([]));
     }
@@ -202,7 +202,7 @@ async function loadRec(
     });
   }
   const parsed = experimentFileSchema.safeParse(value);
-  if (!parsed.success) throw zodToConfigError(parsed.error, src, "");
+  if (!parsed.success) throw zodToConfigError(parsed.error, src, "", [], undefined, value);
   const data = parsed.data;
 
   let base: ExperimentFile = {};
@@ -283,23 +283,97 @@ export function zodToConfigError(
   label: string,
   prefix: PathSeg[] = [],
   knownKeys?: (path: PathSeg[]) => string[],
+  input?: unknown,
 ): ConfigError {
-  const issue = error.issues[0];
-  const path = [...prefix, ...(issue.path as PathSeg[])];
-  const shown = label + (issue.path.length ? (label ? "." : "") + issue.path.join(".") : "");
-  if (issue.code === "unrecognized_keys") {
-    const key = issue.keys[0];
-    const known = knownKeys?.(path) ?? keysOf(issue);
-    return new ConfigError(
-      `unknown key '${key}'${shown ? ` in ${shown}` : ""}${didYouMean(key, known)}`,
-      where.locate([...path, key], { key: true }),
-    );
+  // Every issue (up to MAX_ISSUES), each at its own place: fixing one at a time is slow.
+  const errors = error.issues.slice(0, MAX_ISSUES).map((issue) => {
+    const path = [...prefix, ...(issue.path as PathSeg[])];
+    const shown = label + (issue.path.length ? (label ? "." : "") + issue.path.join(".") : "");
+    if (issue.code === "unrecognized_keys") {
+      const key = issue.keys[0];
+      const known = knownKeys?.(path) ?? keysOf(issue);
+      return new ConfigError(
+        `unknown key '${key}'${shown ? ` in ${shown}` : ""}${didYouMean(key, known)}`,
+        where.locate([...path, key], { key: true }),
+      );
+    }
+    const value = valueAt(input, issue.path as PathSeg[]);
+    const missing = issue.code === "invalid_type" && value === undefined &&
+      /received undefined/.test(issue.message);
+    const msg = missing
+      ? `${shown} is required (${describeIssue(issue, value)})`
+      : `${shown ? shown + ": " : ""}${describeIssue(issue, value)}`;
+    return new ConfigError(msg, where.locate(path, { key: missing }));
+  });
+  return ConfigError.many(errors);
+}
+
+const MAX_ISSUES = 10;
+
+function valueAt(input: unknown, path: PathSeg[]): unknown {
+  let v = input;
+  for (const k of path) {
+    if (v === null || typeof v !== "object") return undefined;
+    v = (v as Record<string | number, unknown>)[k];
   }
-  const missing = issue.code === "invalid_type" && /received undefined/.test(issue.message);
-  const msg = missing
-    ? `${shown} is required (${issue.message.replace(/^Invalid input: /, "")})`
-    : `${shown ? shown + ": " : ""}${issue.message.replace(/^Invalid input: /, "")}`;
-  return new ConfigError(msg, where.locate(path, { key: missing }));
+  return v;
+}
+
+const KINDS: Record<string, string> = {
+  int: "an integer",
+  number: "a number",
+  string: "a string",
+  boolean: "true or false",
+  array: "a list",
+  object: "a mapping",
+  record: "a mapping",
+};
+
+/** A YAML value as a user wrote it. */
+function showValue(v: unknown): string {
+  if (v === undefined) return "nothing";
+  if (v === null) return "null";
+  if (typeof v === "string") return `'${v}'`;
+  if (Array.isArray(v)) return `a list of ${v.length}`;
+  if (typeof v === "object") return "a mapping";
+  return String(v);
+}
+
+/**
+ * A zod issue in the words of a YAML file: "expected an integer, got 1.5" rather than zod's
+ * "expected int, received number"; bounds with the value that broke them.
+ */
+export function describeIssue(issue: z.core.$ZodIssue, value: unknown): string {
+  const got = value === undefined ? "" : `, got ${showValue(value)}`;
+  // A schema's own message says more than any rewording: keep it.
+  if (!/^(Invalid input|Too small|Too big|Invalid option)\b/.test(issue.message)) {
+    return issue.message;
+  }
+  const bound = (i: { inclusive?: boolean; origin?: string }, op: string, n: unknown) => {
+    const o = i.origin;
+    if (o === "array" || o === "set") return `needs ${op} ${n} items${got}`;
+    if (o === "string") return `needs ${op} ${n} characters${got}`;
+    return `must be ${op}${i.inclusive === false ? "" : "="} ${n}${got}`;
+  };
+  switch (issue.code) {
+    case "invalid_type": {
+      const want = KINDS[issue.expected] ?? issue.expected;
+      return `expected ${want}${got}`;
+    }
+    case "too_small":
+      return bound(issue, ">", issue.minimum);
+    case "too_big":
+      return bound(issue, "<", issue.maximum);
+    case "invalid_value": {
+      const opts = issue.values.map((v) => (typeof v === "string" ? `'${v}'` : String(v)));
+      const hint = typeof value === "string"
+        ? didYouMean(value, issue.values.filter((v) => typeof v === "string") as string[])
+        : "";
+      return `expected one of ${opts.join(", ")}${got}${hint}`;
+    }
+    default:
+      return issue.message.replace(/^Invalid input: /, "");
+  }
 }
 
 function keysOf(issue: { path: PropertyKey[] }): string[] {

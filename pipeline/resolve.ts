@@ -164,6 +164,7 @@ export async function resolveExperiment(
   // instances (agreeing on shared axes) and of the stage's own matrix.
   const instancesOf = new Map<string, ResolvedStage[]>();
   const stages = new Map<string, ResolvedStage>();
+  const paramErrors: ConfigError[] = [];
   for (const name of yamlOrder) {
     const entry = exp.stages[name];
     const { def, modulePath } = loaded.get(name)!;
@@ -194,16 +195,27 @@ export async function resolveExperiment(
         });
         if (drop) continue;
         const instance = instanceName(name, labels);
-        const r = await resolveInstance(
-          exp,
-          name,
-          instance,
-          def,
-          modulePath,
-          m.params,
-          m.seed,
-          resolver,
-        );
+        let r: ResolvedStage;
+        try {
+          r = await resolveInstance(
+            exp,
+            name,
+            instance,
+            def,
+            modulePath,
+            m.params,
+            m.seed,
+            resolver,
+          );
+        } catch (e) {
+          // Bad params of one stage must not hide those of the next: collect, report together.
+          if (!(e instanceof ConfigError)) throw e;
+          paramErrors.push(e);
+          // A stand-in with its labels, so that downstream stages are expanded (and checked)
+          // too; the experiment is refused below, before anything could use it.
+          list.push({ name: instance, labels } as ResolvedStage);
+          continue;
+        }
         r.inputs = c.inputs;
         r.labels = labels;
         list.push(r);
@@ -213,6 +225,7 @@ export async function resolveExperiment(
     checkExclude(exp, name, exclude, excluded, axesSeen);
     instancesOf.set(name, list);
   }
+  if (paramErrors.length) throw ConfigError.many(paramErrors);
   const order = yamlOrder.flatMap((n) => instancesOf.get(n)!.map((s) => s.name));
   return { exp, stages: order.map((n) => stages.get(n)!), byName: stages, instancesOf };
 }
@@ -453,14 +466,18 @@ async function resolveInstance(
     const i = prefix[2] === "matrix" ? entry.matrix?.[param]?.indexOf(matrixParams[param]) : -1;
     return i !== undefined && i >= 0 ? [...prefix, param, i] : [...prefix, param];
   };
+  // Each issue at the node that set its param (the stage, its matrix, or a defaults section).
   const schemaError = (error: z.ZodError) =>
-    zodToConfigError(
-      error,
-      exp,
-      `stages.${instance}.params`,
-      prefixOf(String(error.issues[0]?.path[0] ?? "")),
-      () => [],
-    );
+    ConfigError.many(error.issues.map((issue) =>
+      zodToConfigError(
+        { issues: [issue] } as z.ZodError,
+        exp,
+        `stages.${instance}.params`,
+        prefixOf(String(issue.path[0] ?? "")),
+        () => [],
+        raw,
+      )
+    ));
   const parsed = def.params.safeParse(raw);
   if (!parsed.success) throw schemaError(parsed.error);
   let params = parsed.data as Record<string, unknown>;

@@ -39,7 +39,10 @@ Deno.test("-S errors point at the flag: bad value, unknown key, malformed", asyn
   await using sb = await sandbox();
   const f = await sb.write("e.yaml", EXP);
   const cases: [string, RegExp][] = [
-    ["stages.a.params.lr=abc", /^-S stages\.a\.params\.lr=abc:1:23: error: .*expected number/],
+    [
+      "stages.a.params.lr=abc",
+      /^-S stages\.a\.params\.lr=abc:1:23: error: .*expected a number, got 'abc'/,
+    ],
     [
       "stages.a.params.lrr=1",
       /^-S stages\.a\.params\.lrr=1:1:20: error: unknown param 'lrr'.*did you mean 'lr'/,

@@ -34,3 +34,40 @@ for (const name of cases) {
     await assert.rejects(Deno.stat(sb.store), Deno.errors.NotFound, "nothing may be written");
   });
 }
+
+Deno.test("every bad param is reported, downstream stages too, each with its line and a caret", async () => {
+  await using sb = await sandbox();
+  const f = await sb.write(
+    "e.yaml",
+    [
+      "name: many",
+      "stages:",
+      "  a:",
+      "    kind: $STAGES/text.ts",
+      "    params: {sleep_ms: 1.5, lr: fast}",
+      "  b:",
+      "    kind: $STAGES/text.ts",
+      "    inputs: {a: a}",
+      "    params: {sleep_ms: -2}",
+    ].join("\n") + "\n",
+  );
+  const r = await sb.run("run", f);
+  assert.equal(r.code, 2, r.stderr);
+  assert.equal(
+    r.stderr,
+    [
+      `${f}:5:24: error: stages.a.params.sleep_ms: expected an integer, got 1.5`,
+      " 5 |     params: {sleep_ms: 1.5, lr: fast}",
+      "   |                        ^",
+      `${f}:5:33: error: stages.a.params.lr: expected a number, got 'fast'`,
+      " 5 |     params: {sleep_ms: 1.5, lr: fast}",
+      "   |                                 ^",
+      `${f}:9:24: error: stages.b.params.sleep_ms: must be >= 0, got -2`,
+      " 9 |     params: {sleep_ms: -2}",
+      "   |                        ^",
+      "3 errors",
+      "",
+    ].join("\n"),
+  );
+  await assert.rejects(Deno.stat(sb.store), Deno.errors.NotFound, "nothing may be written");
+});

@@ -53,7 +53,8 @@ async function output(sb: Sandbox, experiment: string, stage: string, file: stri
 
 /** stderr is one `file:line:col: error: ...` line: no stack trace, nothing else. */
 function assertOneError(stderr: string, prefix: string, message: string | RegExp) {
-  const lines = stderr.trimEnd().split("\n");
+  // One error: one headline (its source excerpt, indented, may follow).
+  const lines = stderr.trimEnd().split("\n").filter((l) => !l.startsWith(" "));
   assert.equal(lines.length, 1, stderr);
   assert.ok(lines[0].startsWith(`${prefix}: error: `), `position: got ${stderr}`);
   if (typeof message === "string") assert.ok(lines[0].includes(message), stderr);
