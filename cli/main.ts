@@ -17,6 +17,9 @@ import { type Executor, LocalExecutor } from "../pipeline/executor.ts";
 import { fromFileUrl } from "../pipeline/paths.ts";
 import { sha256Hex } from "../pipeline/canonical.ts";
 import { didYouMean } from "../pipeline/suggest.ts";
+import { colours } from "../pipeline/console_style.ts";
+
+const red = (s: string) => colours("stderr").red(s);
 
 const ROOT = dirname(dirname(fromFileUrl(import.meta.url)));
 
@@ -328,15 +331,15 @@ if (import.meta.main) {
     code = await main(Deno.args);
   } catch (e) {
     if (e instanceof ConfigError) {
-      console.error(e.toString());
+      console.error(e.toString().replace(/: error: /g, `: ${red("error")}: `));
       code = 2;
     } else if (e instanceof UsageError || (e as Error)?.name === "CACError") {
-      console.error(`error: ${(e as Error).message}`);
+      console.error(`${red("error")}: ${(e as Error).message}`);
       code = 2;
     } else if (isStoreWriteFailure(e)) {
       // A read-only or full store is the machine's state, not a bug: say what and where.
       console.error(
-        `error: cannot write: ${(e as Error).message}\n` +
+        `${red("error")}: cannot write: ${(e as Error).message}\n` +
           "  check the store's permissions and free space (--store DIR picks another store)",
       );
       code = 2;

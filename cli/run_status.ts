@@ -1,6 +1,7 @@
 /** `run` and `status`: the commands that work on one experiment. */
 import { dirname, relative, resolve } from "node:path";
 import { ConsoleUI } from "../pipeline/console_ui.ts";
+import { colours } from "../pipeline/console_style.ts";
 import { planStages } from "../pipeline/plan.ts";
 import {
   environment,
@@ -35,23 +36,27 @@ export async function statusCommand(p: Prepared, force: Set<string>): Promise<nu
   const rows = await planStages(p.stages, p.kc, force, await previousComponents(p));
   await p.kc.memo.save().catch(() => {});
   const w = Math.max(...rows.map((r) => r.stage.length));
+  const c = colours("stdout");
+  // Padded first, then coloured: escapes must not count in the column widths.
+  const state = (s: "cached" | "run" | "waits") =>
+    ({ cached: c.green, run: c.yellow, waits: c.dim })[s](s.padEnd(8));
   console.log(`${p.experiment.name} (${p.experiment.file})`);
   for (const r of rows) {
     const name = r.stage.padEnd(w);
     if (r.state === "cached") {
-      console.log(`  ${name}  cached   ${r.key.slice(0, 12)}`);
+      console.log(`  ${name}  ${state("cached")} ${c.dim(r.key.slice(0, 12))}`);
     } else if (r.state === "run") {
-      console.log(`  ${name}  run      ${r.reasons[0] ?? ""}`);
+      console.log(`  ${name}  ${state("run")} ${r.reasons[0] ?? ""}`);
       for (const why of r.reasons.slice(1)) console.log(`  ${"".padEnd(w)}           ${why}`);
     } else {
       const own = r.reasons.filter((x) => !x.startsWith("input "));
       if (own.length) {
-        console.log(`  ${name}  run      ${own[0]}`);
+        console.log(`  ${name}  ${state("run")} ${own[0]}`);
         for (const why of own.slice(1)) console.log(`  ${"".padEnd(w)}           ${why}`);
         console.log(`  ${"".padEnd(w)}           (after ${r.upstream.join(", ")})`);
       } else {
         console.log(
-          `  ${name}  waits    on ${r.upstream.join(", ")} (reruns if its output changes)`,
+          `  ${name}  ${state("waits")} on ${r.upstream.join(", ")} (reruns if its output changes)`,
         );
       }
     }

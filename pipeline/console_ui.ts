@@ -3,6 +3,8 @@
  * stage name, and progress as bars on a TTY (cli-progress, loaded only then) or as plain
  * throttled lines otherwise (logs and CI).
  */
+import { styleMark } from "./console_style.ts";
+
 type Info = Record<string, string | number>;
 
 interface Bar {
@@ -29,13 +31,13 @@ export class ConsoleUI {
 
   line(text: string): void {
     if (this.quiet) return;
-    if (this.#multi) this.#multi.log(text + "\n");
-    else console.log(text);
+    if (this.#multi) this.#multi.log(styleMark(text, "stdout") + "\n");
+    else console.log(styleMark(text, "stdout"));
   }
 
   error(text: string): void {
-    if (this.#multi) this.#multi.log(text + "\n");
-    else console.error(text);
+    if (this.#multi) this.#multi.log(styleMark(text, "stdout") + "\n");
+    else console.error(styleMark(text, "stderr"));
   }
 
   log(stage: string, text: string): void {
