@@ -35,7 +35,7 @@ Deno.test("status: coloured on a terminal, plain in a pipe and with NO_COLOR", a
   const f = await sb.write("e.yaml", EXP);
   assert.equal((await sb.run("run", f, "--no-report")).code, 0);
   const tty = await onTerminal(["status", f, "--store", sb.store], sb.dir, { NO_COLOR: "" });
-  assert.match(tty, /a\s+\x1b\[32mcached/, JSON.stringify(tty));
+  assert.match(tty, new RegExp(`a\\s+${ESC.replace("[", "\\[")}32mcached`), JSON.stringify(tty));
   const plain = await onTerminal(["status", f, "--store", sb.store], sb.dir, { NO_COLOR: "1" });
   assert.ok(!plain.includes(ESC), JSON.stringify(plain));
   assert.match(plain, /a\s+cached/);
