@@ -62,15 +62,8 @@ function trainingFigures(
   const withLog = all.filter((i) => i.trainLog?.length);
   if (!withLog.length) return [];
   const sim = similarityScale(colours, withLog);
-  const rows = withLog.flatMap((i) =>
-    i.trainLog!.map((p) => ({
-      step: p.step,
-      loss: p.loss,
-      instance: label(i),
-      similarity: i.similarity ?? NONE,
-      run: i.run || "-",
-    }))
-  );
+  const rows = seedMeans(withLog);
+  const banded = rows.some((r) => r.n > 1);
   const color = { field: "similarity", type: "nominal", scale: sim, title: "similarity" };
   // Two runs compared: run A solid, run B dashed.
   const runDash = (title?: string) =>
@@ -84,31 +77,51 @@ function trainingFigures(
         },
       }
       : {};
+  const groups = new Set(rows.map((r) => `${r.run}\u0000${r.group}`)).size;
+  const x = { field: "step", type: "quantitative", title: "step" };
   const figs: Figure[] = [{
     id: "training-loss",
     title: "Training loss",
-    caption: `InfoNCE loss against step from ${TRAIN_LOG}, one line per pretrain instance ` +
-      `(${withLog.length}), coloured by similarity` +
-      (compare ? "; solid: run A, dashed: run B." : "."),
+    caption: `InfoNCE loss against step from ${TRAIN_LOG}: the mean over seeds of each ` +
+      `configuration (${groups} lines from ${withLog.length} pretrain instances)` +
+      (banded ? ", with a band of ± one standard deviation over seeds where n > 1" : "") +
+      "; coloured by similarity" + (compare ? "; solid: run A, dashed: run B." : "."),
     spec: {
       $schema: "https://vega.github.io/schema/vega-lite/v6.json",
       width: 620,
       height: 300,
       data: { values: rows },
-      mark: { type: "line", strokeWidth: 1.5, opacity: 0.85 },
-      encoding: {
-        x: { field: "step", type: "quantitative", title: "step" },
-        y: { field: "loss", type: "quantitative", title: "loss", scale: { zero: false } },
-        color,
-        detail: { field: "instance", type: "nominal" },
-        ...runDash("run"),
-      },
+      layer: [
+        ...(banded
+          ? [{
+            transform: [{ filter: "datum.n > 1" }],
+            mark: { type: "area", opacity: 0.18 },
+            encoding: {
+              x,
+              y: { field: "lo", type: "quantitative", title: "loss", scale: { zero: false } },
+              y2: { field: "hi" },
+              color,
+              detail: { field: "key", type: "nominal" },
+            },
+          }]
+          : []),
+        {
+          mark: { type: "line", strokeWidth: 1.5, opacity: 0.9 },
+          encoding: {
+            x,
+            y: { field: "mean", type: "quantitative", title: "loss", scale: { zero: false } },
+            color,
+            detail: { field: "key", type: "nominal" },
+            ...runDash("run"),
+          },
+        },
+      ],
       config: BASE_CONFIG,
     } as TopLevelSpec,
   }];
   const scal = withLog.flatMap((i) =>
     i.trainLog!.flatMap((p) =>
-      (["logit_scale", "sigma2"] as const).filter((q) => p[q] !== undefined).map((q) => ({
+      (["lr", "logit_scale", "sigma2"] as const).filter((q) => p[q] !== undefined).map((q) => ({
         step: p.step,
         value: p[q]!,
         quantity: q,
@@ -122,9 +135,9 @@ function trainingFigures(
     const quantities = [...new Set(scal.map((r) => r.quantity))];
     figs.push({
       id: "training-scale",
-      title: "Learned scale",
-      caption: "logit_scale (CLIP: exp(t) after clamping) and sigma2 (KME: kernel bandwidth) " +
-        "against step, from the same logs.",
+      title: "Learning rate and learned scale",
+      caption: "lr (the schedule), logit_scale (CLIP: exp(t) after clamping) and sigma2 (KME: " +
+        "kernel bandwidth) against step, one line per instance, from the same logs.",
       spec: {
         $schema: "https://vega.github.io/schema/vega-lite/v6.json",
         data: { values: scal },
@@ -150,6 +163,44 @@ function trainingFigures(
 }
 
 const TRAIN_LOG = "train_log.jsonl";
+
+/**
+ * Loss per step, averaged over the seeds of each configuration (instances of one run that
+ * differ only by seed): mean, ± one sample standard deviation, and n at that step.
+ */
+function seedMeans(withLog: Instance[]) {
+  const byGroup = new Map<string, Instance[]>();
+  for (const i of withLog) {
+    const k = `${i.run}\u0000${i.stage.base}\u0000${i.group}`;
+    byGroup.set(k, [...(byGroup.get(k) ?? []), i]);
+  }
+  return [...byGroup.values()].flatMap((members) => {
+    const first = members[0];
+    const key = `${first.run ? `${first.run}: ` : ""}${first.stage.base}` +
+      (first.group ? `[${first.group}]` : "");
+    const atStep = new Map<number, number[]>();
+    for (const m of members) {
+      for (const p of m.trainLog!) atStep.set(p.step, [...(atStep.get(p.step) ?? []), p.loss]);
+    }
+    return [...atStep.entries()].sort((a, b) => a[0] - b[0]).map(([step, xs]) => {
+      const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+      const sd = xs.length > 1
+        ? Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1))
+        : 0;
+      return {
+        step,
+        mean,
+        lo: mean - sd,
+        hi: mean + sd,
+        n: xs.length,
+        key,
+        group: first.group,
+        similarity: first.similarity ?? NONE,
+        run: first.run || "-",
+      };
+    });
+  });
+}
 const SCATTER = "scatter.json";
 
 function recallFigures(all: Instance[], colours: Map<string, string>, compare: boolean): Figure[] {
@@ -261,21 +312,33 @@ function recallFigures(all: Instance[], colours: Map<string, string>, compare: b
   return figs;
 }
 
+/**
+ * Points drawn over all PMI panels of a page. Every point is an SVG element (~120 bytes): a
+ * sweep with 111 PMI stages drew 5,000 each and weighed 88 MB. Each panel gets an even share,
+ * at least MIN_PANEL_POINTS, taken by a fixed stride from the stage's own seeded subsample.
+ */
+const PAGE_POINTS = 8000;
+const MIN_PANEL_POINTS = 200;
+
 function pmiFigures(all: Instance[], colours: Map<string, string>): Figure[] {
   const figs: Figure[] = [];
-  for (const i of all.filter((x) => x.scatter)) {
+  const panels = all.filter((x) => x.scatter);
+  const share = Math.max(MIN_PANEL_POINTS, Math.floor(PAGE_POINTS / Math.max(1, panels.length)));
+  for (const i of panels) {
     const sc = i.scatter!;
+    const stride = Math.max(1, Math.ceil(sc.pmi.length / share));
+    const kept = sc.pmi.map((_, j) => j).filter((j) => j % stride === 0);
     const color = colours.get(i.similarity ?? NONE) ?? PALETTE[0];
     const m = scalarMetrics(i);
     const stat = [...m].filter(([k]) => /pearson|spearman|rmse/i.test(k))
       .map(([k, v]) => `${k} ${fmtNum(v)}`);
     const sub = [
       stat.length ? stat.join(", ") : `pearson ${fmtNum(sc.pearson)}`,
-      sc.total > sc.pmi.length
-        ? `${sc.pmi.length} of ${sc.total} pairs (seeded subsample)`
+      sc.total > kept.length
+        ? `${kept.length} of ${sc.total} pairs shown (seeded subsample)`
         : `${sc.total} pairs`,
     ];
-    const rows = sc.pmi.map((p, j) => ({ pmi: p, score: sc.score[j] }));
+    const rows = kept.map((j) => ({ pmi: sc.pmi[j], score: sc.score[j] }));
     const enc = {
       x: { field: "pmi", type: "quantitative", title: "true PMI", scale: { zero: false } },
       y: {
@@ -289,7 +352,9 @@ function pmiFigures(all: Instance[], colours: Map<string, string>): Figure[] {
       id: `pmi-${safeId(label(i))}`,
       title: `PMI: ${label(i)}`,
       caption: `Learned similarity against true PMI, one panel per instance (${SCATTER}; at ` +
-        `most ${MAX_SCATTER_POINTS} points each, a seeded subsample); line: least-squares fit.`,
+        `most ${Math.min(share, MAX_SCATTER_POINTS)} points each, a seeded subsample, so that ` +
+        `the page stays light); the statistics above each panel use every pair; line: ` +
+        "least-squares fit to the points shown.",
       small: true,
       group: "PMI fidelity: learned similarity against true PMI",
       spec: {
