@@ -37,9 +37,11 @@ async function readAt(f: Deno.FsFile, offset: number, length: number, path: stri
   return buf;
 }
 
-function u64(v: DataView, off: number): number {
+function u64(v: DataView, off: number, path: string): number {
   const big = v.getBigUint64(off, true);
-  if (big > BigInt(Number.MAX_SAFE_INTEGER)) throw new RangeError("64-bit value too large");
+  if (big > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new DataError(path, `not a valid ZIP archive: a 64-bit size or offset of ${big}`);
+  }
   return Number(big);
 }
 
@@ -64,14 +66,14 @@ export async function listZip(path: string): Promise<ZipEntry[]> {
   let cdSize = tv.getUint32(eocd + 12, true);
   let cdOffset = tv.getUint32(eocd + 16, true);
   if (eocd >= 20 && tv.getUint32(eocd - 20, true) === SIG_EOCD64_LOCATOR) {
-    const recOffset = u64(tv, eocd - 20 + 8);
+    const recOffset = u64(tv, eocd - 20 + 8, path);
     if (recOffset + 56 > size) throw bad("ZIP64 end record outside the file");
     const rec = await readAt(f, recOffset, 56, path);
     const rv = new DataView(rec.buffer);
     if (rv.getUint32(0, true) !== SIG_EOCD64) throw bad("bad ZIP64 end record");
-    count = u64(rv, 32);
-    cdSize = u64(rv, 40);
-    cdOffset = u64(rv, 48);
+    count = u64(rv, 32, path);
+    cdSize = u64(rv, 40, path);
+    cdOffset = u64(rv, 48, path);
   }
   if (cdOffset + cdSize > size) throw bad("central directory outside the file (truncated?)");
   const cd = await readAt(f, cdOffset, cdSize, path);
@@ -93,6 +95,11 @@ export async function listZip(path: string): Promise<ZipEntry[]> {
     const extraLen = v.getUint16(p + 30, true);
     const commentLen = v.getUint16(p + 32, true);
     let offset = v.getUint32(p + 42, true);
+    // The name, extra fields and comment must lie inside the central directory (a damaged
+    // length would otherwise read past it: found by tests/data_fuzz.test.ts).
+    if (p + 46 + nameLen + extraLen + commentLen > cdSize) {
+      throw bad(`central directory entry ${k} is damaged (its fields run past the directory)`);
+    }
     const nameBytes = cd.subarray(p + 46, p + 46 + nameLen);
     const name = (flags & 0x800 ? utf8 : latin1).decode(nameBytes);
     // ZIP64 extended information: present values replace the 0xffffffff placeholders, in order.
@@ -101,11 +108,14 @@ export async function listZip(path: string): Promise<ZipEntry[]> {
     while (e + 4 <= extraEnd) {
       const id = v.getUint16(e, true);
       const len = v.getUint16(e + 2, true);
+      if (e + 4 + len > extraEnd) throw bad(`central directory entry ${k}: damaged extra field`);
       if (id === 0x0001) {
         let q = e + 4;
-        if (uncompressed === 0xffffffff) (uncompressed = u64(v, q)), (q += 8);
-        if (compressedSize === 0xffffffff) (compressedSize = u64(v, q)), (q += 8);
-        if (offset === 0xffffffff) offset = u64(v, q);
+        const need = [uncompressed, compressedSize, offset].filter((x) => x === 0xffffffff).length;
+        if (8 * need > len) throw bad(`entry ${name}: ZIP64 field too short`);
+        if (uncompressed === 0xffffffff) (uncompressed = u64(v, q, path)), (q += 8);
+        if (compressedSize === 0xffffffff) (compressedSize = u64(v, q, path)), (q += 8);
+        if (offset === 0xffffffff) offset = u64(v, q, path);
       }
       e += 4 + len;
     }
@@ -129,6 +139,10 @@ export function entryPath(dest: string, name: string, archive: string): string {
   const parts = name.split(/[/\\]/).filter((s) => s !== "" && s !== ".");
   if (name.startsWith("/") || /^[a-zA-Z]:/.test(name) || parts.includes("..")) {
     throw new DataError(archive, `unsafe entry name ${JSON.stringify(name)}`);
+  }
+  // No file system takes a NUL in a name (a damaged archive: found by tests/data_fuzz.test.ts).
+  if (name.includes("\0")) {
+    throw new DataError(archive, `entry name ${JSON.stringify(name)} contains a NUL byte`);
   }
   return join(dest, ...parts);
 }
