@@ -357,6 +357,8 @@ function isStoreWriteFailure(e: unknown): boolean {
   if (e instanceof Deno.errors.PermissionDenied || e instanceof Deno.errors.NotADirectory) {
     return true;
   }
+  // A folder that cannot be created where it is asked for (e.g. --store /proc/x).
+  if (e instanceof Deno.errors.NotFound && /\bmkdir '/.test(e.message)) return true;
   const code = (e as { code?: string })?.code;
   const codes = [
     "EACCES",

@@ -189,7 +189,7 @@ async function treeNames(dir: string, prefix = ""): Promise<string[]> {
   return out.sort();
 }
 
-Deno.test("--store naming a file, or below one: exit 2 with the path, no stack trace", async () => {
+Deno.test("--store naming a file, below one, or where nothing can be made: exit 2, no stack trace", async () => {
   await using sb = await sandbox();
   const f = await sb.write("exp.yaml", EXP);
   const file = await sb.write("not-a-folder", "x");
@@ -198,6 +198,13 @@ Deno.test("--store naming a file, or below one: exit 2 with the path, no stack t
     assert.equal(r.code, 2, r.stdout + r.stderr);
     noStack(r.stderr);
     assert.match(r.stderr, /error: (cannot write: )?.*not-a-folder/);
+  }
+  // A folder that cannot be created at all (procfs refuses it), and a name too long.
+  for (const store of ["/proc/kme-store", join(sb.dir, "n".repeat(300))]) {
+    const r = await kme(["run", f, "--no-report", "--store", store], sb.dir);
+    assert.equal(r.code, 2, r.stdout + r.stderr);
+    noStack(r.stderr);
+    assert.match(r.stderr, /error: cannot write: /);
   }
 });
 
