@@ -3,7 +3,8 @@
  * trials run and how many were handled (the right exit code, no stack trace, no partial entry,
  * outputs byte-identical to an undisturbed run). Runs the real CLI on experiments of the test
  * stages (tests/stages/, seconds per run) and on mutants of the shipped experiment files.
- * `KME_FUZZ_N` sets the number of fuzzed files (default 1000).
+ * `KME_FUZZ_N` sets the number of fuzzed files (default 1000), `KME_FAULT_KILLS_PER_KIND` the
+ * kills per real stage kind (default 12; on a shrunk tiny.yaml).
  */
 import { join } from "node:path";
 import fc from "fast-check";
@@ -98,6 +99,112 @@ async function killTrials(
   await Deno.remove(ref, { recursive: true });
   log(`${row.fault}: ${row.handled}/${row.trials}`);
   return row;
+}
+
+/**
+ * tiny.yaml, shrunk by overrides so that a trial takes seconds: the real stage kinds (prepare,
+ * pretrain, embed, retrieval, linear-probe, zero-shot, pmi) on the real code.
+ */
+const TINY = new URL("../experiments/tiny.yaml", import.meta.url).pathname;
+const SHRINK = [
+  "-S",
+  "stages.data.params.counts={train: 600, val: 64, test: 64}",
+  "-S",
+  "defaults.pretrain.steps=60",
+  "-S",
+  "stages.embed_train.params.max_images=300",
+];
+const KIND_STAGES: [kind: string, stage: string][] = [
+  ["prepare/synthetic", "data"],
+  ["pretrain", "train[similarity=kme]"],
+  ["embed", "embed[similarity=kme]"],
+  ["retrieval", "retrieval[similarity=kme]"],
+  ["linear-probe", "linear_probe[similarity=kme]"],
+  ["zero-shot", "zero_shot[similarity=kme]"],
+  ["pmi", "pmi[similarity=kme]"],
+];
+
+/** Resolves when a line of the run's stdout says that `stage` started; the rest is drained. */
+function started(child: Deno.ChildProcess, stage: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    let buf = "";
+    const dec = new TextDecoder();
+    (async () => {
+      for await (const chunk of child.stdout) {
+        buf += dec.decode(chunk, { stream: true });
+        if (buf.includes(`▶ ${stage}: running`)) resolve(true);
+      }
+      resolve(false);
+    })();
+  });
+}
+
+/**
+ * SIGKILL of the runner while a stage of each real kind runs, at a random moment of it: the
+ * stage's entry is removed first (so it computes again, resuming from nothing or a
+ * checkpoint), the runner is killed, the run is repeated, and the entry must equal the
+ * uninterrupted run's byte for byte, with no partial entry anywhere.
+ */
+export async function kindKillTrials(perKind: number, log: (s: string) => void): Promise<Row[]> {
+  const dir = await sandboxDir();
+  const store = join(dir, "store");
+  const run = (...extra: string[]) =>
+    kme(["run", TINY, ...SHRINK, "--store", store, "--no-report", ...extra], dir);
+  const rows: Row[] = [];
+  try {
+    const first = await run();
+    if (first.code !== 0) throw new Error(`reference run failed: ${first.stderr.slice(0, 300)}`);
+    const rec = JSON.parse(
+      await Deno.readTextFile(
+        join(store, "runs", "tiny", [...Deno.readDirSync(join(store, "runs", "tiny"))][0].name),
+      ),
+    );
+    for (const [kind, stage] of KIND_STAGES) {
+      const row: Row = {
+        fault: `SIGKILL of the runner while a stage of kind ${kind} runs`,
+        trials: perKind,
+        handled: 0,
+        failures: [],
+      };
+      const key = rec.stages[stage].key as string;
+      const entry = join(store, "entries", key);
+      const want = await readTree(join(entry, "out"));
+      // Kill moments spread over the stage's own duration (plus the worker's start-up).
+      const span = 1000 * (1 + (rec.stages[stage].seconds ?? 1));
+      const moments = fc.sample(fc.integer({ min: 0, max: Math.round(span) }), {
+        numRuns: perKind,
+        seed: 11,
+      });
+      for (const ms of moments) {
+        await Deno.remove(entry, { recursive: true }).catch(() => {});
+        const child = spawnKme(
+          ["run", TINY, ...SHRINK, "--store", store, "--no-report", stage],
+          dir,
+        );
+        const errText = new Response(child.stderr).text();
+        if (await started(child, stage)) {
+          await new Promise((r) => setTimeout(r, ms));
+          try {
+            child.kill("SIGKILL");
+          } catch { /* it finished first */ }
+        }
+        await child.status;
+        const again = await run(stage);
+        const got = await readTree(join(entry, "out")).catch(() => new Map());
+        const same = got.size === want.size &&
+          [...want].every(([p, b]) => got.get(p)?.join(",") === b.join(","));
+        const ok = again.code === 0 && noStack(await errText) && noStack(again.stderr) &&
+          (await partials(store)) === 0 && same;
+        if (ok) row.handled++;
+        else row.failures.push(`${stage} at ${ms} ms: rerun exit ${again.code}, same ${same}`);
+      }
+      log(`${row.fault}: ${row.handled}/${row.trials}`);
+      rows.push(row);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+  return rows;
 }
 
 async function concurrentTrial(log: (s: string) => void): Promise<Row> {
@@ -230,6 +337,7 @@ export async function benchFaults(log: (s: string) => void): Promise<Figure[]> {
   const rows = [
     await killTrials("runner", 12, log),
     await killTrials("worker", 12, log),
+    ...(await kindKillTrials(Number(Deno.env.get("KME_FAULT_KILLS_PER_KIND") ?? 12), log)),
     await concurrentTrial(log),
     await damageTrials(log),
     await fuzzTrials(Number(Deno.env.get("KME_FUZZ_N") ?? 1000), log),
