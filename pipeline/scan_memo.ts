@@ -9,7 +9,7 @@
  * set by a user (touch and utime update it), so restoring an mtime by hand does not fool it.
  */
 import { dirname } from "node:path";
-import type { ImportSite } from "./fingerprint.ts";
+import type { ImportSite } from "./import_scan.ts";
 
 export interface ScanRow {
   sha: string;

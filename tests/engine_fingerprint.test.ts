@@ -1,5 +1,5 @@
 /**
- * The import scanner behind code fingerprints (pipeline/fingerprint.ts): what it must find
+ * The import scanner behind code fingerprints (pipeline/import_scan.ts): what it must find
  * (static, re-export, literal dynamic imports, worker modules), what it must not (comments,
  * strings, regex and template literals, type-only imports), checked on a corpus of tricky
  * files, against Deno's own parser (`deno info`), on generated sources, and end to end: a
@@ -10,7 +10,8 @@ import { join, relative } from "node:path";
 import { pathToFileURL } from "node:url";
 import fc from "fast-check";
 import { ConfigError } from "../pipeline/errors.ts";
-import { type ImportSite, ProjectResolver, scanSource } from "../pipeline/fingerprint.ts";
+import { ProjectResolver } from "../pipeline/fingerprint.ts";
+import { type ImportSite, scanSource } from "../pipeline/import_scan.ts";
 import { lastRecord, ROOT, sandbox } from "./helpers/cli.ts";
 
 const FIXTURES = join(ROOT, "tests", "fixtures", "fingerprint");
@@ -98,7 +99,8 @@ Deno.test("a module the lexer cannot parse is a ConfigError at the place, never 
       String(e).startsWith("sims/helper2.ts:3:16: error: cannot scan this module") &&
       e.message.includes("es-module-lexer: Parse error"),
   );
-  // Through the CLI: exit 2, one `file:line:col: error:` line, nothing written.
+  // Through the CLI: exit 2, one `file:line:col: error:` line (and its source excerpt, indented),
+  // nothing written.
   await using sb = await sandbox();
   await sb.write("exp/sims/upper.ts", PLUGIN);
   await sb.write(
@@ -109,9 +111,10 @@ Deno.test("a module the lexer cannot parse is a ConfigError at the place, never 
   const f = await sb.write("exp/exp.yaml", EXP);
   const r = await sb.run("run", f);
   assert.equal(r.code, 2, r.stderr);
-  const lines = r.stderr.trimEnd().split("\n");
+  const lines = r.stderr.trimEnd().split("\n").filter((l) => !l.startsWith(" "));
   assert.equal(lines.length, 1, r.stderr);
   assert.match(lines[0], /^exp\/sims\/helper2\.ts:3:16: error: cannot scan this module .*lexer/);
+  assert.match(r.stderr, /\n 3 \| .*\n {3}\| {16}\^/, "the line and a caret under column 16");
   const entries = await Array.fromAsync(Deno.readDir(join(sb.store, "entries"))).catch(() => []);
   assert.deepEqual(entries, []);
 });

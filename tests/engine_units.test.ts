@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { canonicalJson, hashJson } from "../pipeline/canonical.ts";
-import { scanImports, scanSource } from "../pipeline/fingerprint.ts";
+import { scanImports, scanSource } from "../pipeline/import_scan.ts";
 import { hashFile, StatMemo } from "../pipeline/hash.ts";
 import { explainChange, type KeyComponents, leafDiff } from "../pipeline/key.ts";
 import { closest, editDistance } from "../pipeline/suggest.ts";
