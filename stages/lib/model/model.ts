@@ -11,6 +11,10 @@
  * The similarity's learnable scalars (logit scale, bandwidth) are parameters of the model too.
  *
  * All activations inside the towers are kept as 2D [B*T, width] so matmuls are plain 2D.
+ *
+ * Over 500 lines on purpose: the whole model (config, parameters, both towers, the three
+ * heads, the class that ties them) reads in one sitting, as nanoGPT's does; its pieces are not
+ * used apart, so splitting them would scatter one concept.
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { dense, gelu, layerNorm as fusedLayerNorm } from "./ops.ts";
