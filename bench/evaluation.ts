@@ -5,13 +5,12 @@
  * the retrieval stage scores a pooled similarity), on random data, each in its own process (bench/kme_scoring_standalone.ts) so its peak memory is its own.
  * Peer: PyTorch on the same work (bench/peers/kme_scoring_torch.py), in the same run. Also the
  * single-thread rates of both kernels, with and without padded captions (bench/kme_kernels.ts).
- * KME_BENCH_EVAL_IMAGES shrinks the problem for a quick look. First, the linear probe against
- * scikit-learn (bench/probe.ts); KME_BENCH_EVAL_PROBE_ONLY=1 stops there.
+ * KME_BENCH_EVAL_IMAGES shrinks the problem for a quick look. The linear probe has its own
+ * section, `probe` (bench/probe.ts).
  */
 import { join } from "node:path";
 import type { Figure } from "./util.ts";
 import { resolveKmeEngine } from "../stages/lib/eval/engine_param.ts";
-import { benchProbe } from "./probe.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 
@@ -82,12 +81,6 @@ async function kernelRates(): Promise<Record<string, number>> {
 }
 
 export async function benchEvaluation(log: (s: string) => void): Promise<Figure[]> {
-  const probe = await benchProbe(log);
-  if (Deno.env.get("KME_BENCH_EVAL_PROBE_ONLY") === "1") return probe;
-  return [...probe, ...(await retrieval(log))];
-}
-
-async function retrieval(log: (s: string) => void): Promise<Figure[]> {
   const images = Deno.env.get("KME_BENCH_EVAL_IMAGES") ?? "5000";
   const size = `${images} x ${Number(images) * 5}`;
   const engine = resolveKmeEngine("auto");

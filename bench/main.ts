@@ -8,12 +8,14 @@ import { benchEngine } from "./engine.ts";
 import { benchTraining } from "./training.ts";
 import { benchEvaluation } from "./evaluation.ts";
 import { benchFaults } from "./faults.ts";
+import { benchProbe } from "./probe.ts";
 import { type Figure, LOAD_FLAG, loadNow } from "./util.ts";
 
 const sections: Record<string, (log: (s: string) => void) => Promise<Figure[]>> = {
   engine: benchEngine,
   training: benchTraining,
   evaluation: benchEvaluation,
+  probe: benchProbe,
   faults: benchFaults,
 };
 

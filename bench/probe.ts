@@ -1,5 +1,5 @@
 /**
- * Linear-probe figures for `deno task bench evaluation`: the stage's protocol (13-decade C
+ * Linear-probe figures, `deno task bench probe`: the stage's protocol (13-decade C
  * sweep on a seeded split, refit, test) against scikit-learn's LogisticRegression on the same
  * rows and grid (bench/peers/probe_sklearn.py), alternating ours and theirs in pairs; the
  * figure is the median of the per-pair time ratios. Features: `probeFeatures` in
