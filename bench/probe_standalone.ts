@@ -1,5 +1,5 @@
 /**
- * One linear-probe run for `deno task bench evaluation`, in its own process: the features come
+ * One linear-probe run for `deno task bench probe`, in its own process: the features come
  * from `probeFeatures` (written once to a file that the scikit-learn peer reads too), then the
  * protocol of the linear-probe stage runs on them (C sweep on the seeded split, refit, test).
  * Prints one JSON line. Usage:
