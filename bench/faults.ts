@@ -145,7 +145,11 @@ function started(child: Deno.ChildProcess, stage: string): Promise<boolean> {
  * checkpoint), the runner is killed, the run is repeated, and the entry must equal the
  * uninterrupted run's byte for byte, with no partial entry anywhere.
  */
-export async function kindKillTrials(perKind: number, log: (s: string) => void): Promise<Row[]> {
+export async function kindKillTrials(
+  perKind: number,
+  log: (s: string) => void,
+  who: "runner" | "worker" = "runner",
+): Promise<Row[]> {
   const dir = await sandboxDir();
   const store = join(dir, "store");
   const run = (...extra: string[]) =>
@@ -161,7 +165,7 @@ export async function kindKillTrials(perKind: number, log: (s: string) => void):
     );
     for (const [kind, stage] of KIND_STAGES) {
       const row: Row = {
-        fault: `SIGKILL of the runner while a stage of kind ${kind} runs`,
+        fault: `SIGKILL of the ${who} while a stage of kind ${kind} runs`,
         trials: perKind,
         handled: 0,
         failures: [],
@@ -185,7 +189,14 @@ export async function kindKillTrials(perKind: number, log: (s: string) => void):
         if (await started(child, stage)) {
           await new Promise((r) => setTimeout(r, ms));
           try {
-            child.kill("SIGKILL");
+            if (who === "runner") child.kill("SIGKILL");
+            else {
+              // The runner's newest child: the stage's worker, if it is still running.
+              const ps = await new Deno.Command("pgrep", { args: ["-n", "-P", String(child.pid)] })
+                .output();
+              const pid = Number(new TextDecoder().decode(ps.stdout).trim());
+              if (pid) Deno.kill(pid, "SIGKILL");
+            }
           } catch { /* it finished first */ }
         }
         await child.status;
@@ -193,6 +204,7 @@ export async function kindKillTrials(perKind: number, log: (s: string) => void):
         const got = await readTree(join(entry, "out")).catch(() => new Map());
         const same = got.size === want.size &&
           [...want].every(([p, b]) => got.get(p)?.join(",") === b.join(","));
+        // A killed worker fails the first run (exit 1, the signal named); the rerun must recover.
         const ok = again.code === 0 && noStack(await errText) && noStack(again.stderr) &&
           (await partials(store)) === 0 && same;
         if (ok) row.handled++;
@@ -338,6 +350,11 @@ export async function benchFaults(log: (s: string) => void): Promise<Figure[]> {
     await killTrials("runner", 12, log),
     await killTrials("worker", 12, log),
     ...(await kindKillTrials(Number(Deno.env.get("KME_FAULT_KILLS_PER_KIND") ?? 12), log)),
+    ...(await kindKillTrials(
+      Number(Deno.env.get("KME_FAULT_KILLS_PER_KIND") ?? 12),
+      log,
+      "worker",
+    )),
     await concurrentTrial(log),
     await damageTrials(log),
     await fuzzTrials(Number(Deno.env.get("KME_FUZZ_N") ?? 1000), log),
