@@ -17,6 +17,8 @@ interface Row {
   trials: number;
   handled: number;
   failures: string[];
+  /** Trials whose kill landed (the killed run did not finish on its own first). */
+  landed?: number;
 }
 
 const DAG = (dir: string) => `
@@ -199,7 +201,7 @@ export async function kindKillTrials(
             }
           } catch { /* it finished first */ }
         }
-        await child.status;
+        if (!(await child.status).success) row.landed = (row.landed ?? 0) + 1;
         const again = await run(stage);
         const got = await readTree(join(entry, "out")).catch(() => new Map());
         const same = got.size === want.size &&
@@ -210,7 +212,7 @@ export async function kindKillTrials(
         if (ok) row.handled++;
         else row.failures.push(`${stage} at ${ms} ms: rerun exit ${again.code}, same ${same}`);
       }
-      log(`${row.fault}: ${row.handled}/${row.trials}`);
+      log(`${row.fault}: ${row.handled}/${row.trials} (${row.landed ?? 0} kills landed)`);
       rows.push(row);
     }
   } finally {
@@ -366,6 +368,11 @@ export async function benchFaults(log: (s: string) => void): Promise<Figure[]> {
     unit: `of ${r.trials} handled`,
     target: `${r.trials} of ${r.trials}`,
     met: r.handled === r.trials,
-    note: r.failures.length ? r.failures.slice(0, 2).join("; ") : undefined,
+    note: [
+      r.landed === undefined
+        ? ""
+        : `${r.landed} of ${r.trials} kills landed before the stage ended`,
+      ...r.failures.slice(0, 2),
+    ].filter(Boolean).join("; ") || undefined,
   }));
 }
