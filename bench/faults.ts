@@ -55,6 +55,13 @@ async function partials(store: string): Promise<number> {
   return n;
 }
 
+/** SIGKILL of the runner's newest child: the worker running now, if any. */
+async function killWorkerOf(runner: Deno.ChildProcess): Promise<void> {
+  const ps = await new Deno.Command("pgrep", { args: ["-n", "-P", String(runner.pid)] }).output();
+  const pid = Number(new TextDecoder().decode(ps.stdout).trim());
+  if (pid) Deno.kill(pid, "SIGKILL");
+}
+
 async function sandboxDir(): Promise<string> {
   return await Deno.makeTempDir({ prefix: "kme-faults-" });
 }
@@ -82,13 +89,7 @@ async function killTrials(
     const child = spawnKme(["run", join(dir, "e.yaml"), "--store", store, "--no-report"], dir);
     await new Promise((r) => setTimeout(r, rng[t]));
     if (who === "runner") child.kill("SIGKILL");
-    else {
-      // The runner's newest child: the worker running now, if any.
-      const ps = await new Deno.Command("pgrep", { args: ["-n", "-P", String(child.pid)] })
-        .output();
-      const pid = Number(new TextDecoder().decode(ps.stdout).trim());
-      if (pid) Deno.kill(pid, "SIGKILL");
-    }
+    else await killWorkerOf(child);
     const st = await child.output();
     const err = new TextDecoder().decode(st.stderr);
     const r = await kme(["run", join(dir, "e.yaml"), "--store", store, "--no-report"], dir);
@@ -192,13 +193,7 @@ export async function kindKillTrials(
           await new Promise((r) => setTimeout(r, ms));
           try {
             if (who === "runner") child.kill("SIGKILL");
-            else {
-              // The runner's newest child: the stage's worker, if it is still running.
-              const ps = await new Deno.Command("pgrep", { args: ["-n", "-P", String(child.pid)] })
-                .output();
-              const pid = Number(new TextDecoder().decode(ps.stdout).trim());
-              if (pid) Deno.kill(pid, "SIGKILL");
-            }
+            else await killWorkerOf(child);
           } catch { /* it finished first */ }
         }
         if (!(await child.status).success) row.landed = (row.landed ?? 0) + 1;
