@@ -18,6 +18,8 @@ import type { Store } from "../pipeline/store.ts";
 
 async function experimentName(store: Store, ref: string): Promise<string | undefined> {
   if (/\.ya?ml$/i.test(ref)) return (await loadExperiment(ref)).name;
+  // A name, never a path: `../x:-1` must not list folders outside runs/.
+  if (!/^[\w.-]+$/.test(ref) || ref === "." || ref === "..") return undefined;
   return (await listRecordIds(store, ref)).length ? ref : undefined;
 }
 

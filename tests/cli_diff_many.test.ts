@@ -32,6 +32,9 @@ Deno.test("diff A B C: every run against the first, one table; selectors by name
   const past = await sb.run("diff", "many:-4", "many");
   assert.equal(past.code, 2);
   assert.match(past.stderr, /many:-4: 'many' has 3 runs \(use -1 \.\. -3\)/);
+  const up = await sb.run("diff", "../store/runs:-1", "many");
+  assert.equal(up.code, 2);
+  assert.match(up.stderr, /is no experiment with runs/);
   const none = await sb.run("diff", "nope:-1", "many");
   assert.equal(none.code, 2);
   assert.match(none.stderr, /'nope' is no experiment with runs/);
