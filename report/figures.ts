@@ -16,6 +16,7 @@ import {
   similarityScale,
 } from "./figure_style.ts";
 import { sweepFigures } from "./sweep_figures.ts";
+import { curveFigures } from "./curve_figures.ts";
 
 export interface Figure {
   /** File-name-safe id, unique within a report (PNG files are named after it). */
@@ -60,147 +61,17 @@ function trainingFigures(
   compare: boolean,
 ): Figure[] {
   const withLog = all.filter((i) => i.trainLog?.length);
-  if (!withLog.length) return [];
-  const sim = similarityScale(colours, withLog);
-  const rows = seedMeans(withLog);
-  const banded = rows.some((r) => r.n > 1);
-  const color = { field: "similarity", type: "nominal", scale: sim, title: "similarity" };
-  // Two runs compared: run A solid, run B dashed.
-  const runDash = (title?: string) =>
-    compare
-      ? {
-        strokeDash: {
-          field: "run",
-          type: "nominal",
-          ...(title ? { title } : {}),
-          scale: { domain: ["A", "B"], range: [[1, 0], [5, 3]] },
-        },
-      }
-      : {};
-  const groups = new Set(rows.map((r) => `${r.run}\u0000${r.group}`)).size;
-  const x = { field: "step", type: "quantitative", title: "step" };
-  const figs: Figure[] = [{
-    id: "training-loss",
-    title: "Training loss",
-    caption: `InfoNCE loss against step from ${TRAIN_LOG}: the mean over seeds of each ` +
-      `configuration (${groups} lines from ${withLog.length} pretrain instances)` +
-      (banded ? ", with a band of ± one standard deviation over seeds where n > 1" : "") +
-      "; coloured by similarity" + (compare ? "; solid: run A, dashed: run B." : "."),
-    spec: {
-      $schema: "https://vega.github.io/schema/vega-lite/v6.json",
-      width: 620,
-      height: 300,
-      data: { values: rows },
-      layer: [
-        ...(banded
-          ? [{
-            transform: [{ filter: "datum.n > 1" }],
-            mark: { type: "area", opacity: 0.18 },
-            encoding: {
-              x,
-              y: { field: "lo", type: "quantitative", title: "loss", scale: { zero: false } },
-              y2: { field: "hi" },
-              color,
-              detail: { field: "key", type: "nominal" },
-            },
-          }]
-          : []),
-        {
-          mark: { type: "line", strokeWidth: 1.5, opacity: 0.9 },
-          encoding: {
-            x,
-            y: { field: "mean", type: "quantitative", title: "loss", scale: { zero: false } },
-            color,
-            detail: { field: "key", type: "nominal" },
-            ...runDash("run"),
-          },
-        },
-      ],
-      config: BASE_CONFIG,
-    } as TopLevelSpec,
-  }];
-  const scal = withLog.flatMap((i) =>
-    i.trainLog!.flatMap((p) =>
-      (["lr", "logit_scale", "sigma2"] as const).filter((q) => p[q] !== undefined).map((q) => ({
-        step: p.step,
-        value: p[q]!,
-        quantity: q,
-        instance: label(i),
-        similarity: i.similarity ?? NONE,
-        run: i.run || "-",
-      }))
-    )
-  );
-  if (scal.length) {
-    const quantities = [...new Set(scal.map((r) => r.quantity))];
-    figs.push({
-      id: "training-scale",
-      title: "Learning rate and learned scale",
-      caption: "lr (the schedule), logit_scale (CLIP: exp(t) after clamping) and sigma2 (KME: " +
-        "kernel bandwidth) against step, one line per instance, from the same logs.",
-      spec: {
-        $schema: "https://vega.github.io/schema/vega-lite/v6.json",
-        data: { values: scal },
-        facet: { column: { field: "quantity", type: "nominal", title: null, sort: quantities } },
-        spec: {
-          width: 300,
-          height: 200,
-          mark: { type: "line", strokeWidth: 1.5, opacity: 0.85 },
-          encoding: {
-            x: { field: "step", type: "quantitative" },
-            y: { field: "value", type: "quantitative", title: null, scale: { zero: false } },
-            color,
-            detail: { field: "instance", type: "nominal" },
-            ...runDash(),
-          },
-        },
-        resolve: { scale: { y: "independent" } },
-        config: BASE_CONFIG,
-      } as TopLevelSpec,
-    });
-  }
-  return figs;
+  const series = withLog.map((i) => ({
+    run: i.run,
+    base: i.stage.base,
+    group: i.group,
+    label: label(i),
+    similarity: i.similarity,
+    points: i.trainLog!,
+  }));
+  return curveFigures(series, similarityScale(colours, withLog), compare);
 }
 
-const TRAIN_LOG = "train_log.jsonl";
-
-/**
- * Loss per step, averaged over the seeds of each configuration (instances of one run that
- * differ only by seed): mean, ± one sample standard deviation, and n at that step.
- */
-function seedMeans(withLog: Instance[]) {
-  const byGroup = new Map<string, Instance[]>();
-  for (const i of withLog) {
-    const k = `${i.run}\u0000${i.stage.base}\u0000${i.group}`;
-    byGroup.set(k, [...(byGroup.get(k) ?? []), i]);
-  }
-  return [...byGroup.values()].flatMap((members) => {
-    const first = members[0];
-    const key = `${first.run ? `${first.run}: ` : ""}${first.stage.base}` +
-      (first.group ? `[${first.group}]` : "");
-    const atStep = new Map<number, number[]>();
-    for (const m of members) {
-      for (const p of m.trainLog!) atStep.set(p.step, [...(atStep.get(p.step) ?? []), p.loss]);
-    }
-    return [...atStep.entries()].sort((a, b) => a[0] - b[0]).map(([step, xs]) => {
-      const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
-      const sd = xs.length > 1
-        ? Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1))
-        : 0;
-      return {
-        step,
-        mean,
-        lo: mean - sd,
-        hi: mean + sd,
-        n: xs.length,
-        key,
-        group: first.group,
-        similarity: first.similarity ?? NONE,
-        run: first.run || "-",
-      };
-    });
-  });
-}
 const SCATTER = "scatter.json";
 
 function recallFigures(all: Instance[], colours: Map<string, string>, compare: boolean): Figure[] {

@@ -26,6 +26,8 @@ export interface TrainPoint {
   lr?: number;
   logit_scale?: number;
   sigma2?: number;
+  /** Held-out loss, on the steps that validated. */
+  val_loss?: number;
 }
 
 export interface Scatter {
@@ -150,7 +152,7 @@ export async function readTrainLog(
       continue;
     }
     const p: TrainPoint = { step, loss };
-    for (const k of ["lr", "logit_scale", "sigma2"] as const) {
+    for (const k of ["lr", "logit_scale", "sigma2", "val_loss"] as const) {
       const v = o[k];
       if (typeof v === "number" && Number.isFinite(v)) p[k] = v;
     }

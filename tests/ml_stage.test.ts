@@ -46,6 +46,7 @@ const tiny = {
   checkpoint_every: 2,
   log_every: 1,
   val_batches: 2,
+  val_every: 2,
   backend: "cpu",
 };
 
@@ -137,6 +138,10 @@ Deno.test("ml/stage: runs, writes the model and log; interrupted + rerun == unin
       .map((l) => JSON.parse(l));
     assert.deepEqual(log.map((r) => r.step), [1, 2, 3, 4, 5, 6]);
     for (const k of ["loss", "lr", "sigma2"]) assert.ok(k in log[0], k);
+    // Validation on steps 2, 4 and 6; the metric is the last step's.
+    assert.deepEqual(log.filter((r) => "val_loss" in r).map((r) => r.step), [2, 4, 6]);
+    assert.equal(m.val_loss, log[5].val_loss);
+    assert.notEqual(log[1].val_loss, log[5].val_loss);
     // Timings stay out of out/ (they are in the metrics): same weights, same bytes.
     for (const k of ["samples_per_s", "elapsed_s"]) assert.ok(!(k in log[0]), k);
     assert.ok((m.samples_per_s as number) > 0);
@@ -167,6 +172,25 @@ Deno.test("ml/stage: runs, writes the model and log; interrupted + rerun == unin
       assert.deepEqual(await Deno.readFile(join(outB, f)), await Deno.readFile(join(outA, f)), f);
     }
     assert.deepEqual(resB!.metrics!.loss_curve, m.loss_curve);
+
+    // Validating changes nothing it reads: validation only at the end gives the same weights,
+    // the same losses and the same final val_loss.
+    const outC = await mk("outC");
+    const onlyAtEnd = await stage.refineParams!(
+      PretrainParams.parse({ ...tiny, val_every: 0 }),
+      {},
+    );
+    const c = context(onlyAtEnd, data, outC, await mk("scratchC"), new AbortController().signal);
+    const resC = await stage.run(c.ctx);
+    assert.deepEqual(
+      await Deno.readFile(join(outC, "model.bin")),
+      await Deno.readFile(join(outA, "model.bin")),
+    );
+    const logC = (await Deno.readTextFile(join(outC, "train_log.jsonl"))).trim().split("\n")
+      .map((l) => JSON.parse(l));
+    assert.ok(logC.every((r) => !("val_loss" in r)));
+    assert.deepEqual(logC.map((r) => r.loss), log.map((r) => r.loss));
+    assert.equal(resC!.metrics!.val_loss, m.val_loss);
   } finally {
     await Deno.remove(root, { recursive: true });
   }

@@ -73,8 +73,9 @@ Deno.test("report: one run -> one self-contained HTML page with inline SVG figur
 
   // Figures: loss curves, learned scale, R@K bars, one PMI scatter per pmi instance (6).
   const svgs = figureSvgs(html);
-  assert.deepEqual([...svgs.keys()].slice(0, 3), [
+  assert.deepEqual([...svgs.keys()].slice(0, 4), [
     "training-loss",
+    "training-val-loss",
     "training-scale",
     "recall-retrieval",
   ]);
@@ -96,6 +97,14 @@ Deno.test("report: one run -> one self-contained HTML page with inline SVG figur
     (svgs.get("training-loss")!.match(/aria-roledescription="area mark"/g) ?? []).length,
     2,
   );
+  // Validation loss: the same, on the steps that validated (with points: few of them).
+  for (const mark of ["line mark", "area mark"]) {
+    const n = svgs.get("training-val-loss")!.match(
+      new RegExp(`aria-roledescription="${mark}"`, "g"),
+    );
+    assert.equal(n?.length, 2, mark);
+  }
+  matches(svgs.get("training-val-loss")!, /aria-roledescription="point"/);
   matches(svgs.get("training-scale")!, />lr</);
   matches(svgs.get("recall-retrieval")!, /aria-roledescription="bar"/);
   matches(svgs.get("recall-retrieval")!, /aria-roledescription="rule mark"/);

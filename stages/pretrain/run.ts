@@ -140,6 +140,10 @@ export async function run(ctx: StageContext<PretrainParams>): Promise<StageResul
   const ckptDir = join(ctx.scratch, "checkpoint");
   const logPath = join(ctx.scratch, LOG_FILE);
   const o = trainOptionsFromParams(p);
+  const validate = validation(tf, model, ds.split("val"), vocab, p, imageBytes);
+  if (p.val_batches > 0 && !validate) {
+    ctx.log(`val split has fewer than ${p.batch_size} captioned images: no validation loss`);
+  }
   try {
     ctx.progress.start(p.steps, "pretrain");
     let logRecords = 0;
@@ -151,6 +155,7 @@ export async function run(ctx: StageContext<PretrainParams>): Promise<StageResul
       logPath,
       signal: ctx.signal,
       log: ctx.log,
+      ...(validate && validate.every > 0 ? { validate } : {}),
       onStep: (step, loss, sps) =>
         ctx.progress.update(step, { loss: loss.toFixed(4), "samples/s": sps.toFixed(1) }),
       onLog: (rec) => {
@@ -177,8 +182,12 @@ export async function run(ctx: StageContext<PretrainParams>): Promise<StageResul
       loss_curve: logged.map((r) => r.loss),
       ...result.scalars,
     };
-    if (p.val_batches > 0) {
-      const val = await validationLoss(tf, model, ds.split("val"), vocab, p, imageBytes);
+    if (validate) {
+      // The last step's validation is in the log unless validation ran only at the end.
+      const last = logged.at(-1);
+      const val = last?.step === result.steps && last.val_loss !== undefined
+        ? last.val_loss
+        : await validate.loss();
       if (val !== undefined) metrics.val_loss = val;
     }
     await saveModel(ctx.outDir, model, vocab, {
@@ -214,15 +223,26 @@ export async function run(ctx: StageContext<PretrainParams>): Promise<StageResul
   }
 }
 
-/** Mean InfoNCE loss over up to `val_batches` fixed batches of the val split. */
-async function validationLoss(
+/** The interval between validations: `val_every`, or about ten over the run on log steps. */
+export function validationEvery(p: PretrainParams): number {
+  if (p.val_every !== undefined) return p.val_every;
+  return Math.max(p.log_every, Math.ceil(p.steps / 10 / p.log_every) * p.log_every);
+}
+
+/**
+ * Mean InfoNCE loss over up to `val_batches` fixed batches of the val split: the same batches at
+ * every call and for every model. Undefined when `val_batches` is 0 or the split is smaller than
+ * one batch.
+ */
+function validation(
   tf: typeof import("@tensorflow/tfjs-core"),
   model: ContrastiveModel,
   split: import("../lib/model/data.ts").SplitLike,
   vocab: Vocab,
   p: PretrainParams,
   imageBytes: number,
-): Promise<number | undefined> {
+): { every: number; loss(): Promise<number> } | undefined {
+  if (p.val_batches === 0) return undefined;
   let src: BatchSource;
   try {
     src = new BatchSource(split, vocab, {
@@ -236,16 +256,19 @@ async function validationLoss(
   }
   const im = model.config.image;
   const n = Math.min(p.val_batches, src.batchesPerEpoch);
-  let sum = 0;
-  for (let i = 0; i < n; i++) {
-    const b = await src.batch(i);
-    const loss = tf.tidy(() => {
-      const x = tf.tensor4d(b.images, [b.size, im.height, im.widthPx, im.channels], "int32");
-      const ids = tf.tensor2d(b.ids, [b.size, p.max_len], "int32");
-      return infoNce(model.logits(model.encodeImages(x), model.encodeTexts(ids)));
-    });
-    sum += (await loss.data())[0];
-    loss.dispose();
-  }
-  return sum / n;
+  const loss = async () => {
+    let sum = 0;
+    for (let i = 0; i < n; i++) {
+      const b = await src.batch(i);
+      const t = tf.tidy(() => {
+        const x = tf.tensor4d(b.images, [b.size, im.height, im.widthPx, im.channels], "int32");
+        const ids = tf.tensor2d(b.ids, [b.size, p.max_len], "int32");
+        return infoNce(model.logits(model.encodeImages(x), model.encodeTexts(ids)));
+      });
+      sum += (await t.data())[0];
+      t.dispose();
+    }
+    return sum / n;
+  };
+  return { every: validationEvery(p), loss };
 }

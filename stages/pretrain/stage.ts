@@ -64,8 +64,13 @@ const PretrainBase = z.strictObject({
   grad_clip: z.number().min(0).default(1),
   checkpoint_every: z.int().min(0).default(200),
   log_every: pos.default(10),
-  /** Validation loss on up to this many batches of the val split at the end (0: none). */
+  /** Validation loss on up to this many fixed batches of the val split (0: none). */
   val_batches: z.int().min(0).default(8),
+  /**
+   * Validation loss every this many steps, and at the last (logged as `val_loss`). Unset: about
+   * ten times over the run, on logging steps; 0: only at the end.
+   */
+  val_every: z.int().min(0).optional(),
   /** Keep the training split in memory when it is at most this many MiB. */
   cache_mb: z.int().min(0).default(1024),
   backend: backendParam,

@@ -61,6 +61,12 @@ export interface TrainArgs {
   /** Stop (after writing a checkpoint) once this many steps are done; for tests. */
   stopAfter?: number;
   signal?: AbortSignal;
+  /**
+   * Held-out loss, computed every `every` steps and at the last one; the value goes into that
+   * step's log record as `val_loss` (such a step is always logged). It must not change the
+   * model's state, so a resumed run logs what an uninterrupted one does.
+   */
+  validate?: { every: number; loss(): Promise<number | undefined> };
   /** Called after every step with the step's loss. */
   onStep?(step: number, loss: number, samplesPerSec: number): void;
   onLog?(record: LogRecord): void;
@@ -327,12 +333,15 @@ export async function train(args: TrainArgs): Promise<TrainResult> {
         }
         samples += batch.size;
         windowSamples += batch.size;
-        const logs = opt.step % o.logEvery === 0 || opt.step === o.steps;
+        const v = args.validate;
+        const validates = v !== undefined && (opt.step % v.every === 0 || opt.step === o.steps);
+        const logs = validates || opt.step % o.logEvery === 0 || opt.step === o.steps;
         const checkpoints = o.checkpointEvery > 0 && opt.step % o.checkpointEvery === 0 &&
           opt.step < o.steps;
         if (!pending.deferred || logs || checkpoints) await settle();
         if (logs) {
           const now = performance.now();
+          const val = validates ? await v!.loss() : undefined;
           const rec: LogRecord = {
             step: opt.step,
             epoch: source.cursor(step).epoch,
@@ -340,10 +349,11 @@ export async function train(args: TrainArgs): Promise<TrainResult> {
             lr,
             grad_norm: lastGradNorm,
             ...(await model.scalars()),
+            ...(val !== undefined ? { val_loss: val } : {}),
             samples_per_s: windowSamples / Math.max(1e-9, (now - windowStart) / 1000),
             elapsed_s: (now - t0) / 1000,
           };
-          windowStart = now;
+          windowStart = performance.now(); // the throughput leaves out validation
           windowSamples = 0;
           if (logFile !== undefined) {
             await logFile.write(new TextEncoder().encode(JSON.stringify(rec) + "\n"));
