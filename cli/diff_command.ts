@@ -24,7 +24,7 @@ import type { Store } from "../pipeline/store.ts";
 import { addIntervals } from "./diff_intervals.ts";
 
 /** The two values of `axis` to compare: given (`axis=v1,v2`) or the two found in the run. */
-function axisValues(rec: RunRecord, by: string): { axis: string; values: [string, string] } {
+export function axisValues(rec: RunRecord, by: string): { axis: string; values: [string, string] } {
   const [axis, given] = by.split("=", 2);
   const found: string[] = [];
   for (const s of Object.values(rec.stages)) {

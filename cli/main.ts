@@ -1,5 +1,5 @@
 /**
- * kme-clip command line: run | status | runs | diff | report | verify | gc | schema.
+ * kme-clip command line: run | status | runs | diff | report | log | ui | verify | gc | schema.
  * Exit codes: 0 ok, 1 a stage failed (or verify found damage), 2 bad input, 130 interrupted.
  */
 import cac from "cac";
@@ -20,6 +20,9 @@ import { didYouMean } from "../pipeline/suggest.ts";
 import { colours } from "../pipeline/console_style.ts";
 
 const red = (s: string) => colours("stderr").red(s);
+
+/** `kme ui`'s port (cli/ui_command.ts says the same; kept here so `--help` loads nothing). */
+const DEFAULT_UI_PORT = 8484;
 
 const ROOT = dirname(dirname(fromFileUrl(import.meta.url)));
 
@@ -54,6 +57,10 @@ const USAGE = `usage: kme <command> [options]
       --png DIR         also every figure as DIR/<figure id>.png
   log RUN|EXPERIMENT.yaml STAGE    the log of a stage (of the entry in use, or of the attempt
                                    in progress); --follow tails it, --path prints where it is
+  ui                               a local web dashboard of the store (read-only): runs,
+                                   curves of stages training now, comparisons, logs
+      --port N          default 8484 (0: any free port)
+      --host H          default 127.0.0.1 (another address serves the store to others)
   verify [EXPERIMENT.yaml]         re-hash entries; quarantine damaged ones (they rerun)
   gc [--keep N] [--dry-run]        delete entries not referenced by the N latest runs of
                                    each experiment (default 5)
@@ -90,6 +97,8 @@ function commandLine() {
     .option("--no-noop", "");
   cli.command("report [...runs]", "").option("--out <file>", "").option("--png <dir>", "");
   cli.command("log [...ref]", "").option("-f, --follow", "").option("--path", "");
+  cli.command("ui", "").option("--port <n>", "", { default: String(DEFAULT_UI_PORT) })
+    .option("--host <address>", "", { default: "127.0.0.1" });
   cli.command("verify [...experiment]", "");
   cli.command("gc", "").option("--keep <n>", "", { default: "5" }).option("--dry-run", "");
   cli.command("schema", "");
@@ -214,6 +223,14 @@ async function main(argv: string[]): Promise<number> {
         { follow: Boolean(o.follow), path: Boolean(o.path) },
         () => prepare(args[0], [args[1]], store),
       );
+    }
+    case "ui": {
+      const port = Number(o.port);
+      if (!Number.isInteger(port) || port < 0 || port > 65535) {
+        throw new UsageError("--port must be an integer from 0 to 65535");
+      }
+      const { uiCommand } = await import("./ui_command.ts");
+      return await uiCommand(store, { host: String(o.host), port, quiet: Boolean(o.quiet) });
     }
     case "verify": {
       const { verifyCommand } = await import("./maintenance.ts");

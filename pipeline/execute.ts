@@ -39,6 +39,12 @@ export async function executeJob(
       logFile.writeSync(enc.encode(line + "\n"));
       emit({ t: "log", line });
     };
+    // Which stage this scratch belongs to (a key says nothing): `kme ui` shows it while the
+    // stage runs and after it stopped. Rewritten by every attempt; gone with the scratch.
+    await Deno.writeTextFile(
+      store.layout.attemptPath(job.key),
+      JSON.stringify({ stage: job.stage, kind: job.kind, params: job.params }),
+    );
     emit({ t: "start", logPath });
     logFile.writeSync(
       enc.encode(`--- ${new Date().toISOString()} ${job.stage} (${job.kind}) key ${job.key}\n`),

@@ -5,7 +5,8 @@
  *
  *   entries/<key>/              a published entry: manifest.json, log.txt, out/ (read-only files)
  *   staging/<key>.<pid>.<n>/    an entry being written; renamed into entries/ in one step
- *   scratch/<key>/              checkpoints and the log of unpublished attempts; kept until publish
+ *   scratch/<key>/              checkpoints, log.txt and attempt.json of unpublished attempts;
+ *                               kept until publish
  *   locks/<key>.lock, .owner    per-key flock and its owner (pipeline/lock.ts)
  *   locks/store.lock            runs share it, gc owns it (pipeline/store_lock.ts)
  *   runs/<experiment>/<id>.json run records
@@ -54,11 +55,19 @@ export class StoreLayout {
   scratchLogPath(key: string): string {
     return join(this.scratchDir(key), "log.txt");
   }
+  /** What the attempt at `key` is (stage, kind, params), for the dashboard to show. */
+  attemptPath(key: string): string {
+    return join(this.scratchDir(key), "attempt.json");
+  }
   get locksDir(): string {
     return join(this.root, "locks");
   }
   lockPath(key: string): string {
     return join(this.locksDir, `${key}.lock`);
+  }
+  /** Who holds `lockPath(key)`: host, pid, stage (pipeline/lock.ts; mtime is its heartbeat). */
+  ownerPath(key: string): string {
+    return join(this.locksDir, `${key}.owner`);
   }
   get storeLockPath(): string {
     return join(this.locksDir, "store.lock");

@@ -1,5 +1,6 @@
 /** What every figure of the report shares: colours of similarities, ids, the base config. */
-import type { Instance } from "./load.ts";
+/** Anything with a similarity: an instance of a run, a curve series. */
+type HasSimilarity = { similarity?: string };
 
 export const PALETTE = [
   "#4c78a8",
@@ -21,7 +22,7 @@ export const NONE = "n/a";
  * Colours of similarities: known ones first, then the others present in any run, sorted, so a
  * similarity keeps its colour in every figure of a report (and clip / kme across reports).
  */
-export function similarityColours(instances: Instance[]): Map<string, string> {
+export function similarityColours(instances: HasSimilarity[]): Map<string, string> {
   const present = new Set(instances.map((i) => i.similarity).filter((s) => s !== undefined));
   const domain = [
     ...KNOWN_SIMILARITIES,
@@ -34,7 +35,7 @@ export function similarityColours(instances: Instance[]): Map<string, string> {
 /** The colour scale of a figure: only the similarities of the instances it shows. */
 export function similarityScale(
   colours: Map<string, string>,
-  shown: Instance[],
+  shown: HasSimilarity[],
 ): { domain: string[]; range: string[] } {
   const present = new Set(shown.map((i) => i.similarity ?? NONE));
   const domain = [...colours.keys()].filter((d) => present.has(d));
