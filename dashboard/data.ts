@@ -85,6 +85,8 @@ export interface Attempt {
   since?: string;
   /** Seconds since the owner's last heartbeat. */
   heartbeatAge?: number;
+  /** What a rerun resumes from, in the stage's words (e.g. "checkpoint at step 120 of 300"). */
+  resumesFrom?: string;
   /** From the training log, when the stage writes one. */
   points: number;
   lastStep?: number;
@@ -120,6 +122,10 @@ export async function listAttempts(store: Store): Promise<Attempt[]> {
       if (typeof o.params?.similarity === "string") a.similarity = o.params.similarity;
       if (typeof o.params?.steps === "number") a.steps = o.params.steps;
     } catch { /* written by an older version, or not yet */ }
+    try {
+      a.resumesFrom = (await Deno.readTextFile(store.layout.resumeNotePath(key))).trim() ||
+        undefined;
+    } catch { /* no checkpoint yet, or a stage that keeps none */ }
     const pts = await trainPoints(join(store.layout.scratchDir(key), TRAIN_LOG_FILE));
     if (pts?.length) {
       const last = pts.at(-1)!;

@@ -53,13 +53,17 @@ export function attemptsHtml(attempts: Attempt[]): string {
     `<tr class="${a.state}" data-key="${a.key}"><td><a href="/attempt/${a.key}">${
       esc(a.stage ?? a.key.slice(0, 12))
     }</a></td><td class="state">${a.state}</td><td>${
-      a.state === "running" ? esc(`${a.host} pid ${a.pid}, since ${a.since?.slice(11, 19)}`) : ""
+      a.state === "running"
+        ? esc(`${a.host} pid ${a.pid}, since ${a.since?.slice(11, 19)}`)
+        : a.resumesFrom
+        ? esc(`resumes from ${a.resumesFrom}`)
+        : ""
     }</td><td class="num points">${a.points}</td><td class="num">${num(a.lastStep)}${
       a.steps ? ` / ${a.steps}` : ""
     }</td>` +
     `<td class="num">${num(a.lastLoss)}</td><td class="num">${num(a.lastValLoss)}</td></tr>`
   ).join("\n");
-  return `<table><thead><tr><th>stage</th><th>state</th><th>owner</th><th>logged points</th>` +
+  return `<table><thead><tr><th>stage</th><th>state</th><th>owner / resume point</th><th>logged points</th>` +
     `<th>step</th><th>loss</th><th>val loss</th></tr></thead><tbody>\n${rows}\n</tbody></table>`;
 }
 
@@ -202,7 +206,9 @@ export function attemptPage(key: string, attempt: Attempt | undefined, published
     ? "finished: its entry is published"
     : attempt?.state === "running"
     ? `training now (${esc(attempt.host)} pid ${attempt.pid})`
-    : "stopped: the next run resumes it from its checkpoint";
+    : `stopped: the next run resumes it${
+      attempt?.resumesFrom ? ` from ${esc(attempt.resumesFrom)}` : " from what it kept"
+    }`;
   return layout(
     title,
     `<h1>${esc(title)} <small><code>${key.slice(0, 12)}</code></small></h1>

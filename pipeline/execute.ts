@@ -79,6 +79,12 @@ export async function executeJob(
       experimentDir: job.experimentDir,
       outDir: entryParts(staging).out,
       scratch,
+      resumePoint: async (what) => {
+        // Whole or not at all: a note cut by a kill must not be shown as the resume point.
+        const note = store.layout.resumeNotePath(job.key);
+        await Deno.writeTextFile(`${note}.tmp`, what.split("\n")[0]);
+        await Deno.rename(`${note}.tmp`, note);
+      },
       log,
       progress: progressEmitter(emit),
       signal,

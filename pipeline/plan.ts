@@ -98,9 +98,17 @@ export async function planStages(
     );
     if (force.has(s.name) || force.has(s.base)) reasons = ["forced (--force)"];
     else if (unfinished) {
+      // The stage's own words when it left them (ctx.resumePoint), e.g. "checkpoint at step 120".
+      const point = await Deno.readTextFile(kc.store.layout.resumeNotePath(key)).then(
+        (t) => t.trim(),
+        () => "",
+      );
       reasons = [
-        "unfinished: an earlier attempt stopped; it resumes from what it kept in " +
-        `scratch/${key.slice(0, 12)}… (checkpoints, log.txt)`,
+        point
+          ? `unfinished: an earlier attempt stopped; it resumes from ${point} ` +
+            `(scratch/${key.slice(0, 12)}…)`
+          : "unfinished: an earlier attempt stopped; it resumes from what it kept in " +
+            `scratch/${key.slice(0, 12)}… (checkpoints, log.txt)`,
       ];
     } else if (!prev) reasons = ["never run"];
     else if (keyOf(prev) === key) reasons = ["its entry is missing from the store (gc, verify)"];

@@ -58,6 +58,12 @@ export interface StageContext<P> {
   outDir: string;
   /** Per-key directory that survives interruption and failure; removed after publish. */
   scratch: string;
+  /**
+   * Says what a rerun of this stage would resume from, e.g. "checkpoint at step 120": `status`
+   * and `run --dry-run` show it for a stage that stopped. Call it after each checkpoint. The
+   * engine provides it; a harness that runs a stage by hand may leave it out.
+   */
+  resumePoint?(description: string): Promise<void>;
   /** Writes a line to the console and to the entry's log. */
   log(message: string): void;
   progress: Progress;

@@ -5,7 +5,7 @@
  *
  *   entries/<key>/              a published entry: manifest.json, log.txt, out/ (read-only files)
  *   staging/<key>.<pid>.<n>/    an entry being written; renamed into entries/ in one step
- *   scratch/<key>/              checkpoints, log.txt and attempt.json of unpublished attempts;
+ *   scratch/<key>/              checkpoints, log.txt, attempt.json, resume.txt of unpublished attempts;
  *                               kept until publish
  *   locks/<key>.lock, .owner    per-key flock and its owner (pipeline/lock.ts)
  *   locks/store.lock            runs share it, gc owns it (pipeline/store_lock.ts)
@@ -58,6 +58,10 @@ export class StoreLayout {
   /** What the attempt at `key` is (stage, kind, params), for the dashboard to show. */
   attemptPath(key: string): string {
     return join(this.scratchDir(key), "attempt.json");
+  }
+  /** What a rerun of the attempt at `key` resumes from, in the stage's words (one line). */
+  resumeNotePath(key: string): string {
+    return join(this.scratchDir(key), "resume.txt");
   }
   get locksDir(): string {
     return join(this.root, "locks");

@@ -116,7 +116,12 @@ Deno.test({
       training.kill("SIGINT");
       assert.equal((await training.status).code, 130);
       await page.goto(ui.url);
-      await page.locator("#attempts tr.stopped").first().waitFor({ timeout: 30_000 });
+      const stopped = page.locator("#attempts tr.stopped");
+      await stopped.first().waitFor({ timeout: 30_000 });
+      assert.match(
+        (await stopped.first().textContent())!,
+        /resumes from checkpoint at step \d+ of 5000/,
+      );
       assert.equal(await page.locator("#attempts tr.running").count(), 0);
 
       // A run's comparison: KME-CLIP - CLIP, intervals in the table and on the plot.

@@ -65,6 +65,9 @@ stages:
   await child.stdout.cancel().catch(() => {});
   await child.stderr.cancel().catch(() => {});
 
+  // status says where the rerun picks up, in the stage's words.
+  const st = await sb.run("status", f);
+  assert.match(st.stdout, /train\s+run\s+unfinished: .*resumes from checkpoint at step \d+ of 120/);
   const r = await sb.run("run", f);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /resum/i);

@@ -155,6 +155,9 @@ export async function run(ctx: StageContext<PretrainParams>): Promise<StageResul
       logPath,
       signal: ctx.signal,
       log: ctx.log,
+      onCheckpoint: async (step) => {
+        await ctx.resumePoint?.(`checkpoint at step ${step} of ${p.steps}`);
+      },
       ...(validate && validate.every > 0 ? { validate } : {}),
       onStep: (step, loss, sps) =>
         ctx.progress.update(step, { loss: loss.toFixed(4), "samples/s": sps.toFixed(1) }),

@@ -67,6 +67,8 @@ export interface TrainArgs {
    * model's state, so a resumed run logs what an uninterrupted one does.
    */
   validate?: { every: number; loss(): Promise<number | undefined> };
+  /** Called after each checkpoint is written, with its step. */
+  onCheckpoint?(step: number): Promise<void>;
   /** Called after every step with the step's loss. */
   onStep?(step: number, loss: number, samplesPerSec: number): void;
   onLog?(record: LogRecord): void;
@@ -291,6 +293,7 @@ export async function train(args: TrainArgs): Promise<TrainResult> {
       await settle();
       if (args.checkpointDir === undefined) return;
       await saveCheckpoint(args.checkpointDir, model, opt, source, seed, recent, { train: o });
+      await args.onCheckpoint?.(opt.step);
     };
     // The next batch is read while this step computes (disk reads of an uncached split are
     // asynchronous). batch(step) is a pure function of the step, so prefetching changes only
