@@ -68,18 +68,20 @@ export async function comparisonPlot(cmp: Comparison): Promise<string> {
         field: "metric",
         type: "nominal",
         title: null,
+        sort: null, // the table's (natural) order: R@1, R@5, R@10
         header: { labelAngle: 0, labelAlign: "left", labelLimit: 320 },
       },
     },
     spec: {
       width: 420,
-      height: 18,
+      height: 14,
       layer: [
         { mark: { type: "rule", color: "#999" }, encoding: { x: { datum: 0 } } },
         {
           mark: { type: "rule", strokeWidth: 2 },
           encoding: {
-            x: { field: "lo", type: "quantitative", title: `${cmp.b} − ${cmp.a}` },
+            // Zero always in view: what matters is where the interval lies against it.
+            x: { field: "lo", type: "quantitative", title: null, scale: { zero: true } },
             x2: { field: "hi" },
             color: { field: "excludes0", type: "nominal", title: null },
           },

@@ -154,7 +154,9 @@ function comparisonHtml(
     esc(cmp.axis)
   }=${esc(cmp.a)},${esc(cmp.b)}</code>: means over seeds, the difference, and its 95% interval
 over seeds paired by seed index (with per-query results: the hull of that and a seeds × queries
-bootstrap); <code>*</code>: the seed interval excludes 0.</p>
+bootstrap); <code>*</code>: the seed interval excludes 0. The plot shows ${esc(cmp.b)} − ${
+    esc(cmp.a)
+  } and its seed-level interval per metric, each on its own scale, with 0 marked.</p>
 ${plot}
 <div class="wrap"><table id="comparison"><thead><tr><th>metric</th><th>${esc(cmp.a)}</th><th>${
     esc(cmp.b)
