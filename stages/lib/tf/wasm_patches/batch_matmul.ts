@@ -6,7 +6,8 @@
  * computed as T(A)·B or as T(T(B)·A), and likewise A B^T and A^T B^T = T(B·A), choosing by a
  * measured cost model: a JS transpose costs ~1.25 ns per element and XNNPACK re-packs the right
  * operand on every call at ~4.3 ns per element. (The weight gradient x^T dy of [2048,128] x
- * [2048,512]: 8.2 instead of 11.6 ms.)
+ * [2048,512]: 8.2 instead of 11.6 ms.) Batched plain products go to our SIMD kernel where it
+ * applies (../wasm_simd/batch_matmul_simd.ts).
  */
 import type { Tf } from "../backend.ts";
 import {
@@ -16,6 +17,7 @@ import {
   type TensorInfoLike,
   type WasmBackendLike,
 } from "./kernel.ts";
+import { simdBatchMatMul } from "../wasm_simd/batch_matmul_simd.ts";
 
 /** `transpose`: the (patched) wasm Transpose kernel. */
 export function patchBatchMatMul(tf: Tf, transpose: KernelFunc): boolean {
@@ -36,7 +38,10 @@ function batchMatMulNoTranspose(
     transposeB?: boolean;
   };
   const backend = args.backend as WasmBackendLike;
-  if (!transposeA && !transposeB) return matmul(args) as TensorInfoLike;
+  if (!transposeA && !transposeB) {
+    return simdBatchMatMul(backend, args.inputs.a, args.inputs.b) ??
+      matmul(args) as TensorInfoLike;
+  }
   const temps: TensorInfoLike[] = [];
   const swapLast = (t: TensorInfoLike): TensorInfoLike => {
     const r = t.shape.length;
@@ -48,7 +53,7 @@ function batchMatMulNoTranspose(
     return out;
   };
   const plain = (a: TensorInfoLike, b: TensorInfoLike): TensorInfoLike =>
-    matmul({
+    simdBatchMatMul(backend, a, b) ?? matmul({
       inputs: { a, b },
       backend,
       attrs: { ...args.attrs, transposeA: false, transposeB: false },
