@@ -1,7 +1,8 @@
 /**
- * The SIMD batched product (stages/lib/tf/wasm_simd/): its binary is what its .wat source
- * assembles to, it runs where it applies and nowhere else, and its results are bit-identical to
- * tfjs-backend-wasm's own loop, with a shared memory (2 threads) and a plain one (1 thread).
+ * Our SIMD kernels (stages/lib/tf/wasm_simd/: batched products, sums over leading axes): the
+ * binary is what the .wat source assembles to, each runs where it applies and nowhere else, and
+ * results are bit-identical to tfjs-backend-wasm's own loops, with a shared memory (2 threads)
+ * and a plain one (1 thread).
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -10,10 +11,10 @@ import { moduleText } from "../tools/build_wasm.ts";
 
 const SIMD = join(ROOT, "stages", "lib", "tf", "wasm_simd");
 
-Deno.test("wasm simd: the committed module is what batch_matmul.wat assembles to", async () => {
+Deno.test("wasm simd: the committed module is what kernels.wat assembles to", async () => {
   assert.equal(
-    await Deno.readTextFile(join(SIMD, "batch_matmul_wasm.ts")),
-    await moduleText(join(SIMD, "batch_matmul.wat")),
+    await Deno.readTextFile(join(SIMD, "kernels_wasm.ts")),
+    await moduleText(join(SIMD, "kernels.wat")),
     "stale: run deno run -A tools/build_wasm.ts",
   );
 });
@@ -21,7 +22,7 @@ Deno.test("wasm simd: the committed module is what batch_matmul.wat assembles to
 for (const threads of [1, 2]) {
   Deno.test(`wasm simd: bit-identical to tfjs' loop, applied only where it fits (${threads} thread(s))`, async () => {
     const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--quiet", join(ROOT, "tests", "helpers", "simd_matmul_check.ts")],
+      args: ["run", "-A", "--quiet", join(ROOT, "tests", "helpers", "simd_kernels_check.ts")],
       env: { KME_WASM_THREADS: String(threads) },
       cwd: ROOT,
     }).output();

@@ -9,7 +9,7 @@
  *   deno run -A tools/build_wasm.ts --check  # exit 1 if a module differs from its .wat
  *
  * Why by hand: no library offers a batched small-matrix product on tfjs-backend-wasm's heap, and
- * the product must round exactly as tfjs' own kernel does (see batch_matmul.wat).
+ * the product must round exactly as tfjs' own kernel does (see kernels.wat).
  */
 import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -22,7 +22,7 @@ export async function assemble(wat: string, file = "kernel.wat") {
   if (!wat.includes(" shared))")) throw new Error(`${file}: expected a shared memory import`);
   const wabt = await initWabt();
   const build = (text: string) => {
-    const mod = wabt.parseWat(file, text, { simd: true, threads: true });
+    const mod = wabt.parseWat(file, text, { simd: true, threads: true, bulk_memory: true });
     try {
       const bytes = Uint8Array.from(mod.toBinary({}).buffer);
       // Validated by the engine that will run it (wabt's validator rejects shared memories).

@@ -17,6 +17,7 @@ import { patchSlice } from "./slice.ts";
 import { patchReductions } from "./reductions.ts";
 import { patchTrig } from "./trig.ts";
 import { patchGather } from "./gather.ts";
+import { patchConcat } from "./concat.ts";
 
 let installed = false;
 
@@ -32,5 +33,6 @@ export function installWasmPatches(tf: Tf): string[] {
   if (patchBatchMatMul(tf, transpose)) patched.push("BatchMatMul");
   patched.push(...patchSlice(tf), ...patchReductions(tf, transpose), ...patchTrig(tf));
   if (patchGather(tf)) patched.push("GatherV2");
+  if (patchConcat(tf)) patched.push("Concat");
   return patched;
 }

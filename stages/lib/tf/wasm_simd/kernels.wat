@@ -1,4 +1,7 @@
-;; Batched f32 matrix products with WebAssembly SIMD, for tfjs-backend-wasm's heap.
+;; Kernels with WebAssembly SIMD on tfjs-backend-wasm's heap, where tfjs 4.22 runs scalar loops.
+;; Each rounds exactly as the tfjs kernel it replaces (same operations in the same order), so
+;; results are bit-identical. The memory is imported: "env" "memory", shared or not (two builds
+;; of this file, see tools/build_wasm.ts).
 ;;
 ;; bmm(a, b, c, batch, m, k, n): for each of `batch` products, C = A · B with A [m, k], B [k, n],
 ;; C [m, n], row-major, consecutive in memory (a, b, c are byte addresses of the first ones).
@@ -8,8 +11,16 @@
 ;; Bit-exact with tfjs-backend-wasm 4.22's slow_batch_matmul, which this replaces for batched
 ;; products: every element is summed over k in blocks of 48, each block from 0 in order of k (a
 ;; product, then an add: no fused multiply-add), and the block sums are added to a total that
-;; starts at 0. The memory is imported: "env" "memory", shared or not (two builds of this file,
-;; see batch_matmul_simd.ts).
+;; starts at 0.
+;;
+;; copy_rows(dst, src, bytes, rows, dst_stride, src_stride): `rows` copies of `bytes` bytes, the
+;; r-th from src + r * src_stride to dst + r * dst_stride (memory.copy: a memmove). JS copies of
+;; views of a shared memory go element by element; this is what Concat, Identity and the
+;; patched Slice / SplitV copy with.
+;;
+;; sum_rows(x, out, rows, cols): out[j] = the sum over i of x[i, j], for x [rows, cols] row-major:
+;; a reduction over leading axes (a bias gradient) without transposing. Four columns a vector,
+;; each summed from 0 in order of i, as tfjs' Sum sums the transposed rows.
 (module
   (import "env" "memory" (memory 1 65536 shared))
   (func (export "bmm")
@@ -119,4 +130,61 @@
         (local.set $b (i32.add (local.get $b) (i32.mul (local.get $k) (local.get $nb))))
         (local.set $c (i32.add (local.get $c) (i32.mul (local.get $m) (local.get $nb))))
         (local.set $batch (i32.sub (local.get $batch) (i32.const 1)))
-        (br $batches)))))
+        (br $batches))))
+
+  (func (export "sum_rows")
+    (param $x i32) (param $out i32) (param $rows i32) (param $cols i32)
+    (local $cb i32) (local $j i32) (local $i i32) (local $p i32) (local $acc v128) (local $s f32)
+    (local $vend i32)
+    (local.set $cb (i32.shl (local.get $cols) (i32.const 2)))
+    ;; columns in fours
+    (local.set $vend (i32.and (local.get $cols) (i32.const -4)))
+    (local.set $j (i32.const 0))
+    (block $vdone
+      (loop $vcols
+        (br_if $vdone (i32.ge_u (local.get $j) (local.get $vend)))
+        (local.set $acc (v128.const i64x2 0 0))
+        (local.set $p (i32.add (local.get $x) (i32.shl (local.get $j) (i32.const 2))))
+        (local.set $i (i32.const 0))
+        (block $rdone
+          (loop $rows
+            (br_if $rdone (i32.ge_u (local.get $i) (local.get $rows)))
+            (local.set $acc (f32x4.add (local.get $acc) (v128.load (local.get $p))))
+            (local.set $p (i32.add (local.get $p) (local.get $cb)))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br $rows)))
+        (v128.store (i32.add (local.get $out) (i32.shl (local.get $j) (i32.const 2)))
+          (local.get $acc))
+        (local.set $j (i32.add (local.get $j) (i32.const 4)))
+        (br $vcols)))
+    ;; the last cols % 4 columns, one at a time
+    (block $sdone
+      (loop $scols
+        (br_if $sdone (i32.ge_u (local.get $j) (local.get $cols)))
+        (local.set $s (f32.const 0))
+        (local.set $p (i32.add (local.get $x) (i32.shl (local.get $j) (i32.const 2))))
+        (local.set $i (i32.const 0))
+        (block $rdone2
+          (loop $rows2
+            (br_if $rdone2 (i32.ge_u (local.get $i) (local.get $rows)))
+            (local.set $s (f32.add (local.get $s) (f32.load (local.get $p))))
+            (local.set $p (i32.add (local.get $p) (local.get $cb)))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br $rows2)))
+        (f32.store (i32.add (local.get $out) (i32.shl (local.get $j) (i32.const 2)))
+          (local.get $s))
+        (local.set $j (i32.add (local.get $j) (i32.const 1)))
+        (br $scols))))
+
+  (func (export "copy_rows")
+    (param $dst i32) (param $src i32) (param $bytes i32) (param $rows i32)
+    (param $dstStride i32) (param $srcStride i32)
+    (block $done
+      (loop $rows
+        (br_if $done (i32.eqz (local.get $rows)))
+        (memory.copy (local.get $dst) (local.get $src) (local.get $bytes))
+        (local.set $dst (i32.add (local.get $dst) (local.get $dstStride)))
+        (local.set $src (i32.add (local.get $src) (local.get $srcStride)))
+        (local.set $rows (i32.sub (local.get $rows) (i32.const 1)))
+        (br $rows))))
+)

@@ -1,20 +1,22 @@
 /**
  * Run by tests/ml_wasm_simd.test.ts in its own process (the wasm thread count, hence a shared or
- * a plain memory, is fixed per process): every case's product with the SIMD kernel and with
- * tfjs' own loop, compared bit for bit. Prints one JSON line.
+ * a plain memory, is fixed per process): every case's product or sum with our SIMD kernels and
+ * with tfjs' own loops, compared bit for bit. Prints one JSON line.
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../../stages/lib/tf/backend.ts";
-import {
-  setSimdBatchMatMul,
-  simdBatchMatMulCalls,
-} from "../../stages/lib/tf/wasm_simd/batch_matmul_simd.ts";
+import { setSimdKernels, simdKernelCalls } from "../../stages/lib/tf/wasm_simd/instance.ts";
 import { keyedRng } from "../../stages/lib/random.ts";
 
 const be = await initBackend("wasm");
 const rng = keyedRng(11);
 const fill = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
-type Case = { name: string; eligible: boolean; f: () => tf.Tensor };
+type Case = {
+  name: string;
+  eligible: boolean;
+  kernel?: "bmm" | "sum_rows" | "copy_rows";
+  f: () => tf.Tensor;
+};
 const cases: Case[] = [];
 const plain = (lead: number[], m: number, k: number, n: number, eligible: boolean) => {
   const a = fill(lead.reduce((x, y) => x * y, 1) * m * k);
@@ -59,6 +61,41 @@ plain([1], 8, 16, 16, false);
   });
 }
 
+// Sums over the leading axes (bias and LayerNorm gradients), and over others (not ours).
+const sum = (shape: number[], axes: number[], eligible: boolean, keepDims = false) => {
+  const x = fill(shape.reduce((a, b) => a * b, 1));
+  cases.push({
+    name: `sum [${shape}] over ${axes}${keepDims ? " keepDims" : ""}`,
+    eligible,
+    kernel: "sum_rows",
+    f: () => tf.sum(tf.tensor(x, shape), axes, keepDims),
+  });
+};
+sum([2048, 128], [0], true);
+sum([2048, 384], [0], true);
+sum([16, 128, 130], [0, 1], true);
+sum([300, 7], [0], true, true);
+sum([5, 3], [0], true);
+sum([2048, 128], [1], false);
+sum([2048, 128], [0, 1], false);
+sum([4, 6, 8], [1], false);
+
+// Concatenations (the q, k, v gradients; AdamW's flat vector; an empty piece; int32).
+const concat = (shapes: number[][], axis: number, dtype: "float32" | "int32" = "float32") => {
+  const xs = shapes.map((s) => fill(s.reduce((a, b) => a * b, 1)));
+  cases.push({
+    name: `concat ${shapes.map((s) => `[${s}]`).join(" ")} axis ${axis} ${dtype}`,
+    eligible: true,
+    kernel: "copy_rows",
+    f: () => tf.concat(xs.map((x, i) => tf.tensor(x, shapes[i], dtype)), axis),
+  });
+};
+concat([[2048, 128], [2048, 128], [2048, 128]], 1);
+concat([[1000], [7], [24576]], 0);
+concat([[3, 0, 4], [3, 5, 4], [3, 2, 4]], 1);
+concat([[4, 3], [4, 5]], 1, "int32");
+concat([[2, 3, 5], [2, 3, 1]], 2);
+
 const bits = async (t: tf.Tensor) => {
   const d = await t.data() as Float32Array;
   t.dispose();
@@ -66,17 +103,18 @@ const bits = async (t: tf.Tensor) => {
 };
 const results = [];
 for (const c of cases) {
-  setSimdBatchMatMul(false);
+  const kernel = c.kernel ?? "bmm";
+  setSimdKernels(false);
   const ref = await bits(tf.tidy(c.f));
-  setSimdBatchMatMul(true);
-  const before = simdBatchMatMulCalls();
+  setSimdKernels(true);
+  const before = simdKernelCalls()[kernel];
   const got = await bits(tf.tidy(c.f));
   let differ = 0;
   for (let i = 0; i < ref.length; i++) if (ref[i] !== got[i]) differ++;
   results.push({
     name: c.name,
     eligible: c.eligible,
-    ran: simdBatchMatMulCalls() > before,
+    ran: simdKernelCalls()[kernel] > before,
     size: ref.length,
     differ,
   });
