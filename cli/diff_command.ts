@@ -22,6 +22,7 @@ import {
 } from "../pipeline/diff.ts";
 import type { Store } from "../pipeline/store.ts";
 import { addIntervals } from "./diff_intervals.ts";
+import { filterMetrics } from "./metric_filter.ts";
 
 /** The two values of `axis` to compare: given (`axis=v1,v2`) or the two found in the run. */
 export function axisValues(rec: RunRecord, by: string): { axis: string; values: [string, string] } {
@@ -50,12 +51,12 @@ async function diffMany(
   store: Store,
   sa: DiffSide,
   refs: string[],
-  o: { all: boolean; json: boolean; md: boolean },
+  o: { all: boolean; json: boolean; md: boolean; metrics: string[] },
 ): Promise<number> {
   const others: DiffAgainst[] = [];
   for (const ref of refs) {
     const side = { record: await recordFor(store, ref) };
-    const rows = diffSides(sa, side, o.all);
+    const rows = filterMetrics(diffSides(sa, side, o.all), o.metrics, diffSides(sa, side, true));
     await addIntervals(store, sa, side, rows);
     others.push({ side, rows });
   }
@@ -73,7 +74,7 @@ async function diffMany(
 export async function diffCommand(
   store: Store,
   refs: string[],
-  o: { all: boolean; json: boolean; md: boolean; by?: string },
+  o: { all: boolean; json: boolean; md: boolean; by?: string; metrics: string[] },
 ): Promise<number> {
   let sa: DiffSide, sb: DiffSide;
   if (o.by) {
@@ -90,7 +91,7 @@ export async function diffCommand(
     if (refs.length > 2) return await diffMany(store, sa, refs.slice(1), o);
     sb = { record: await recordFor(store, refs[1]) };
   }
-  const rows = diffSides(sa, sb, o.all);
+  const rows = filterMetrics(diffSides(sa, sb, o.all), o.metrics, diffSides(sa, sb, true));
   await addIntervals(store, sa, sb, rows);
   if (o.json) {
     console.log(JSON.stringify({ a: sideLabel(sa), b: sideLabel(sb), rows }, null, 2));

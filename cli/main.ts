@@ -45,6 +45,7 @@ const USAGE = `usage: kme <command> [options]
   diff A --by AXIS[=V1,V2]         within one run: instances with AXIS=V1 against AXIS=V2
                                    (e.g. --by similarity: clip against kme)
       --all             show unchanged rows too
+      --metric NAME     only these metrics (rsum, retrieval.rsum, '*R@1'; repeatable)
       --json | --md     machine-readable or Markdown output
   runs [EXPERIMENT]                the runs (of one experiment): date, time, outcome, stages
                                    ran/cached (no-op reruns marked), differing params, metrics
@@ -90,7 +91,8 @@ function commandLine() {
     .option("--force <stage>", "", MANY).option("--only <stage>", "", MANY)
     .option("-S, --set <path=value>", "", MANY);
   cli.command("diff [...runs]", "")
-    .option("--all", "").option("--json", "").option("--md", "").option("--by <axis>", "");
+    .option("--all", "").option("--json", "").option("--md", "").option("--by <axis>", "")
+    .option("--metric <name>", "", MANY);
   cli.command("runs [...experiment]", "")
     .option("--json", "").option("--md", "").option("--csv", "")
     .option("--metric <stage.metric>", "", MANY).option("--sort <column>", "")
@@ -190,6 +192,7 @@ async function main(argv: string[]): Promise<number> {
         json: Boolean(o.json),
         md: Boolean(o.md),
         by: str(o.by),
+        metrics: o.metric,
       });
     }
     case "runs": {

@@ -28,6 +28,28 @@ Deno.test("diff A B C: every run against the first, one table; selectors by name
   );
   const json = JSON.parse((await sb.run("diff", "many:-3", "many:-2", "many", "--json")).stdout);
   assert.equal(json.others.length, 2);
+  // --metric keeps only the metrics it names (by name, stage.name or a * pattern); params stay.
+  // The test stage's metrics are `length` and `lr` (the param `lr` is a row too).
+  const count = (text: string, re: RegExp) => text.split("\n").filter((l) => re.test(l)).length;
+  const all = await sb.run("diff", "many:-3", "many", "--all");
+  assert.equal(count(all.stdout, /^\s*a\.lr\s/), 2, all.stdout);
+  assert.equal(count(all.stdout, /^\s*a\.length\s/), 1, all.stdout);
+  for (const sel of ["length", "a.length", "len*"]) {
+    const r = await sb.run("diff", "many:-3", "many", "--all", "--metric", sel);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(count(r.stdout, /^\s*a\.length\s/), 1, `${sel}: ${r.stdout}`);
+    assert.equal(count(r.stdout, /^\s*a\.lr\s/), 1, `${sel}: the param row stays, the metric goes`);
+  }
+  const both = await sb.run("diff", "many:-3", "many", "--all", "--metric", "length,a.lr");
+  assert.equal(count(both.stdout, /^\s*a\.lr\s/), 2, both.stdout);
+  const typo = await sb.run("diff", "many:-3", "many", "--metric", "lenght");
+  assert.equal(typo.code, 2);
+  assert.match(
+    typo.stderr,
+    /--metric lenght: no metric of these runs is called that \(did you mean 'length'\?\)/,
+  );
+  assert.match(typo.stderr, /metrics: length, lr/);
+
   // A selector past the runs there are, or naming nothing, is a clear error.
   const past = await sb.run("diff", "many:-4", "many");
   assert.equal(past.code, 2);
