@@ -7,6 +7,8 @@
 import { StoreDamageError, UsageError } from "../pipeline/errors.ts";
 import { allRecordIds, readRecord, type RunRecord } from "../pipeline/records.ts";
 import type { Store } from "../pipeline/store.ts";
+import { groupOfInstance, memberMetrics, naturalOrder } from "../pipeline/diff.ts";
+import { didYouMean } from "../pipeline/suggest.ts";
 
 /** Metrics shown unless `--metric` names others: `<stage base>.<metric>`, when present. */
 export const DEFAULT_METRICS = [
@@ -24,58 +26,128 @@ export interface RunRow {
   started: string;
   seconds: number;
   status: string;
-  /** "ran" when a stage computed something, "no-op" when every stage came from the cache. */
+  /** "ran" when a stage computed something (even if it then failed or was interrupted), "no-op"
+   * when every stage came from the cache. */
   work: "ran" | "no-op";
   ran: number;
   cached: number;
   failed: number;
-  params: Record<string, string>;
+  /** Params by stage (`train.lr`): the value, or the distinct values of a sweep's instances. */
+  params: Record<string, unknown>;
+  /** By column (`retrieval.rsum`, `train[similarity=kme].val_loss`): the mean over seeds. */
   metrics: Record<string, number>;
 }
 
-/** Flattened params of every stage instance: `train[similarity=kme].lr` -> "0.001". */
-function flatParams(rec: RunRecord): Record<string, string> {
-  const out: Record<string, string> = {};
+/**
+ * Params by stage rather than by instance: `train[similarity=clip,seed=0].lr` and its siblings
+ * become `train.lr`, one value or the list of distinct ones, so that a sweep is a column.
+ */
+function paramsByStage(rec: RunRecord): Record<string, unknown> {
+  const by = new Map<string, unknown[]>();
   const walk = (prefix: string, v: unknown) => {
     if (v !== null && typeof v === "object" && !Array.isArray(v)) {
       for (const [k, x] of Object.entries(v)) walk(`${prefix}.${k}`, x);
-    } else out[prefix] = JSON.stringify(v);
+      return;
+    }
+    const vs = by.get(prefix) ?? [];
+    if (!vs.some((x) => JSON.stringify(x) === JSON.stringify(v))) vs.push(v);
+    by.set(prefix, vs);
   };
-  for (const [name, s] of Object.entries(rec.stages)) walk(name, s.params);
-  return out;
+  for (const s of Object.values(rec.stages)) walk(s.base, s.params);
+  return Object.fromEntries([...by].map(([k, vs]) => [k, vs.length === 1 ? vs[0] : vs]));
 }
 
-export function runRow(rec: RunRecord, metrics: string[]): RunRow {
+/**
+ * Every metric of a run by column: `<stage>.<metric>`, or `<stage>[<labels>].<metric>` for a
+ * swept stage (labels without the seed: clip and kme are two columns, never averaged together),
+ * the mean over the seeds of that configuration.
+ */
+export function metricColumns(rec: RunRecord): Map<string, number> {
+  const sums = new Map<string, number[]>();
+  for (const [instance, s] of Object.entries(rec.stages)) {
+    const group = groupOfInstance(instance, s)!.name;
+    for (const [m, v] of memberMetrics(s)) {
+      if (!Number.isFinite(v) || m.endsWith("[last]")) continue;
+      const k = `${group}.${m}`;
+      sums.set(k, [...(sums.get(k) ?? []), v]);
+    }
+  }
+  return new Map([...sums].map(([k, xs]) => [k, xs.reduce((a, b) => a + b, 0) / xs.length]));
+}
+
+/** A column's stage (without labels) and metric. */
+function columnParts(c: string): { base: string; metric: string } {
+  const close = c.indexOf("]");
+  const dot = c.indexOf(".", close < 0 ? 0 : close);
+  return { base: c.slice(0, dot).replace(/\[.*$/, ""), metric: c.slice(dot + 1) };
+}
+
+/** The columns a metric name selects: `stage.metric` (every configuration) or an exact column. */
+function columnsOf(spec: string, present: Set<string>): string[] {
+  if (present.has(spec)) return [spec];
+  const want = columnParts(spec);
+  return [...present].filter((c) => {
+    const p = columnParts(c);
+    return p.base === want.base && p.metric === want.metric;
+  }).sort(naturalOrder);
+}
+
+export function runRow(rec: RunRecord): RunRow {
   const stages = Object.values(rec.stages);
   const count = (o: string) => stages.filter((s) => s.outcome === o).length;
   const ran = count("ran");
-  const values: Record<string, number> = {};
-  for (const m of metrics) {
-    const dot = m.indexOf(".");
-    const [base, name] = [m.slice(0, dot), m.slice(dot + 1)];
-    const xs = stages.filter((s) => s.base === base).map((s) => s.metrics?.[name])
-      .filter((v): v is number => typeof v === "number" && Number.isFinite(v));
-    if (xs.length) values[m] = xs.reduce((a, b) => a + b, 0) / xs.length;
-  }
   return {
     experiment: rec.experiment.name,
     id: rec.id,
     started: rec.started,
     seconds: rec.seconds,
     status: rec.status,
-    work: ran > 0 ? "ran" : "no-op",
+    work: ran + count("failed") + count("interrupted") > 0 ? "ran" : "no-op",
     ran,
     cached: count("cached") + count("reused"),
     failed: count("failed"),
-    params: flatParams(rec),
-    metrics: values,
+    params: paramsByStage(rec),
+    metrics: Object.fromEntries(metricColumns(rec)),
   };
 }
 
 /** The params whose values are not the same in every row (what tells the runs apart). */
 export function differingParams(rows: RunRow[]): string[] {
   const keys = new Set(rows.flatMap((r) => Object.keys(r.params)));
-  return [...keys].filter((k) => new Set(rows.map((r) => r.params[k] ?? "-")).size > 1).sort();
+  return [...keys].filter((k) =>
+    new Set(rows.map((r) => (k in r.params ? JSON.stringify(r.params[k]) : "-"))).size > 1
+  ).sort();
+}
+
+/** A param's value as the table shows it: JSON, a sweep's values joined. */
+export function fmtParam(v: unknown): string {
+  if (v === undefined) return "-";
+  return Array.isArray(v) ? v.map((x) => JSON.stringify(x)).join(", ") : JSON.stringify(v);
+}
+
+/**
+ * The metric columns to show: each name expanded to the columns it selects in any row. A name
+ * the user gave that selects nothing is an error (a typo must not silently drop a column).
+ */
+export function chooseColumns(rows: RunRow[], names: string[], given: boolean): string[] {
+  const present = new Set(rows.flatMap((r) => Object.keys(r.metrics)));
+  const out: string[] = [];
+  for (const n of names) {
+    if (!/^[^.]+\..+$/.test(n)) throw new UsageError(`--metric ${n}: expected STAGE.METRIC`);
+    const cols = columnsOf(n, present);
+    if (!cols.length && given) {
+      const known = new Set([...present].map((c) => {
+        const p = columnParts(c);
+        return `${p.base}.${p.metric}`;
+      }));
+      throw new UsageError(
+        `--metric ${n}: no run here has it${didYouMean(n, known)}; metrics: ` +
+          [...known].sort(naturalOrder).join(", "),
+      );
+    }
+    for (const c of cols) if (!out.includes(c)) out.push(c);
+  }
+  return out;
 }
 
 export interface RunsOptions {
@@ -105,25 +177,34 @@ export async function runsCommand(
   if (experiment !== undefined && ids.length === 0) {
     throw new UsageError(`no runs of '${experiment}' in ${store.layout.runsDir()}`);
   }
-  const metrics = o.metrics.length ? o.metrics : DEFAULT_METRICS;
-  for (const m of metrics) {
-    if (!/^[^.]+\..+$/.test(m)) throw new UsageError(`--metric ${m}: expected STAGE.METRIC`);
-  }
   let rows: RunRow[] = [];
   for (const { experiment: e, id } of ids) {
     try {
-      rows.push(runRow(await readRecord(store, e, id), metrics));
+      rows.push(runRow(await readRecord(store, e, id)));
     } catch (err) {
       if (!(err instanceof StoreDamageError)) throw err;
       console.error(`warning: ${err.message} (skipped)`);
     }
   }
   if (o.noNoop) rows = rows.filter((r) => r.work === "ran");
-  if (o.sort) sortRows(rows, o.sort);
-  const shownMetrics = metrics.filter((m) => rows.some((r) => m in r.metrics));
+  const shownMetrics = chooseColumns(
+    rows,
+    o.metrics.length ? o.metrics : DEFAULT_METRICS,
+    o.metrics.length > 0,
+  );
+  if (o.sort) sortRows(rows, o.sort, shownMetrics);
   const params = differingParams(rows);
   if (o.json) {
-    console.log(JSON.stringify({ runs: rows, differing_params: params }, null, 1));
+    // Only the chosen metric columns, as in the table; params typed (a sweep's as a list).
+    const runs = rows.map((r) => ({
+      ...r,
+      metrics: Object.fromEntries(
+        shownMetrics.filter((m) => m in r.metrics).map((m) => [m, r.metrics[m]]),
+      ),
+    }));
+    console.log(
+      JSON.stringify({ runs, differing_params: params, metric_columns: shownMetrics }, null, 1),
+    );
     return 0;
   }
   const header = [
@@ -141,7 +222,7 @@ export async function runsCommand(
     fmtDuration(r.seconds),
     r.work === "no-op" && r.status === "ok" ? "ok (no-op)" : r.status,
     `${r.ran}/${r.cached}/${r.failed}`,
-    ...params.map((p) => r.params[p] ?? "-"),
+    ...params.map((p) => fmtParam(r.params[p])),
     ...shownMetrics.map((m) => (m in r.metrics ? fmtMetric(r.metrics[m]) : "-")),
   ]);
   if (o.csv) {
@@ -160,16 +241,22 @@ export async function runsCommand(
   return 0;
 }
 
-function sortRows(rows: RunRow[], spec: string) {
+function sortRows(rows: RunRow[], spec: string, columns: string[]) {
   const desc = spec.startsWith("-");
-  const key = desc ? spec.slice(1) : spec;
+  let key = desc ? spec.slice(1) : spec;
+  if (key === "time") key = "seconds"; // the column's header
+  if (!["seconds", "started"].includes(key) && !columns.includes(key)) {
+    const cols = columnsOf(key, new Set(columns));
+    if (cols.length !== 1) {
+      throw new UsageError(
+        `--sort ${spec}: not a column (use started, time or a metric column shown` +
+          `${columns.length ? `: ${columns.join(", ")}` : ""}; --sort=-COLUMN sorts descending)`,
+      );
+    }
+    key = cols[0];
+  }
   const value = (r: RunRow): number | string =>
     key === "seconds" ? r.seconds : key === "started" ? r.started : r.metrics[key] ?? NaN;
-  if (!["seconds", "started"].includes(key) && !rows.some((r) => key in r.metrics)) {
-    throw new UsageError(
-      `--sort ${spec}: not a column (use started, seconds or a metric shown with --metric)`,
-    );
-  }
   rows.sort((a, b) => {
     const [x, y] = [value(a), value(b)];
     // Missing values last, whatever the direction.

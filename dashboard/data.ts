@@ -14,7 +14,7 @@ import { entryParts } from "../pipeline/store_layout.ts";
 import type { Store } from "../pipeline/store.ts";
 import { type DiffRow, diffSides } from "../pipeline/diff.ts";
 import { readTrainLog, TRAIN_LOG_FILE, type TrainPoint } from "../report/load.ts";
-import { DEFAULT_METRICS, type RunRow, runRow } from "../cli/runs_command.ts";
+import { type RunRow, runRow } from "../cli/runs_command.ts";
 import { axisValues } from "../cli/diff_command.ts";
 import { addIntervals } from "../cli/diff_intervals.ts";
 
@@ -23,7 +23,7 @@ export async function listRuns(store: Store): Promise<RunRow[]> {
   const rows: RunRow[] = [];
   for (const { experiment, id } of await allRecordIds(store)) {
     try {
-      rows.push(runRow(await readRecord(store, experiment, id), DEFAULT_METRICS));
+      rows.push(runRow(await readRecord(store, experiment, id)));
     } catch (e) {
       if (!(e instanceof StoreDamageError)) throw e; // a damaged record is left out
     }

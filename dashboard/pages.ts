@@ -7,7 +7,7 @@ import { esc } from "../report/html.ts";
 import { fmtIntervals } from "../pipeline/diff.ts";
 import type { RunRecord } from "../pipeline/records.ts";
 import type { RunRow } from "../cli/runs_command.ts";
-import { differingParams } from "../cli/runs_command.ts";
+import { chooseColumns, DEFAULT_METRICS, differingParams, fmtParam } from "../cli/runs_command.ts";
 import type { RenderedFigure } from "../report/figures.ts";
 import type { Attempt, Comparison } from "./data.ts";
 
@@ -67,25 +67,9 @@ export function attemptsHtml(attempts: Attempt[]): string {
     `<th>step</th><th>loss</th><th>val loss</th></tr></thead><tbody>\n${rows}\n</tbody></table>`;
 }
 
-/**
- * Params by stage rather than by instance (`train[similarity=clip,seed=0].lr` and its siblings
- * become `train.lr`, their distinct values joined), so that a sweep is a column, not dozens.
- */
-function paramsByStage(r: RunRow): RunRow {
-  const by = new Map<string, string[]>();
-  for (const [k, v] of Object.entries(r.params)) {
-    const name = k.replace(/^([^[.]+)\[[^\]]*\]/, "$1");
-    const vs = by.get(name) ?? [];
-    if (!vs.includes(v)) vs.push(v);
-    by.set(name, vs);
-  }
-  return { ...r, params: Object.fromEntries([...by].map(([k, vs]) => [k, vs.join(", ")])) };
-}
-
-export function runsPage(allRows: RunRow[], attempts: Attempt[]): string {
-  const rows = allRows.map(paramsByStage);
+export function runsPage(rows: RunRow[], attempts: Attempt[]): string {
   const params = differingParams(rows);
-  const metrics = [...new Set(rows.flatMap((r) => Object.keys(r.metrics)))];
+  const metrics = chooseColumns(rows, DEFAULT_METRICS, false);
   const head = ["run", "started", "time", "status", "ran/cached/failed", ...params, ...metrics];
   const body = rows.map((r) =>
     `<tr><td><a href="${runHref(r.experiment, r.id)}">${esc(r.experiment)}/${esc(r.id)}</a></td>` +
@@ -94,7 +78,7 @@ export function runsPage(allRows: RunRow[], attempts: Attempt[]): string {
     }</td><td class="${esc(r.status)}">${esc(r.status)}${
       r.work === "no-op" ? ' <span class="muted">(no-op)</span>' : ""
     }</td><td class="num">${r.ran}/${r.cached}/${r.failed}</td>${
-      params.map((p) => `<td><code>${esc(r.params[p] ?? "–")}</code></td>`).join("")
+      params.map((p) => `<td><code>${esc(fmtParam(r.params[p]))}</code></td>`).join("")
     }${metrics.map((m) => `<td class="num">${num(r.metrics[m])}</td>`).join("")}</tr>`
   ).join("\n");
   return layout(
@@ -103,8 +87,8 @@ export function runsPage(allRows: RunRow[], attempts: Attempt[]): string {
 <div data-live="/api/attempts.html" id="attempts">${attemptsHtml(attempts)}</div>
 <h1>Runs</h1>
 <p class="muted">${rows.length} run record(s), newest first; params shown are those that differ
-between runs; metrics are means over a stage's instances (<code>kme runs --json</code> gives the
-same).</p>
+between runs (a sweep's values listed); metrics per configuration (a swept stage's labels in
+brackets), the mean over its seeds (<code>kme runs --json</code> gives the same).</p>
 <div class="wrap"><table id="runs"><thead><tr>${
       head.map((h) => `<th>${esc(h)}</th>`).join("")
     }</tr></thead><tbody>

@@ -43,4 +43,37 @@ Deno.test("runs: one row per run, no-op reruns marked, only the params that diff
   const badSort = await sb.run("runs", "tbl", "--sort", "nope");
   assert.equal(badSort.code, 2);
   assert.match(badSort.stderr, /--sort nope: not a column/);
+  // The header's own name sorts too.
+  assert.equal((await sb.run("runs", "tbl", "--sort=-time")).code, 0);
+  // A metric no run has is an error with a suggestion, not a silently missing column.
+  const typo = await sb.run("runs", "tbl", "--metric", "b.lenght");
+  assert.equal(typo.code, 2);
+  assert.match(
+    typo.stderr,
+    /--metric b\.lenght: no run here has it \(did you mean 'b\.length'\?\)/,
+  );
+});
+
+Deno.test("runs: a swept stage's configurations are columns of their own, params one column", async () => {
+  await using sb = await sandbox();
+  const f = await sb.write(
+    "s.yaml",
+    `name: sw
+stages:
+  a:
+    kind: $STAGES/text.ts
+    params: {text: xy}
+    matrix: {lr: [0.1, 0.2], seed: [0, 1]}
+`,
+  );
+  assert.equal((await sb.run("run", f, "--no-report")).code, 0);
+  const j = JSON.parse((await sb.run("runs", "sw", "--json", "--metric", "a.lr")).stdout);
+  // One column per configuration (lr), the mean over its seeds; never lr 0.1 and 0.2 averaged.
+  assert.deepEqual(j.metric_columns, ["a[lr=0.1].lr", "a[lr=0.2].lr"]);
+  assert.deepEqual(j.runs[0].metrics, { "a[lr=0.1].lr": 0.1, "a[lr=0.2].lr": 0.2 });
+  // Params by stage, typed: the sweep's values as a list.
+  assert.deepEqual(j.runs[0].params["a.lr"], [0.1, 0.2]);
+  assert.equal(j.runs[0].params["a.text"], "xy");
+  const t = await sb.run("runs", "sw", "--metric", "a[lr=0.2].lr");
+  assert.match(t.stdout.split("\n")[0], /a\[lr=0\.2\]\.lr$/);
 });
