@@ -1,13 +1,14 @@
 /**
- * `kme log EXPERIMENT.yaml|RUN STAGE [--follow] [--path]`: a stage's log without knowing the
- * store's layout. For an experiment file, the stage's key is planned as `status` plans it, so
- * the log is that of the entry the experiment uses now, or of the attempt in progress (its
- * scratch log, which `--follow` tails until the entry is published). For a run id, the log of
- * the entry that run used.
+ * `kme log EXPERIMENT.yaml|RUN STAGE [--follow] [--path] [-S PATH=VALUE]`: a stage's log without
+ * knowing the store's layout. For an experiment file (with the run's -S overrides, if any), the
+ * stage's key is planned as `status` plans it: the log is that of the attempt in progress (its
+ * scratch log, which `--follow` tails until the entry is published) or of the entry the
+ * experiment uses now. For a run (an id, or NAME / NAME:-2 as `diff` takes them), the log of the
+ * entry that run used.
  */
 import { UsageError } from "../pipeline/errors.ts";
 import { planStages } from "../pipeline/plan.ts";
-import { findRecord } from "../pipeline/records.ts";
+import { recordFor } from "./record_ref.ts";
 import { entryParts } from "../pipeline/store_layout.ts";
 import type { Store } from "../pipeline/store.ts";
 import { didYouMean } from "../pipeline/suggest.ts";
@@ -35,12 +36,15 @@ function pick(names: { name: string; base: string }[], wanted: string): string {
 
 const exists = (p: string) => Deno.stat(p).then(() => true, () => false);
 
-/** Where the log of `key` is: its entry's, else its unfinished attempt's; and which. */
+/**
+ * Where the log of `key` is: an attempt's that has not published yet (running, or stopped to be
+ * resumed; also a forced rerun of an entry that exists), else the entry's; and which.
+ */
 async function logOf(store: Store, key: string) {
-  const entry = entryParts(store.layout.entryDir(key)).log;
-  if (await store.has(key)) return { path: entry, live: false };
   const scratch = store.layout.scratchLogPath(key);
-  return (await exists(scratch)) ? { path: scratch, live: true } : undefined;
+  if (await exists(scratch)) return { path: scratch, live: true };
+  const entry = entryParts(store.layout.entryDir(key)).log;
+  return (await store.has(key)) ? { path: entry, live: false } : undefined;
 }
 
 export async function logCommand(
@@ -60,7 +64,7 @@ export async function logCommand(
     else key = row.key;
     stage = name;
   } else {
-    const rec = await findRecord(store, ref);
+    const rec = await recordFor(store, ref);
     const names = Object.entries(rec.stages).map(([name, s]) => ({ name, base: s.base }));
     stage = pick(names, stage);
     key = rec.stages[stage].key;
@@ -78,7 +82,7 @@ export async function logCommand(
   while (flags.follow && log.live) {
     // Until the attempt publishes its entry (then its log is complete in the entry) or stops.
     await new Promise((r) => setTimeout(r, 500));
-    if (await store.has(key!)) {
+    if (!(await exists(log.path)) && await store.has(key!)) {
       await print(entryParts(store.layout.entryDir(key!)).log, shown);
       break;
     }

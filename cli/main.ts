@@ -38,7 +38,8 @@ const USAGE = `usage: kme <command> [options]
       -k, --keep-going  after a stage fails, still run every stage that does not depend on it
       -S, --set PATH=VALUE  override a value of the experiment file, as a derived file would
                         (e.g. -S stages.train.params.lr=0.001; repeatable; status too)
-  status EXPERIMENT.yaml           per stage: cached, would run (and why), or waits
+  status EXPERIMENT.yaml           per stage: cached, would run (and why), or waits;
+                                   -S as for run, --json
   diff A B [C...]                  compare runs (experiment file or name: its latest run;
                                    NAME:-2 the one before; NAME:ID; or a run id); more than
                                    two: each against A; seeds are aggregated (mean ± sd, n)
@@ -56,8 +57,9 @@ const USAGE = `usage: kme <command> [options]
   report RUN|EXPERIMENT.yaml [B]   self-contained HTML report of a run (two: side by side)
       --out FILE        default <store>/reports/<experiment>/<run id>.html
       --png DIR         also every figure as DIR/<figure id>.png
-  log RUN|EXPERIMENT.yaml STAGE    the log of a stage (of the entry in use, or of the attempt
-                                   in progress); --follow tails it, --path prints where it is
+  log RUN|EXPERIMENT.yaml STAGE    the log of a stage (of the attempt in progress, or of the
+                                   entry in use); --follow tails it, --path prints where it is;
+                                   -S as the run had it
   ui                               a local web dashboard of the store (read-only): runs,
                                    curves of stages training now, comparisons, logs
       --port N          default 8484 (0: any free port)
@@ -89,7 +91,7 @@ function commandLine() {
     .option("-S, --set <path=value>", "", MANY).option("-k, --keep-going", "");
   cli.command("status [experiment] [...stages]", "")
     .option("--force <stage>", "", MANY).option("--only <stage>", "", MANY)
-    .option("-S, --set <path=value>", "", MANY);
+    .option("-S, --set <path=value>", "", MANY).option("--json", "");
   cli.command("diff [...runs]", "")
     .option("--all", "").option("--json", "").option("--md", "").option("--by <axis>", "")
     .option("--metric <name>", "", MANY);
@@ -98,7 +100,8 @@ function commandLine() {
     .option("--metric <stage.metric>", "", MANY).option("--sort <column>", "")
     .option("--no-noop", "");
   cli.command("report [...runs]", "").option("--out <file>", "").option("--png <dir>", "");
-  cli.command("log [...ref]", "").option("-f, --follow", "").option("--path", "");
+  cli.command("log [...ref]", "").option("-f, --follow", "").option("--path", "")
+    .option("-S, --set <path=value>", "", MANY);
   cli.command("ui", "").option("--port <n>", "", { default: String(DEFAULT_UI_PORT) })
     .option("--host <address>", "", { default: "127.0.0.1" });
   cli.command("verify [...experiment]", "");
@@ -157,7 +160,7 @@ async function main(argv: string[]): Promise<number> {
       const { runCommand, statusCommand } = await import("./run_status.ts");
       const ctx = await prepare(args[0], [...args.slice(1), ...o.only], store, o.set);
       checkForced(o.force, ctx.stages);
-      if (cmd === "status") return await statusCommand(ctx, new Set(o.force));
+      if (cmd === "status") return await statusCommand(ctx, new Set(o.force), Boolean(o.json));
       let executor: Executor = new LocalExecutor(ctx.configPath);
       const executorName = str(o.executor);
       if (executorName === "slurm") {
@@ -224,7 +227,7 @@ async function main(argv: string[]): Promise<number> {
         args[0],
         args[1],
         { follow: Boolean(o.follow), path: Boolean(o.path) },
-        () => prepare(args[0], [args[1]], store),
+        () => prepare(args[0], [args[1]], store, o.set),
       );
     }
     case "ui": {

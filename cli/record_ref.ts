@@ -2,7 +2,8 @@
  * What a user names a run by on the command line:
  * - `EXPERIMENT.yaml` or an experiment's name: its latest run;
  * - `EXPERIMENT.yaml:-2` or `NAME:-2`: the second latest (`:-1` is the latest);
- * - `NAME:ID` or `EXPERIMENT.yaml:ID`: that experiment's run whose id starts with ID;
+ * - `NAME:ID` or `EXPERIMENT.yaml:ID`: that experiment's run whose id starts with ID, or ends
+ *   with it (the random suffix after the time stamp, `tiny:0d9d46`, is what people copy);
  * - a run id, `NAME/ID`, or a unique prefix of an id.
  */
 import { loadExperiment } from "../pipeline/experiment_file.ts";
@@ -37,10 +38,10 @@ export async function recordFor(store: Store, ref: string): Promise<RunRecord> {
         throw new UsageError(`${ref}: '${name}' has ${ids.length} runs (use -1 .. -${ids.length})`);
       }
     } else {
-      const hits = ids.filter((i) => i.startsWith(sel));
+      const hits = ids.filter((i) => i.startsWith(sel) || i.endsWith(`-${sel}`));
       if (hits.length !== 1) {
         throw new UsageError(
-          `${ref}: ${hits.length ? `${hits.length} runs of '${name}' start with` : "no run of"} ` +
+          `${ref}: ${hits.length ? `${hits.length} runs of '${name}' match` : "no run of"} ` +
             `'${sel}'${hits.length ? "" : ` in '${name}'`}`,
         );
       }

@@ -32,9 +32,29 @@ async function previousComponents(p: Prepared) {
   return (stage: string) => byStage.get(stage);
 }
 
-export async function statusCommand(p: Prepared, force: Set<string>): Promise<number> {
+export async function statusCommand(
+  p: Prepared,
+  force: Set<string>,
+  json = false,
+): Promise<number> {
   const rows = await planStages(p.stages, p.kc, force, await previousComponents(p));
   await p.kc.memo.save().catch(() => {});
+  if (json) {
+    // One object per stage: its state, key (when known), why it would run, what it waits on.
+    const stages = rows.map((r) =>
+      r.state === "cached"
+        ? { stage: r.stage, state: r.state, key: r.key }
+        : r.state === "run"
+        ? { stage: r.stage, state: r.state, key: r.key, reasons: r.reasons }
+        : { stage: r.stage, state: r.state, upstream: r.upstream, reasons: r.reasons }
+    );
+    console.log(JSON.stringify(
+      { experiment: p.experiment.name, file: p.experiment.file, stages },
+      null,
+      1,
+    ));
+    return 0;
+  }
   const w = Math.max(...rows.map((r) => r.stage.length));
   const c = colours("stdout");
   // Padded first, then coloured: escapes must not count in the column widths.
@@ -180,9 +200,15 @@ export function summary(rec: RunRecord): string {
   }
   const failed = Object.entries(rec.stages).filter(([, s]) => s.outcome === "failed");
   if (failed.length > 1) lines.push(`failed: ${failed.map(([n]) => n).join(", ")}`);
-  lines.push(
-    `${rec.status}: ${ran} ran, ${Object.keys(rec.stages).length - ran} not run or cached, ` +
-      `${rec.seconds.toFixed(2)} s`,
-  );
+  const outcomes = Object.values(rec.stages).map((s) => s.outcome);
+  const n = (o: string[]) => outcomes.filter((x) => o.includes(x)).length;
+  const parts = [
+    `${ran} ran`,
+    `${n(["cached", "reused"])} cached`,
+    ...(n(["failed"]) ? [`${n(["failed"])} failed`] : []),
+    ...(n(["interrupted"]) ? [`${n(["interrupted"])} interrupted`] : []),
+    ...(n(["not-run"]) ? [`${n(["not-run"])} not run`] : []),
+  ];
+  lines.push(`${rec.status}: ${parts.join(", ")}, ${rec.seconds.toFixed(2)} s`);
   return lines.join("\n");
 }

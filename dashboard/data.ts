@@ -7,10 +7,10 @@
  * must be 64 hex digits naming an entry or a scratch folder that exists.
  */
 import { join } from "node:path";
-import { hostname } from "node:os";
 import { StoreDamageError } from "../pipeline/errors.ts";
 import { allRecordIds, readRecord, type RunRecord } from "../pipeline/records.ts";
 import { entryParts } from "../pipeline/store_layout.ts";
+import { liveOwner } from "../pipeline/lock.ts";
 import type { Store } from "../pipeline/store.ts";
 import { type DiffRow, diffSides } from "../pipeline/diff.ts";
 import { readTrainLog, TRAIN_LOG_FILE, type TrainPoint } from "../report/load.ts";
@@ -94,34 +94,28 @@ export interface Attempt {
   lastValLoss?: number;
 }
 
-/** The lock owner's heartbeat is refreshed every 10 s (pipeline/lock.ts); 30 s means gone. */
-const HEARTBEAT_LIMIT_S = 30;
-
-async function alive(pid: number): Promise<boolean> {
-  return await exists(`/proc/${pid}`);
-}
-
 export async function listAttempts(store: Store): Promise<Attempt[]> {
   const out: Attempt[] = [];
   for (const key of await store.listScratch()) {
     if (!KEY.test(key)) continue;
     const a: Attempt = { key, state: "stopped", points: 0 };
-    const ownerPath = store.layout.ownerPath(key);
-    try {
-      const [text, st] = await Promise.all([Deno.readTextFile(ownerPath), Deno.stat(ownerPath)]);
-      const o = JSON.parse(text);
-      Object.assign(a, { stage: o.stage, host: o.host, pid: o.pid, since: o.since });
-      a.heartbeatAge = (Date.now() - (st.mtime?.getTime() ?? 0)) / 1000;
-      const here = o.host === hostname();
-      if (a.heartbeatAge < HEARTBEAT_LIMIT_S && (!here || await alive(o.pid))) a.state = "running";
-    } catch { /* no owner: nobody holds the key */ }
+    const owner = await liveOwner(store.layout.ownerPath(key));
+    if (owner) {
+      Object.assign(a, { state: "running", stage: owner.stage, host: owner.host, pid: owner.pid });
+      Object.assign(a, { since: owner.since, heartbeatAge: owner.heartbeatAge });
+    }
     try {
       const o = JSON.parse(await Deno.readTextFile(store.layout.attemptPath(key)));
       if (typeof o.stage === "string") a.stage = o.stage;
       if (typeof o.kind === "string") a.kind = o.kind;
       if (typeof o.params?.similarity === "string") a.similarity = o.params.similarity;
       if (typeof o.params?.steps === "number") a.steps = o.params.steps;
-    } catch { /* written by an older version, or not yet */ }
+    } catch {
+      // Written by an older version: the log's first line names the stage and kind.
+      const head = await firstLine(store.layout.scratchLogPath(key));
+      const m = /^--- \S+ (\S+) \(([^)]+)\) key /.exec(head);
+      if (m) [a.stage, a.kind] = [a.stage ?? m[1], m[2]];
+    }
     try {
       a.resumesFrom = (await Deno.readTextFile(store.layout.resumeNotePath(key))).trim() ||
         undefined;
@@ -150,6 +144,18 @@ export async function listAttempts(store: Store): Promise<Attempt[]> {
 export async function trainPoints(path: string): Promise<TrainPoint[] | undefined> {
   if (!(await exists(path))) return undefined;
   return await readTrainLog(path, () => {});
+}
+
+/** A file's first line (of its first 4 KiB); "" when unreadable. */
+async function firstLine(path: string): Promise<string> {
+  try {
+    using f = await Deno.open(path);
+    const buf = new Uint8Array(4096);
+    const n = (await f.read(buf)) ?? 0;
+    return new TextDecoder().decode(buf.subarray(0, n)).split("\n")[0];
+  } catch {
+    return "";
+  }
 }
 
 /** The last `maxBytes` of a log, cut at a line start. */

@@ -124,6 +124,26 @@ async function createOwner(path: string, me: LockOwner): Promise<boolean> {
   }
 }
 
+/**
+ * The owner of a key's lock when it is alive: its heartbeat (the owner file's mtime, refreshed
+ * every 10 s) is under 30 s old and, on this host, its pid still exists. For `status` and the
+ * dashboard, which must not take the lock to find out.
+ */
+export async function liveOwner(
+  ownerPath: string,
+): Promise<(LockOwner & { heartbeatAge: number }) | undefined> {
+  const owner = await readOwner(ownerPath);
+  if (!owner) return undefined;
+  try {
+    const age = (Date.now() - ((await Deno.stat(ownerPath)).mtime?.getTime() ?? 0)) / 1000;
+    if (age > 30) return undefined;
+    if (owner.host === hostname()) await Deno.stat(`/proc/${owner.pid}`);
+    return { ...owner, heartbeatAge: age };
+  } catch {
+    return undefined; // gone since, or its process is
+  }
+}
+
 /** The owner, or undefined when the file is gone, empty or not an owner record. */
 export async function readOwner(path: string): Promise<LockOwner | undefined> {
   try {

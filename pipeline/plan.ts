@@ -4,6 +4,7 @@
  */
 import { explainChange, type KeyComponents, keyOf } from "./key.ts";
 import { type ProjectResolver, stageFingerprint } from "./fingerprint.ts";
+import { liveOwner } from "./lock.ts";
 import type { StatMemo } from "./hash.ts";
 import type { PlannedStage } from "./resolve.ts";
 import type { Manifest, Store } from "./store.ts";
@@ -103,8 +104,12 @@ export async function planStages(
         (t) => t.trim(),
         () => "",
       );
+      const owner = await liveOwner(kc.store.layout.ownerPath(key));
       reasons = [
-        point
+        owner
+          ? `running now in another process (pid ${owner.pid} on ${owner.host}, since ` +
+            `${owner.since.slice(11, 19)})${point ? `; last ${point}` : ""}: a run now waits for it`
+          : point
           ? `unfinished: an earlier attempt stopped; it resumes from ${point} ` +
             `(scratch/${key.slice(0, 12)}…)`
           : "unfinished: an earlier attempt stopped; it resumes from what it kept in " +

@@ -29,6 +29,16 @@ Deno.test("log: by experiment or run id, one instance by name, errors that say w
   const both = await sb.run("log", f, "b");
   assert.equal(both.code, 2);
   assert.match(both.stderr, /'b' has 2 instances; name one: b\[text=x\], b\[text=y\]/);
+  // A run named as diff names it: the experiment (its latest run), NAME:-1, the id's suffix.
+  assert.equal((await sb.run("log", "logs", "a")).stdout, a.stdout);
+  assert.equal((await sb.run("log", "logs:-1", "a")).stdout, a.stdout);
+  assert.equal((await sb.run("log", `logs:${id.slice(-6)}`, "a")).stdout, a.stdout);
+  // A forced rerun in progress: the log is the new attempt's, not the published entry's.
+  const key = (await lastRecord(sb.store, "logs")).stages.a.key!;
+  await Deno.mkdir(`${sb.store}/scratch/${key}`, { recursive: true });
+  await Deno.writeTextFile(`${sb.store}/scratch/${key}/log.txt`, "--- the new attempt\n");
+  assert.equal((await sb.run("log", f, "a")).stdout, "--- the new attempt\n");
+  await Deno.remove(`${sb.store}/scratch/${key}`, { recursive: true });
   const typo = await sb.run("log", id, "bb");
   assert.equal(typo.code, 2);
   assert.match(typo.stderr, /no stage 'bb' \(did you mean 'b'\?\)/);
@@ -49,6 +59,12 @@ Deno.test("log --follow: tails a stage in progress until its entry is published"
       if (!started) await new Promise((r) => setTimeout(r, 100));
     }
     assert.ok(started, "the stage never started");
+    // status says it runs now, in another process, rather than that it stopped.
+    const st = await sb.run("status", f);
+    assert.match(st.stdout, /s\s+run\s+running now in another process \(pid \d+ on /);
+    const js = JSON.parse((await sb.run("status", f, "--json")).stdout);
+    assert.equal(js.stages[0].state, "run");
+    assert.match(js.stages[0].reasons[0], /^running now/);
     const tail = await kme(["log", f, "s", "--follow", "--store", sb.store], sb.dir);
     assert.equal(tail.code, 0, tail.stderr);
     assert.match(tail.stdout, /writing 'S'[\s\S]*done in/);

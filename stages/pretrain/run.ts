@@ -147,6 +147,10 @@ export async function run(ctx: StageContext<PretrainParams>): Promise<StageResul
   try {
     ctx.progress.start(p.steps, "pretrain");
     let logRecords = 0;
+    const progressEvery = Math.max(
+      p.log_every,
+      Math.ceil(p.steps / 10 / p.log_every) * p.log_every,
+    );
     const result = await train({
       model,
       source,
@@ -162,6 +166,14 @@ export async function run(ctx: StageContext<PretrainParams>): Promise<StageResul
       onStep: (step, loss, sps) =>
         ctx.progress.update(step, { loss: loss.toFixed(4), "samples/s": sps.toFixed(1) }),
       onLog: (rec) => {
+        // About ten lines in the stage's log (kme log, the dashboard): step, loss, val_loss.
+        if (rec.step % progressEvery === 0 || rec.step === p.steps) {
+          ctx.log(
+            `step ${rec.step}/${p.steps}: loss ${rec.loss.toFixed(4)}` +
+              (rec.val_loss !== undefined ? `, val_loss ${rec.val_loss.toFixed(4)}` : "") +
+              `, ${rec.samples_per_s.toFixed(1)} samples/s`,
+          );
+        }
         if (++logRecords !== 2) return;
         const pr = project(p.steps, rec.step, p.batch_size, rec.samples_per_s);
         ctx.log(
