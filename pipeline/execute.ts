@@ -111,7 +111,11 @@ export async function executeJob(
       seconds: (finished.getTime() - started.getTime()) / 1000,
       host: hostname(),
     };
-    log(`done in ${manifest.seconds.toFixed(1)} s; ${files.length} file${files.length === 1 ? "" : "s"}`);
+    log(
+      `done in ${manifest.seconds.toFixed(1)} s; ${files.length} file${
+        files.length === 1 ? "" : "s"
+      }`,
+    );
     await Deno.copyFile(logPath, entryParts(staging).log);
     await Deno.writeTextFile(entryParts(staging).manifest, JSON.stringify(manifest, null, 1));
     await store.publish(staging, job.key, job.force);
