@@ -33,7 +33,7 @@ tbody tr:nth-child(even){background:#fafafa}
 code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace}
 .ok{color:#1a7f37;font-weight:600}.failed,.interrupted{color:#cf222e;font-weight:600}
 .muted{color:#666}tr.diff,tbody tr.diff{background:#fff8c5}
-figure{margin:12px 0 20px}figure.small{display:inline-block;vertical-align:top;margin:8px 12px 12px 0}
+figure{margin:12px 0 20px;max-width:100%;overflow-x:auto}figure svg{max-width:100%;height:auto}figure.small{display:inline-block;vertical-align:top;margin:8px 12px 12px 0}
 figure.small figcaption{max-width:340px}
 figcaption{color:#555;font-size:12px;max-width:760px}
 .warn li{color:#9a6700}
@@ -206,21 +206,40 @@ export interface PageInfo {
   intervals?: Map<string, DiffRow>;
 }
 
+/** Which way is better for a headline metric, by its name ("" when the name does not say). */
+function betterWhen(row: string): string {
+  const m = row.slice(row.lastIndexOf(".") + 1);
+  if (/loss|^kl_|rmse|rank/.test(m)) return "lower";
+  if (/pearson|spearman|rsum|top\d|accuracy|recall|R@/.test(m)) return "higher";
+  return "";
+}
+
+const signed = (v: number | undefined) =>
+  v === undefined ? "–" : `${v > 0 ? "+" : ""}${Number(v.toPrecision(4))}`;
+
 /** The answer block: KME - CLIP per comparison unit, `*` where the seed interval excludes 0. */
 function answerHtml(rows: DiffRow[]): string {
   if (!rows.length) return "";
   const num = (v: number | string | undefined) =>
     typeof v === "number" ? Number(v.toPrecision(4)).toString() : v === undefined ? "–" : esc(v);
   const body = rows.map((r) =>
-    `<tr><td><code>${esc(r.name)}</code></td><td class="num">${num(r.a)}</td><td class="num">${
-      num(r.b)
-    }</td><td class="num">${num(r.delta)}</td><td>${esc(fmtIntervals(r)) || "–"}</td></tr>`
+    `<tr${r.significant ? ' class="diff"' : ""}><td><code>${esc(r.name)}</code></td><td>${
+      esc(betterWhen(r.name))
+    }</td><td class="num">${num(r.a)}</td><td class="num">${num(r.b)}</td><td class="num">${
+      signed(r.delta)
+    }</td><td>${esc(fmtIntervals(r)) || "–"}</td></tr>`
   ).join("");
+  const noIntervals = rows.every((r) => !r.seedCi)
+    ? `<p class="muted">No seed-level interval: that needs two or more seeds of each similarity,
+paired by seed (e.g. <code>matrix: {similarity: [clip, kme], seed: [0, 1, 2]}</code>). With one
+seed the difference may be training noise.</p>`
+    : "";
   return `<h2 id="answer">KME-CLIP - CLIP</h2>
 <p class="muted">Means over seeds of CLIP (A) and KME-CLIP (B) in each comparison unit (a stage
 with its other labels), their difference and its 95% interval over seeds, paired by seed index
 (<code>diff RUN --by similarity=clip,kme</code>); <code>*</code>: the interval excludes 0.</p>
-<table><thead><tr><th>metric</th><th>CLIP</th><th>KME-CLIP</th><th>KME - CLIP</th><th>interval</th></tr></thead><tbody>${body}</tbody></table>`;
+<table><thead><tr><th>metric</th><th>better</th><th>CLIP</th><th>KME-CLIP</th><th>KME - CLIP</th><th>interval</th></tr></thead><tbody>${body}</tbody></table>
+${noIntervals}`;
 }
 
 export function singleReportHtml(run: LoadedRun, figs: RenderedFigure[], info: PageInfo): string {
@@ -228,11 +247,12 @@ export function singleReportHtml(run: LoadedRun, figs: RenderedFigure[], info: P
   const header = HEADER.map((h) => `<tr><th>${esc(h.name)}</th><td>${h.html(r)}</td></tr>`).join(
     "",
   );
+  // The answer first (what the run is for), then what the run was.
   const body = `<h1>kme-clip report: ${esc(r.experiment.name)}</h1>
 <p class="muted">Run <code>${esc(r.id)}</code></p>
+${answerHtml(info.answer ?? [])}
 <h2 id="run">Run</h2>
 <table class="kv"><tbody>${header}</tbody></table>
-${answerHtml(info.answer ?? [])}
 <h2 id="figures">Figures</h2>
 ${figuresHtml(figs)}
 <h2 id="metrics">Metrics</h2>

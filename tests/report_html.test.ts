@@ -381,6 +381,7 @@ Deno.test("report: a run with clip and kme leads with KME - CLIP and its seed-le
   const answer = html.indexOf('<h2 id="answer">');
   assert.ok(answer > 0, "no answer block");
   assert.ok(answer < html.indexOf('<h2 id="figures">'), "the answer comes before the figures");
+  assert.ok(answer < html.indexOf('<h2 id="run">'), "and before the run's particulars");
   const rsum = (sim: string) =>
     [0, 1, 2].map((s) =>
       f.a.stages[`retrieval[similarity=${sim},seed=${s}]`].metrics!.rsum as number
@@ -389,9 +390,11 @@ Deno.test("report: a run with clip and kme leads with KME - CLIP and its seed-le
   const delta = mean(rsum("kme")) - mean(rsum("clip"));
   const t = tInterval(rsum("kme").map((v, i) => v - rsum("clip")[i]));
   const row = new RegExp(
-    `<tr><td><code>retrieval\\.rsum</code></td>.*?<td class="num">${
-      Number(delta.toPrecision(4))
-    }</td><td>95% CI \\[[^\\]]+\\]${excludesZero(t) ? " \\*" : ""} \\(seeds: t, n=3\\)`,
+    `<tr( class="diff")?><td><code>retrieval\\.rsum</code></td><td>higher</td>.*?<td class="num">${
+      delta > 0 ? "\\+" : ""
+    }${Number(delta.toPrecision(4))}</td><td>95% CI \\[[^\\]]+\\]${
+      excludesZero(t) ? " \\*" : ""
+    } \\(seeds: t, n=3\\)`,
   );
   matches(html.slice(answer), row, "the rsum row with its t-interval");
 });
