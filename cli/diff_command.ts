@@ -27,6 +27,12 @@ import { filterMetrics } from "./metric_filter.ts";
 /** The two values of `axis` to compare: given (`axis=v1,v2`) or the two found in the run. */
 export function axisValues(rec: RunRecord, by: string): { axis: string; values: [string, string] } {
   const [axis, given] = by.split("=", 2);
+  if (axis === "seed") {
+    throw new UsageError(
+      "--by seed: seeds are what diff pairs and averages over, not what it compares; --by takes " +
+        "another label (e.g. --by similarity)",
+    );
+  }
   const found: string[] = [];
   for (const s of Object.values(rec.stages)) {
     const v = s.labels?.[axis];
@@ -37,13 +43,27 @@ export function axisValues(rec: RunRecord, by: string): { axis: string; values: 
     throw new UsageError(
       `--by ${axis}: need exactly two values to compare; the run has ${
         found.length ? found.join(", ") : "no such axis"
-      }${given ? "" : ` (choose with --by ${axis}=A,B)`}`,
+      }${given || found.length < 2 ? "" : ` (choose with --by ${axis}=A,B)`}`,
     );
   }
   for (const v of values) {
     if (!found.includes(v)) throw new UsageError(`--by ${axis}: no instance has ${axis}=${v}`);
   }
   return { axis, values: values as [string, string] };
+}
+
+/** A run that failed or was interrupted has partial metrics: say so before the table. */
+function warnPartial(records: RunRecord[]) {
+  for (const r of records) {
+    if (r.status !== "ok") {
+      console.error(
+        `warning: ${r.experiment.name}/${r.id} ${
+          r.status === "failed" ? "failed" : "was interrupted"
+        }` +
+          `: stages it did not finish show '-' (name another run with ${r.experiment.name}:-2, ...)`,
+      );
+    }
+  }
 }
 
 /** `diff A B C ...`: every other run against A, in one table. */
@@ -54,8 +74,10 @@ async function diffMany(
   o: { all: boolean; json: boolean; md: boolean; metrics: string[] },
 ): Promise<number> {
   const others: DiffAgainst[] = [];
+  warnPartial([sa.record]);
   for (const ref of refs) {
     const side = { record: await recordFor(store, ref) };
+    warnPartial([side.record]);
     const rows = filterMetrics(diffSides(sa, side, o.all), o.metrics, diffSides(sa, side, true));
     await addIntervals(store, sa, side, rows);
     others.push({ side, rows });
@@ -91,6 +113,7 @@ export async function diffCommand(
     if (refs.length > 2) return await diffMany(store, sa, refs.slice(1), o);
     sb = { record: await recordFor(store, refs[1]) };
   }
+  warnPartial([sa.record, ...(o.by ? [] : [sb.record])]);
   const rows = filterMetrics(diffSides(sa, sb, o.all), o.metrics, diffSides(sa, sb, true));
   await addIntervals(store, sa, sb, rows);
   if (o.json) {

@@ -115,8 +115,10 @@ function unknownOption(cli: ReturnType<typeof commandLine>, cmd: string, flag: s
   const name = flag.replace(/^-+/, "");
   const whose = cli.commands.filter((c) => c.options.some((o) => o.names.includes(name)))
     .map((c) => c.name);
+  const own = cli.commands.find((c) => c.name.split(" ")[0] === cmd)?.options
+    .flatMap((o) => o.names.filter((n) => n.length > 1).map((n) => `--${n}`)) ?? [];
   return new UsageError(
-    `'${cmd}' takes no ${flag}` +
+    `'${cmd}' takes no ${flag}` + didYouMean(flag, own) +
       (whose.length ? ` (it is an option of ${whose.join(", ")})` : "") +
       `\n\n${commandUsage(cmd)}`,
   );
@@ -138,7 +140,10 @@ async function main(argv: string[]): Promise<number> {
     console.log(cmd && cli.matchedCommand ? commandUsage(cmd) : USAGE);
     return cmd || o.help ? 0 : 2;
   }
-  if (!cli.matchedCommand) throw new UsageError(`unknown command '${cmd}'\n\n${USAGE}`);
+  if (!cli.matchedCommand) {
+    const names = cli.commands.map((c) => c.name.split(" ")[0]).filter(Boolean);
+    throw new UsageError(`unknown command '${cmd}'${didYouMean(cmd, names)}\n\n${USAGE}`);
+  }
   try {
     cli.matchedCommand.checkUnknownOptions();
     cli.matchedCommand.checkOptionValue();

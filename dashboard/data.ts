@@ -50,6 +50,19 @@ export async function findRun(
 const KEY = /^[0-9a-f]{64}$/;
 const exists = (p: string) => Deno.stat(p).then(() => true, () => false);
 
+/**
+ * The full key for a key or a unique prefix of at least 8 hex digits (pages show 12), among the
+ * store's entries and scratch folders; undefined when none or several match.
+ */
+export async function fullKey(store: Store, key: string): Promise<string | undefined> {
+  if (KEY.test(key)) return key;
+  if (!/^[0-9a-f]{8,63}$/.test(key)) return undefined;
+  const hits = new Set(
+    [...await store.listKeys(), ...await store.listScratch()].filter((k) => k.startsWith(key)),
+  );
+  return hits.size === 1 ? [...hits][0] : undefined;
+}
+
 /** Where a key's files are: its published entry, else its unfinished attempt's scratch. */
 export async function keyPlace(
   store: Store,

@@ -129,8 +129,8 @@ function comparisonHtml(
     `<tr${r.significant ? ' class="sig"' : ""}><td><code>${
       esc(r.name)
     }</code></td><td class="num">${num(r.a)}</td><td class="num">${num(r.b)}</td><td class="num">${
-      num(r.delta)
-    }</td><td class="ci">${esc(fmtIntervals(r)) || "–"}</td></tr>`
+      r.delta !== undefined && r.delta > 0 ? "+" : ""
+    }${num(r.delta)}</td><td class="ci">${esc(fmtIntervals(r)) || "–"}</td></tr>`
   ).join("\n");
   return `${options}
 <h3>${esc(cmp.axis)}: ${esc(cmp.b)} − ${esc(cmp.a)}</h3>

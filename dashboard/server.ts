@@ -17,6 +17,7 @@ import {
   comparableAxes,
   compare,
   findRun,
+  fullKey,
   keyPlace,
   listAttempts,
   listRuns,
@@ -116,7 +117,11 @@ export async function handle(store: Store, req: Request): Promise<Response> {
   }
 
   if ((head === "attempt" || head === "log") && rest.length === 1) {
-    const place = await keyPlace(store, rest[0]);
+    const key = await fullKey(store, rest[0]);
+    if (key && key !== rest[0]) {
+      return new Response(null, { status: 302, headers: { location: `/${head}/${key}` } });
+    }
+    const place = key ? await keyPlace(store, key) : undefined;
     if (!place) return notFound(`no entry or unfinished attempt ${rest[0].slice(0, 80)}`);
     if (head === "log") {
       return reply((await logTail(place.log)) ?? "(no log yet)\n", "text/plain");

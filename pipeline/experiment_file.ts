@@ -149,8 +149,11 @@ export async function loadExperiment(
   for (const [sname, entry] of Object.entries(merged.stages ?? {})) {
     if (entry === null || entry === undefined) continue;
     if (!entry.kind) {
+      // Most often a misspelt stage name in -S or a derived file: a new stage without a kind.
+      const others = Object.keys(merged.stages ?? {}).filter((n) => n !== sname);
       throw new ConfigError(
-        `stage '${sname}' has no 'kind' (here or in a file it extends)`,
+        `stage '${sname}' has no 'kind' (here or in a file it extends)` +
+          didYouMean(sname, others),
         (origins.get(pathKey(["stages", sname])) ?? own).locate(["stages", sname]),
       );
     }

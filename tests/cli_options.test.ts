@@ -37,7 +37,7 @@ Deno.test("an option the command does not take exits 2 and says whose it is", as
   await using sb = await sandbox();
   const f = await sb.write("e.yaml", EXP);
   for (
-    const [args, whose] of [[["status", f, "--json"], "diff, runs"], [
+    const [args, whose] of [[["status", f, "--md"], "diff, runs"], [
       ["run", f, "--by", "x"],
       "diff",
     ]]
@@ -52,6 +52,16 @@ Deno.test("an option the command does not take exits 2 and says whose it is", as
     );
   }
   assert.equal((await sb.run("status", f)).code, 0);
+  // Typos of a command, of an option and of a stage in -S get a suggestion.
+  const cmd = await sb.run("runn", f);
+  assert.equal(cmd.code, 2);
+  assert.match(cmd.stderr, /^error: unknown command 'runn' \(did you mean 'run'\?\)/);
+  const opt = await sb.run("status", f, "--jsn");
+  assert.equal(opt.code, 2);
+  assert.match(opt.stderr, /^error: 'status' takes no --jsn \(did you mean '--json'\?\)/);
+  const stage = await sb.run("status", f, "-S", "stages.trian.params.text=z");
+  assert.equal(stage.code, 2);
+  assert.match(stage.stderr, /stage 'trian' has no 'kind' .*\(did you mean 'train'\?\)/);
 });
 
 Deno.test("--force of no stage exits 2 with a suggestion; a swept stage by its base name works", async () => {

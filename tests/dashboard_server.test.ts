@@ -98,6 +98,11 @@ Deno.test({
       assert.equal(log.status, 200);
       assert.equal(log.headers.get("content-type"), "text/plain; charset=utf-8");
       await log.body?.cancel();
+      // The 12-digit prefix the pages show redirects to the full key.
+      const short = await get(`/log/${key.slice(0, 12)}`, { redirect: "manual" });
+      assert.equal(short.status, 302);
+      assert.equal(short.headers.get("location"), `/log/${key}`);
+      await short.body?.cancel();
       const curve = await (await get(`/api/curve/${key}`)).json();
       assert.equal(curve.published, true);
       assert.equal(curve.points, 60);
