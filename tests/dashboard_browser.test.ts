@@ -12,14 +12,10 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { buildFixtureStore } from "./fixtures/report/fixture.ts";
 import { ROOT, spawnKme } from "./helpers/cli.ts";
+import { ARTIFACTS, chromiumMissing, launchChromium } from "./helpers/chromium.ts";
 import { startUi } from "./helpers/dashboard.ts";
 
-const CHROMIUM = Deno.env.get("KME_CHROMIUM") ?? "/usr/bin/chromium";
-const ARTIFACTS = join(ROOT, "tests", "artifacts");
-const missing = await Deno.stat(CHROMIUM).then(
-  () => undefined,
-  () => `${CHROMIUM} not found (apt-get install -y chromium, or set KME_CHROMIUM)`,
-);
+const missing = chromiumMissing();
 if (missing) console.warn(`dashboard_browser: skipped: ${missing}`);
 
 /** A long kme training on tiny.yaml's data, logging every 2 steps and validating every 10. */
@@ -55,23 +51,8 @@ Deno.test({
     await Deno.writeTextFile(exp, LIVE);
     const training = spawnKme(["run", exp, "train", "--store", fx.root, "--no-report"], tmp);
     const ui = await startUi(fx.root, tmp);
-    const { chromium } = await import("playwright-core");
-    const userDataDir = await Deno.makeTempDir({ prefix: "kme-chromium-" });
-    const context = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-      ],
-      viewport: { width: 1280, height: 900 },
-      timeout: 60_000,
-    });
+    const browser = await launchChromium();
+    const context = browser.context;
     const requests: string[] = [];
     const errors: string[] = [];
     try {
@@ -149,7 +130,7 @@ Deno.test({
       assert.deepEqual(off, [], `requests that left the dashboard: ${off.join(", ")}`);
       assert.deepEqual(errors.slice(0, errorsSeen), []);
     } finally {
-      await context.close();
+      await browser.close();
       try {
         training.kill("SIGKILL");
       } catch { /* already ended */ }
@@ -157,7 +138,6 @@ Deno.test({
       await training.stdout.cancel().catch(() => {});
       await training.stderr.cancel().catch(() => {});
       await ui.stop();
-      await Deno.remove(userDataDir, { recursive: true }).catch(() => {});
       await Deno.remove(tmp, { recursive: true }).catch(() => {});
     }
   },

@@ -10,20 +10,8 @@ import { join } from "node:path";
 import { openStore } from "../pipeline/store.ts";
 import { writeReport } from "../report/mod.ts";
 import { buildFixtureStore } from "./fixtures/report/fixture.ts";
-import { ROOT } from "./helpers/cli.ts";
+import { ARTIFACTS, chromiumMissing, launchChromium } from "./helpers/chromium.ts";
 import { toFileUrl } from "../pipeline/paths.ts";
-
-const CHROMIUM = Deno.env.get("KME_CHROMIUM") ?? "/usr/bin/chromium";
-const ARTIFACTS = join(ROOT, "tests", "artifacts");
-
-function chromiumMissing(): string | undefined {
-  try {
-    Deno.statSync(CHROMIUM);
-    return undefined;
-  } catch {
-    return `${CHROMIUM} not found (apt-get install -y chromium, or set KME_CHROMIUM)`;
-  }
-}
 
 const missing = chromiumMissing();
 if (missing) console.warn(`report_browser: skipped: ${missing}`);
@@ -39,31 +27,15 @@ interface FigureBox {
 async function inBrowser(
   files: { html: string; screenshot: string }[],
 ): Promise<{ requests: string[]; errors: string[][]; figures: FigureBox[][] }> {
-  const { chromium } = await import("playwright-core");
-  const userDataDir = await Deno.makeTempDir({ prefix: "kme-chromium-" });
   const requests: string[] = [];
   // Console errors (CSP violations among them) and script errors, per page.
   const errors: string[][] = files.map(() => []);
   let current = 0;
   const figures: FigureBox[][] = [];
-  let context: Awaited<ReturnType<typeof chromium.launchPersistentContext>> | undefined;
+  let browser: Awaited<ReturnType<typeof launchChromium>> | undefined;
   try {
-    // A persistent context on a fresh folder: playwright passes it as --user-data-dir.
-    context = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-      ],
-      viewport: { width: 1280, height: 900 },
-      timeout: 60_000,
-    });
+    browser = await launchChromium();
+    const context = browser.context;
     // Every request of every page, service worker or frame of the context, whatever its scheme.
     context.on("request", (r) => requests.push(r.url()));
     const page = await context.newPage();
@@ -95,8 +67,7 @@ async function inBrowser(
       console.log(`report_browser: screenshot ${f.screenshot}`);
     }
   } finally {
-    await context?.close();
-    await Deno.remove(userDataDir, { recursive: true }).catch(() => {});
+    await browser?.close();
   }
   return { requests, errors, figures };
 }
