@@ -54,8 +54,9 @@ async function inBrowser(
             const b = svg?.getBoundingClientRect();
             let visibleMarks = 0;
             for (
-              const m
-                of svg?.querySelectorAll(".role-mark path, .role-mark rect, .role-mark line") ?? []
+              const m of svg?.querySelectorAll(
+                ".role-mark path, .role-mark rect, .role-mark line, .role-mark circle",
+              ) ?? []
             ) {
               const r = m.getBoundingClientRect();
               if (r.width > 0 || r.height > 0) visibleMarks++;

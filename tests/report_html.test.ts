@@ -109,6 +109,8 @@ Deno.test("report: one run -> one self-contained HTML page with inline SVG figur
   matches(svgs.get("recall-retrieval")!, /aria-roledescription="bar"/);
   matches(svgs.get("recall-retrieval")!, /aria-roledescription="rule mark"/);
 
+  // Six pretrain and six PMI instances (two similarities x three seeds) fit in under 1 MB.
+  assert.ok(html.length < 1_000_000, `${html.length} bytes`);
   // Self-contained: no script, no stylesheet link, nothing fetched from elsewhere.
   assert.deepEqual(externalRefs(html), []);
   lacks(html, /<script|<link\b|<iframe|<img\b/i);
@@ -231,7 +233,7 @@ Deno.test("report: PMI scatter is subsampled (5000 stored, a page's share drawn)
   const shown = Math.ceil(MAX_SCATTER_POINTS / stride);
   const { figures } = await buildReport(store, [f.a]);
   const fig = figures.find((x) => x.id === "pmi-pmi-similarity-kme-seed-0")!;
-  const points = (fig.svg.match(/<path transform="translate\(/g) ?? []).length;
+  const points = (fig.svg.match(/<circle cx=/g) ?? []).length;
   assert.ok(panels > 1 && shown < MAX_SCATTER_POINTS, `${panels} panels, ${shown} shown`);
   assert.equal(points, shown);
   matches(fig.svg, new RegExp(`${shown} of 8000 pairs shown`));
