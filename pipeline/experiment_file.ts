@@ -250,8 +250,13 @@ function mergeInto(
 ): unknown {
   if (src) origins.set(pathKey(path), src);
   if (!isPlain(over) || !isPlain(base)) {
-    if (isPlain(over) && src) recordAll(over, path, src, origins);
-    return over;
+    if (!isPlain(over)) return over;
+    // Nothing below to remove: `null` there (`-S stages.x.params.lr=null` where only defaults
+    // set lr) removes nothing, so the value comes from defaults or the kind, as a null would
+    // leave it where there was something to remove.
+    const clean = withoutNulls(over);
+    if (src) recordAll(clean, path, src, origins);
+    return clean;
   }
   const out: Record<string, unknown> = { ...base };
   for (const [k, v] of Object.entries(over)) {
@@ -261,6 +266,14 @@ function mergeInto(
     } else out[k] = mergeInto(base[k], v, [...path, k], src, origins);
   }
   return out;
+}
+
+function withoutNulls(v: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(v).filter(([, x]) => x !== null).map((
+      [k, x],
+    ) => [k, isPlain(x) ? withoutNulls(x) : x]),
+  );
 }
 
 function recordAll(

@@ -33,6 +33,12 @@ Deno.test("-S gives the keys of a derived file; it is recorded; null restores th
   // null removes the value: the kind's default (0.001).
   assert.equal((await sb.run("run", f, "-S", "stages.a.params.lr=null", "--no-report")).code, 0);
   assert.equal((await lastRecord(sb.store, "ov")).stages.a.params.lr, 0.001);
+  // null where the file sets nothing (c has no params at all): nothing to remove, the default
+  // stays (it was "expected a number, got null").
+  const g = await sb.write("g.yaml", "name: ov2\nstages:\n  c: {kind: $STAGES/text.ts}\n");
+  const none = await sb.run("run", g, "-S", "stages.c.params.lr=null", "--no-report");
+  assert.equal(none.code, 0, none.stderr);
+  assert.equal((await lastRecord(sb.store, "ov2")).stages.c.params.lr, 0.001);
 });
 
 Deno.test("-S errors point at the flag: bad value, unknown key, malformed", async () => {
