@@ -17,7 +17,8 @@
  */
 import { isAbsolute } from "node:path";
 import type { DiffRow, DiffSide } from "../pipeline/diff.ts";
-import { groupsOf, memberMetrics } from "../pipeline/diff.ts";
+import { diffSides, groupsOf, memberMetrics } from "../pipeline/diff.ts";
+import type { RunRecord } from "../pipeline/records.ts";
 import { toFileUrl } from "../pipeline/paths.ts";
 import type { InputHandle, PairedQueries, Stage } from "../pipeline/stage.ts";
 import type { Store } from "../pipeline/store.ts";
@@ -122,4 +123,23 @@ export async function addIntervals(
       }
     }
   }
+}
+
+/**
+ * The metric rows of `diff RUN --by AXIS=A,B` that `keep` accepts (all rows, unchanged ones
+ * too), with their intervals: what the report's answer block and the dashboard's comparison show.
+ */
+export async function metricsByAxis(
+  store: Store,
+  record: RunRecord,
+  axis: string,
+  a: string,
+  b: string,
+  keep: (r: DiffRow) => boolean,
+): Promise<DiffRow[]> {
+  const sa = { record, select: { axis, value: a } };
+  const sb = { record, select: { axis, value: b } };
+  const rows = diffSides(sa, sb, true).filter((r) => r.section === "metrics" && keep(r));
+  await addIntervals(store, sa, sb, rows);
+  return rows;
 }

@@ -12,11 +12,11 @@ import { allRecordIds, readRecord, type RunRecord } from "../pipeline/records.ts
 import { entryParts } from "../pipeline/store_layout.ts";
 import { liveOwner } from "../pipeline/lock.ts";
 import type { Store } from "../pipeline/store.ts";
-import { type DiffRow, diffSides } from "../pipeline/diff.ts";
+import type { DiffRow } from "../pipeline/diff.ts";
 import { readTrainLog, TRAIN_LOG_FILE, type TrainPoint } from "../report/load.ts";
 import { type RunRow, runRow } from "../cli/runs_command.ts";
 import { axisValues } from "../cli/diff_command.ts";
-import { addIntervals } from "../cli/diff_intervals.ts";
+import { metricsByAxis } from "../cli/diff_intervals.ts";
 
 /** A run as the runs table shows it, newest first. */
 export async function listRuns(store: Store): Promise<RunRow[]> {
@@ -215,12 +215,14 @@ export async function compare(
   b: string,
 ): Promise<Comparison> {
   const { values } = axisValues(rec, `${axis}=${a},${b}`);
-  const sa = { record: rec, select: { axis, value: values[0] } };
-  const sb = { record: rec, select: { axis, value: values[1] } };
-  // Metrics only, and only those that differ (the data stage's counts are the same on both).
-  const rows = diffSides(sa, sb, true).filter((r) =>
-    r.section === "metrics" && typeof r.a === "number" && typeof r.b === "number" && r.a !== r.b
+  // Only the metrics that differ (the data stage's counts are the same on both sides).
+  const rows = await metricsByAxis(
+    store,
+    rec,
+    axis,
+    values[0],
+    values[1],
+    (r) => typeof r.a === "number" && typeof r.b === "number" && r.a !== r.b,
   );
-  await addIntervals(store, sa, sb, rows);
   return { axis, a: values[0], b: values[1], rows };
 }

@@ -7,7 +7,7 @@ import type { TopLevelSpec } from "vega-lite";
 import type { RunRecord } from "../pipeline/records.ts";
 import type { Store } from "../pipeline/store.ts";
 import { curveFigures } from "../report/curve_figures.ts";
-import { type RenderedFigure, renderFigures } from "../report/figures.ts";
+import { curveSeries, type RenderedFigure, renderFigures } from "../report/figures.ts";
 import { BASE_CONFIG, similarityColours, similarityScale } from "../report/figure_style.ts";
 import { loadRun, type TrainPoint } from "../report/load.ts";
 import type { Comparison } from "./data.ts";
@@ -17,18 +17,7 @@ export async function runCurves(store: Store, rec: RunRecord): Promise<RenderedF
   const run = await loadRun(store, rec);
   const withLog = run.instances.filter((i) => i.trainLog?.length);
   const scale = similarityScale(similarityColours(run.instances), withLog);
-  return await renderFigures(curveFigures(
-    withLog.map((i) => ({
-      run: "",
-      base: i.stage.base,
-      group: i.group,
-      label: i.name,
-      similarity: i.similarity,
-      points: i.trainLog!,
-    })),
-    scale,
-    false,
-  ));
+  return await renderFigures(curveFigures(curveSeries(withLog), scale, false));
 }
 
 /** The curves of one attempt. */

@@ -16,7 +16,7 @@ import {
   similarityScale,
 } from "./figure_style.ts";
 import { sweepFigures } from "./sweep_figures.ts";
-import { curveFigures } from "./curve_figures.ts";
+import { curveFigures, type CurveSeries } from "./curve_figures.ts";
 
 export interface Figure {
   /** File-name-safe id, unique within a report (PNG files are named after it). */
@@ -61,7 +61,12 @@ function trainingFigures(
   compare: boolean,
 ): Figure[] {
   const withLog = all.filter((i) => i.trainLog?.length);
-  const series = withLog.map((i) => ({
+  return curveFigures(curveSeries(withLog), similarityScale(colours, withLog), compare);
+}
+
+/** The training logs of instances as curve series (the report's and the dashboard's figures). */
+export function curveSeries(instances: Instance[]): CurveSeries[] {
+  return instances.filter((i) => i.trainLog?.length).map((i) => ({
     run: i.run,
     base: i.stage.base,
     group: i.group,
@@ -69,7 +74,6 @@ function trainingFigures(
     similarity: i.similarity,
     points: i.trainLog!,
   }));
-  return curveFigures(series, similarityScale(colours, withLog), compare);
 }
 
 const SCATTER = "scatter.json";

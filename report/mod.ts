@@ -6,7 +6,7 @@ import { dirname, relative } from "node:path";
 import * as vega from "vega";
 import * as vl from "vega-lite";
 import { diffRecords, type DiffRow, diffSides } from "../pipeline/diff.ts";
-import { addIntervals } from "../cli/diff_intervals.ts";
+import { addIntervals, metricsByAxis } from "../cli/diff_intervals.ts";
 import type { RunRecord } from "../pipeline/records.ts";
 import type { Store } from "../pipeline/store.ts";
 import { buildFigures, type RenderedFigure, renderFigures } from "./figures.ts";
@@ -79,13 +79,14 @@ export const ANSWER_METRICS = [
 async function answerRows(store: Store, record: RunRecord): Promise<DiffRow[]> {
   const sims = new Set(Object.values(record.stages).map((s) => s.labels?.similarity));
   if (!sims.has("clip") || !sims.has("kme")) return [];
-  const sa = { record, select: { axis: "similarity", value: "clip" } };
-  const sb = { record, select: { axis: "similarity", value: "kme" } };
-  const rows = diffSides(sa, sb, true).filter((r) =>
-    r.section === "metrics" && ANSWER_METRICS.includes(r.name.slice(r.name.lastIndexOf(".") + 1))
+  return await metricsByAxis(
+    store,
+    record,
+    "similarity",
+    "clip",
+    "kme",
+    (r) => ANSWER_METRICS.includes(r.name.slice(r.name.lastIndexOf(".") + 1)),
   );
-  await addIntervals(store, sa, sb, rows);
-  return rows;
 }
 
 /** <store>/reports/<experiment>/<run id>.html; for two runs <id A>-vs-[<experiment B>-]<id B>. */
