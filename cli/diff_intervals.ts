@@ -15,11 +15,10 @@
  *   quantile, the bootstrap adds test-set sampling).
  * - `significant` (the `*`) is set from the seed-level interval only.
  */
-import { isAbsolute } from "node:path";
 import type { DiffRow, DiffSide } from "../pipeline/diff.ts";
 import { diffSides, groupsOf, memberMetrics } from "../pipeline/diff.ts";
 import type { RunRecord } from "../pipeline/records.ts";
-import { toFileUrl } from "../pipeline/paths.ts";
+import { isAbsolute, toFileUrl } from "../pipeline/paths.ts";
 import type { InputHandle, PairedQueries, Stage } from "../pipeline/stage.ts";
 import type { Store } from "../pipeline/store.ts";
 import { builtinCatalog } from "../stages/registry.ts";

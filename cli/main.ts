@@ -2,8 +2,8 @@
  * kme-clip command line: run | status | runs | diff | report | log | ui | verify | gc | schema.
  * Exit codes: 0 ok, 1 a stage failed (or verify found damage), 2 bad input, 130 interrupted.
  */
-import cac from "cac";
-import { dirname, join, resolve } from "node:path";
+// @ts-types="../vendor/type-flag@4.5.2/index.d.ts"
+import { typeFlag } from "../vendor/type-flag@4.5.2/index.mjs";
 import { ConfigError, UsageError } from "../pipeline/errors.ts";
 import type { PlannedStage } from "../pipeline/resolve.ts";
 import { withUpstream } from "../pipeline/select.ts";
@@ -14,10 +14,15 @@ import { StatMemo } from "../pipeline/hash.ts";
 import { ScanMemo } from "../pipeline/scan_memo.ts";
 import type { KeyContext } from "../pipeline/plan.ts";
 import { type Executor, LocalExecutor } from "../pipeline/executor.ts";
-import { fromFileUrl } from "../pipeline/paths.ts";
+import { dirname, fromFileUrl, join, resolve } from "../pipeline/paths.ts";
 import { sha256Hex } from "../pipeline/canonical.ts";
 import { didYouMean } from "../pipeline/suggest.ts";
 import { colours } from "../pipeline/console_style.ts";
+import { lazyImport } from "../pipeline/lazy_import.ts";
+// Static: `run` is the command whose cached case must be fast, and a module loaded with the
+// rest of the graph costs less than one loaded after it.
+import { rerunFromMemo, runCommand, statusCommand } from "./run_status.ts";
+import { noopIdentity } from "../pipeline/noop_memo.ts";
 
 const red = (s: string) => colours("stderr").red(s);
 
@@ -72,51 +77,74 @@ const USAGE = `usage: kme <command> [options]
 common: --store DIR (default $KME_STORE or ./artifacts), --quiet, --help (also after a
         command: its options only), --version`;
 
-/** `--name <value>`, repeatable: always an array of strings (cac would make "1" a number). */
-const MANY = { type: [String], default: [] as string[] };
+/** `--name <value>`, repeatable: always an array of strings. */
+const MANY = { type: [String], default: () => [] as string[] };
 
 /**
- * The command line as cac sees it: each command, its arguments and the options it takes. cac
- * parses and refuses an option the command does not take; the help text stays USAGE (written
- * by hand, as Deno's own CLIs do, because it explains more than a generated list).
+ * The options each command takes, for type-flag (camelCase here accepts --kebab-case there).
+ * type-flag rather than cac or commander: it is a plain ES module with no dependency, where
+ * cac's and commander's use of node:events starts Deno's Node-compatibility layer, a quarter
+ * of what a cached rerun costs above Deno's own start-up (issue 16); and a vendored copy
+ * (vendor/README.md), because the first npm import of a process costs ~10 ms more. Routing to a command is
+ * one switch; the help text stays USAGE (written by hand, as Deno's own CLIs do, because it
+ * explains more than a generated list).
  */
-function commandLine() {
-  const cli = cac("kme");
-  cli.option("--store <dir>", "").option("--quiet", "").option("-h, --help", "")
-    .option("-V, --version", "");
-  cli.command("run [experiment] [...stages]", "")
-    .option("--jobs <n>", "", { default: "1" }).option("--force <stage>", "", MANY)
-    .option("--only <stage>", "", MANY).option("--dry-run", "")
-    .option("--executor <name>", "", { default: "local" }).option("--no-report", "")
-    .option("-S, --set <path=value>", "", MANY).option("-k, --keep-going", "");
-  cli.command("status [experiment] [...stages]", "")
-    .option("--force <stage>", "", MANY).option("--only <stage>", "", MANY)
-    .option("-S, --set <path=value>", "", MANY).option("--json", "");
-  cli.command("diff [...runs]", "")
-    .option("--all", "").option("--json", "").option("--md", "").option("--by <axis>", "")
-    .option("--metric <name>", "", MANY);
-  cli.command("runs [...experiment]", "")
-    .option("--json", "").option("--md", "").option("--csv", "")
-    .option("--metric <stage.metric>", "", MANY).option("--sort <column>", "")
-    .option("--no-noop", "");
-  cli.command("report [...runs]", "").option("--out <file>", "").option("--png <dir>", "");
-  cli.command("log [...ref]", "").option("-f, --follow", "").option("--path", "")
-    .option("-S, --set <path=value>", "", MANY);
-  cli.command("ui", "").option("--port <n>", "", { default: String(DEFAULT_UI_PORT) })
-    .option("--host <address>", "", { default: "127.0.0.1" });
-  cli.command("verify [...experiment]", "");
-  cli.command("gc", "").option("--keep <n>", "", { default: "5" }).option("--dry-run", "");
-  cli.command("schema", "");
-  return cli;
+const COMMON = {
+  store: String,
+  quiet: Boolean,
+  help: { type: Boolean, alias: "h" },
+  version: { type: Boolean, alias: "V" },
+} as const;
+const SET = { ...MANY, alias: "S" };
+const COMMANDS = {
+  run: {
+    jobs: { type: String, default: "1" },
+    force: MANY,
+    only: MANY,
+    dryRun: Boolean,
+    executor: { type: String, default: "local" },
+    report: { type: Boolean, default: true },
+    set: SET,
+    keepGoing: { type: Boolean, alias: "k" },
+  },
+  status: { force: MANY, only: MANY, set: SET, json: Boolean },
+  diff: { all: Boolean, json: Boolean, md: Boolean, by: String, metric: MANY },
+  runs: {
+    json: Boolean,
+    md: Boolean,
+    csv: Boolean,
+    metric: MANY,
+    sort: String,
+    noop: { type: Boolean, default: true },
+  },
+  report: { out: String, png: String },
+  log: { follow: { type: Boolean, alias: "f" }, path: Boolean, set: SET },
+  ui: {
+    port: { type: String, default: String(DEFAULT_UI_PORT) },
+    host: { type: String, default: "127.0.0.1" },
+  },
+  verify: {},
+  gc: { keep: { type: String, default: "5" }, dryRun: Boolean },
+  schema: {},
+} as const;
+type Command = keyof typeof COMMANDS;
+
+const kebab = (name: string) => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+
+/** The flags `cmd` takes (with the common ones), as typed: --long, --no-long, -s. */
+function flagsOf(cmd?: Command): string[] {
+  const schema = { ...COMMON, ...(cmd ? COMMANDS[cmd] : {}) };
+  return Object.entries(schema).flatMap(([name, s]) => {
+    const { alias, default: byDefault } = s as { alias?: string; default?: unknown };
+    return [`--${byDefault === true ? "no-" : ""}${kebab(name)}`, ...(alias ? [`-${alias}`] : [])];
+  });
 }
 
-/** cac's "Unknown option `--json`" as this CLI says it: whose option it is, and the command's help. */
-function unknownOption(cli: ReturnType<typeof commandLine>, cmd: string, flag: string): UsageError {
-  const name = flag.replace(/^-+/, "");
-  const whose = cli.commands.filter((c) => c.options.some((o) => o.names.includes(name)))
-    .map((c) => c.name);
-  const own = cli.commands.find((c) => c.name.split(" ")[0] === cmd)?.options
-    .flatMap((o) => o.names.filter((n) => n.length > 1).map((n) => `--${n}`)) ?? [];
+/** "'status' takes no --md (it is an option of diff, runs)", with the command's help. */
+function unknownOption(cmd: Command, flag: string): UsageError {
+  const whose = (Object.keys(COMMANDS) as Command[])
+    .filter((c) => flagsOf(c).includes(flag));
+  const own = flagsOf(cmd).filter((f) => f.startsWith("--"));
   return new UsageError(
     `'${cmd}' takes no ${flag}` + didYouMean(flag, own) +
       (whose.length ? ` (it is an option of ${whose.join(", ")})` : "") +
@@ -124,33 +152,52 @@ function unknownOption(cli: ReturnType<typeof commandLine>, cmd: string, flag: s
   );
 }
 
-async function main(argv: string[]): Promise<number> {
-  const cli = commandLine();
-  const { args: positionals } = cli.parse(["deno", "kme", ...argv], { run: false });
+/** The command line: the command, its positional arguments and its options. */
+function parseCommandLine(argv: string[]) {
+  // The command is the first argument that is not an option (nor --store's value: `kme
+  // --store S run x.yaml`); "--" ends options.
+  let first: string | undefined;
+  for (let i = 0; i < argv.length && first === undefined; i++) {
+    if (argv[i] === "--store") i++;
+    else if (argv[i] === "--") first = argv[i + 1];
+    else if (!argv[i].startsWith("-")) first = argv[i];
+  }
+  const cmd = first !== undefined && Object.hasOwn(COMMANDS, first) ? first as Command : undefined;
+  const parsed = typeFlag(
+    { ...COMMON, ...(cmd ? COMMANDS[cmd] : {}) },
+    [...argv],
+    { booleanNegation: true },
+  );
+  const args = parsed._.slice(1).map(String);
   // deno-lint-ignore no-explicit-any
-  const o = cli.options as Record<string, any>;
-  const cmd = cli.matchedCommandName ??
-    (positionals[0] === undefined ? undefined : String(positionals[0]));
-  const args = (cli.matchedCommandName ? positionals : positionals.slice(1)).map(String);
+  const o = parsed.flags as Record<string, any>;
+  const unknown = Object.keys(parsed.unknownFlags);
+  if (cmd && unknown.length) {
+    throw unknownOption(cmd, (unknown[0].length > 1 ? "--" : "-") + unknown[0]);
+  }
+  for (const [name, value] of Object.entries(o)) {
+    // A string option at the end of the line, or before another option, gets "".
+    if (value === "" || (Array.isArray(value) && value.includes(""))) {
+      throw new UsageError(`--${kebab(name)} needs a value\n\n${commandUsage(cmd ?? "")}`);
+    }
+  }
+  return { cmd, first, args, o };
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { cmd, first, args, o } = parseCommandLine(argv);
   if (o.version) {
     console.log(await versionText());
     return 0;
   }
-  if (o.help || !cmd) {
-    console.log(cmd && cli.matchedCommand ? commandUsage(cmd) : USAGE);
-    return cmd || o.help ? 0 : 2;
+  if (o.help || first === undefined) {
+    console.log(cmd ? commandUsage(cmd) : USAGE);
+    return first !== undefined || o.help ? 0 : 2;
   }
-  if (!cli.matchedCommand) {
-    const names = cli.commands.map((c) => c.name.split(" ")[0]).filter(Boolean);
-    throw new UsageError(`unknown command '${cmd}'${didYouMean(cmd, names)}\n\n${USAGE}`);
-  }
-  try {
-    cli.matchedCommand.checkUnknownOptions();
-    cli.matchedCommand.checkOptionValue();
-  } catch (e) {
-    const m = /^Unknown option `(.+)`$/.exec((e as Error).message);
-    if (m) throw unknownOption(cli, cmd, m[1]);
-    throw new UsageError((e as Error).message.replace(/`/g, "'"));
+  if (!cmd) {
+    throw new UsageError(
+      `unknown command '${first}'${didYouMean(String(first), Object.keys(COMMANDS))}\n\n${USAGE}`,
+    );
   }
   const str = (v: unknown) => (v === undefined ? undefined : String(v));
   const store = openStore(resolve(str(o.store) ?? Deno.env.get("KME_STORE") ?? "artifacts"));
@@ -162,14 +209,29 @@ async function main(argv: string[]): Promise<number> {
       if (!Number.isInteger(jobs) || jobs < 1) {
         throw new UsageError("--jobs must be a positive integer");
       }
-      const { runCommand, statusCommand } = await import("./run_status.ts");
-      const ctx = await prepare(args[0], [...args.slice(1), ...o.only], store, o.set);
+      const targets = [...args.slice(1), ...o.only];
+      // A rerun the no-op memo can answer (pipeline/noop_memo.ts): nothing else is loaded.
+      const noop = cmd === "run" && !o.set.length && !o.force.length && !o.dryRun &&
+          str(o.executor) === "local"
+        ? noopIdentity(ROOT, args[0], targets)
+        : undefined;
+      if (noop) {
+        const code = await rerunFromMemo(store, noop, {
+          quiet: Boolean(o.quiet),
+          argv,
+          root: ROOT,
+        });
+        if (code !== undefined) return code;
+      }
+      const ctx = await prepare(args[0], targets, store, o.set);
       checkForced(o.force, ctx.stages);
       if (cmd === "status") return await statusCommand(ctx, new Set(o.force), Boolean(o.json));
       let executor: Executor = new LocalExecutor(ctx.configPath);
       const executorName = str(o.executor);
       if (executorName === "slurm") {
-        const { SlurmExecutor, slurmUnavailable } = await import("../pipeline/slurm.ts");
+        const { SlurmExecutor, slurmUnavailable } = await lazyImport<
+          typeof import("../pipeline/slurm.ts")
+        >(new URL("../pipeline/slurm.ts", import.meta.url));
         const why = await slurmUnavailable();
         if (why) throw new UsageError(why);
         const byName = new Map(ctx.stages.map((s) => [s.name, s.resources ?? {}]));
@@ -191,10 +253,13 @@ async function main(argv: string[]): Promise<number> {
         quiet: Boolean(o.quiet),
         argv,
         root: ROOT,
+        noop,
       });
     }
     case "diff": {
-      const { diffCommand } = await import("./diff_command.ts");
+      const { diffCommand } = await lazyImport<typeof import("./diff_command.ts")>(
+        new URL("./diff_command.ts", import.meta.url),
+      );
       return await diffCommand(store, args, {
         all: Boolean(o.all),
         json: Boolean(o.json),
@@ -204,7 +269,9 @@ async function main(argv: string[]): Promise<number> {
       });
     }
     case "runs": {
-      const { runsCommand } = await import("./runs_command.ts");
+      const { runsCommand } = await lazyImport<typeof import("./runs_command.ts")>(
+        new URL("./runs_command.ts", import.meta.url),
+      );
       return await runsCommand(store, args, {
         json: Boolean(o.json),
         md: Boolean(o.md),
@@ -215,7 +282,9 @@ async function main(argv: string[]): Promise<number> {
       });
     }
     case "report": {
-      const { reportCommand } = await import("./report_command.ts");
+      const { reportCommand } = await lazyImport<typeof import("./report_command.ts")>(
+        new URL("./report_command.ts", import.meta.url),
+      );
       return await reportCommand(store, args, {
         out: str(o.out),
         png: str(o.png),
@@ -226,7 +295,9 @@ async function main(argv: string[]): Promise<number> {
       if (args.length !== 2) {
         throw new UsageError(`log needs a run and a stage\n\n${commandUsage("log")}`);
       }
-      const { logCommand } = await import("./log_command.ts");
+      const { logCommand } = await lazyImport<typeof import("./log_command.ts")>(
+        new URL("./log_command.ts", import.meta.url),
+      );
       return await logCommand(
         store,
         args[0],
@@ -240,11 +311,15 @@ async function main(argv: string[]): Promise<number> {
       if (!Number.isInteger(port) || port < 0 || port > 65535) {
         throw new UsageError("--port must be an integer from 0 to 65535");
       }
-      const { uiCommand } = await import("./ui_command.ts");
+      const { uiCommand } = await lazyImport<typeof import("./ui_command.ts")>(
+        new URL("./ui_command.ts", import.meta.url),
+      );
       return await uiCommand(store, { host: String(o.host), port, quiet: Boolean(o.quiet) });
     }
     case "verify": {
-      const { verifyCommand } = await import("./maintenance.ts");
+      const { verifyCommand } = await lazyImport<typeof import("./maintenance.ts")>(
+        new URL("./maintenance.ts", import.meta.url),
+      );
       return await verifyCommand(store, args[0]);
     }
     case "gc": {
@@ -252,11 +327,15 @@ async function main(argv: string[]): Promise<number> {
       if (!Number.isInteger(keep) || keep < 1) {
         throw new UsageError("--keep must be a positive integer");
       }
-      const { gcCommand } = await import("./maintenance.ts");
+      const { gcCommand } = await lazyImport<typeof import("./maintenance.ts")>(
+        new URL("./maintenance.ts", import.meta.url),
+      );
       return await gcCommand(store, keep, Boolean(o.dryRun));
     }
     case "schema": {
-      const { experimentJsonSchema } = await import("./schema.ts");
+      const { experimentJsonSchema } = await lazyImport<typeof import("./schema.ts")>(
+        new URL("./schema.ts", import.meta.url),
+      );
       console.log(JSON.stringify(await experimentJsonSchema(), null, 2));
       return 0;
     }
@@ -301,7 +380,9 @@ function commandUsage(cmd: string): string {
 
 /** kme-clip's commit (from .git, as run records read it) and the runtime. */
 async function versionText(): Promise<string> {
-  const { environment } = await import("../pipeline/records.ts");
+  const { environment } = await lazyImport<typeof import("../pipeline/records.ts")>(
+    new URL("../pipeline/records.ts", import.meta.url),
+  );
   const env = await environment(ROOT, false);
   const commit = (env.git as { commit?: string } | null)?.commit?.slice(0, 12) ?? "unknown";
   return `kme-clip ${commit} (deno ${Deno.version.deno}, v8 ${Deno.version.v8}, ` +
@@ -330,13 +411,19 @@ async function prepare(
   // A plan with -S overrides is not cached: the cache is keyed by the experiment's files.
   let planned = overrides.length ? undefined : await loadPlan(store.layout, ROOT, file, resolver);
   if (!planned) {
-    const { loadExperiment } = await import("../pipeline/experiment_file.ts");
-    const { resolveExperiment } = await import("../pipeline/resolve.ts");
-    const { builtinCatalog } = await import("../stages/registry.ts");
+    const { loadExperiment } = await lazyImport<typeof import("../pipeline/experiment_file.ts")>(
+      new URL("../pipeline/experiment_file.ts", import.meta.url),
+    );
+    const { resolveExperiment } = await lazyImport<typeof import("../pipeline/resolve.ts")>(
+      new URL("../pipeline/resolve.ts", import.meta.url),
+    );
+    const { builtinCatalog } = await lazyImport<typeof import("../stages/registry.ts")>(
+      new URL("../stages/registry.ts", import.meta.url),
+    );
     const exp = await loadExperiment(file, overrides);
     const res = await resolveExperiment(exp, builtinCatalog(), resolver);
     const sha256: Record<string, string> = {};
-    for (const s of exp.sources) sha256[s.file] = sha256Hex(await Deno.readFile(s.file));
+    for (const s of exp.sources) sha256[s.file] = await sha256Hex(await Deno.readFile(s.file));
     const stages: PlannedStage[] = res.stages.map(({ def: _def, ...rest }) => rest);
     for (const s of stages) s.code = await stageFingerprint(resolver, s);
     const experiment = { name: exp.name, file, seed: exp.seed, sha256, lineage: exp.lineage };
@@ -361,7 +448,7 @@ if (import.meta.main) {
     if (e instanceof ConfigError) {
       console.error(e.toString().replace(/: error: /g, `: ${red("error")}: `));
       code = 2;
-    } else if (e instanceof UsageError || (e as Error)?.name === "CACError") {
+    } else if (e instanceof UsageError) {
       console.error(`${red("error")}: ${(e as Error).message}`);
       code = 2;
     } else if (isStoreWriteFailure(e)) {

@@ -5,11 +5,12 @@
  * Also runnable on its own: deno run -A cli/report_command.ts [--store DIR] A [B] [--out F] [--png D]
  */
 import { parseArgs } from "node:util";
-import { resolve } from "node:path";
+import { resolve } from "../pipeline/paths.ts";
 import { recordFor } from "./record_ref.ts";
 import { ConfigError, UsageError } from "../pipeline/errors.ts";
 import type { RunRecord } from "../pipeline/records.ts";
 import { openStore, type Store } from "../pipeline/store.ts";
+import { lazyImport } from "../pipeline/lazy_import.ts";
 
 export async function reportCommand(
   store: Store,
@@ -21,7 +22,9 @@ export async function reportCommand(
   }
   const records: RunRecord[] = [];
   for (const r of refs) records.push(await recordFor(store, r));
-  const { writeReport } = await import("../report/mod.ts");
+  const { writeReport } = await lazyImport<typeof import("../report/mod.ts")>(
+    new URL("../report/mod.ts", import.meta.url),
+  );
   const rep = await writeReport(store, records, {
     out: o.out === undefined ? undefined : resolve(o.out),
     png: o.png === undefined ? undefined : resolve(o.png),

@@ -1,5 +1,5 @@
 /** `run` and `status`: the commands that work on one experiment. */
-import { dirname, relative, resolve } from "node:path";
+import { dirname, relative, resolve } from "../pipeline/paths.ts";
 import { ConsoleUI } from "../pipeline/console_ui.ts";
 import { colours } from "../pipeline/console_style.ts";
 import { planStages } from "../pipeline/plan.ts";
@@ -16,6 +16,15 @@ import type { Executor } from "../pipeline/executor.ts";
 import type { KeyComponents } from "../pipeline/key.ts";
 import { fmtNum, groupsOf } from "../pipeline/diff.ts";
 import type { Prepared } from "./main.ts";
+import {
+  hasNoopMemo,
+  type NoopIdentity,
+  readNoopMemo,
+  watchedPaths,
+  writeNoopMemo,
+} from "../pipeline/noop_memo.ts";
+import type { Store } from "../pipeline/store.ts";
+import { lazyImport } from "../pipeline/lazy_import.ts";
 
 /**
  * Components of each stage in the latest run of this experiment or, for stages it has not
@@ -98,6 +107,60 @@ export interface RunFlags {
   quiet: boolean;
   argv: string[];
   root: string;
+  /** Set when the run may leave its answer for the next (no -S, --force or Slurm). */
+  noop?: NoopIdentity;
+}
+
+/**
+ * A rerun answered by the no-op memo (pipeline/noop_memo.ts): nothing is planned or keyed,
+ * the record is written from the memo. Undefined when the memo does not hold.
+ */
+export async function rerunFromMemo(
+  store: Store,
+  id: NoopIdentity,
+  f: Pick<RunFlags, "quiet" | "argv" | "root">,
+): Promise<number | undefined> {
+  if (!hasNoopMemo(store.layout, id)) return undefined;
+  const started = new Date();
+  // Checked under the store's lock, as a run checks its entries: gc cannot delete them between
+  // the check and the record that refers to them.
+  using _use = await useStore(store.layout, () => {
+    if (!f.quiet) console.error("waiting: 'gc' is cleaning this store");
+  });
+  const answer = readNoopMemo(store.layout, id);
+  if (!answer) return undefined;
+  const ui = new ConsoleUI(f.quiet);
+  for (const name of Object.keys(answer.stages)) ui.line(`· ${name}: cached`);
+  const rec = record(started, answer.experiment, answer.seed, "ok", answer.stages, f);
+  rec.env = await environment(f.root, false);
+  const path = await writeRecord(store, rec);
+  if (!f.quiet) console.log(summary(rec));
+  console.log(`run record: ${relative(Deno.cwd(), path)}`);
+  return 0;
+}
+
+function record(
+  started: Date,
+  experiment: RunRecord["experiment"],
+  seed: number,
+  status: RunRecord["status"],
+  stages: RunRecord["stages"],
+  f: Pick<RunFlags, "argv">,
+): RunRecord {
+  const finished = new Date();
+  return {
+    format: "kme-run/1",
+    id: newRunId(started),
+    experiment,
+    status,
+    started: started.toISOString(),
+    finished: finished.toISOString(),
+    seconds: (finished.getTime() - started.getTime()) / 1000,
+    argv: f.argv,
+    seed,
+    env: {},
+    stages,
+  };
 }
 
 export async function runCommand(p: Prepared, f: RunFlags): Promise<number> {
@@ -120,31 +183,41 @@ export async function runCommand(p: Prepared, f: RunFlags): Promise<number> {
     experimentDir: dirname(resolve(p.experiment.file)),
     keepGoing: f.keepGoing,
   });
-  const finished = new Date();
-  const rec: RunRecord = {
-    format: "kme-run/1",
-    id: newRunId(started),
-    experiment: { name: p.experiment.name, file: p.experiment.file, sha256: p.experiment.sha256 },
-    status: out.status,
-    started: started.toISOString(),
-    finished: finished.toISOString(),
-    seconds: (finished.getTime() - started.getTime()) / 1000,
-    argv: f.argv,
-    seed: p.experiment.seed,
-    env: await environment(
-      f.root,
-      Object.values(out.stages).some((s) => s.outcome === "ran"),
-    ),
-    stages: out.stages,
+  const experiment = {
+    name: p.experiment.name,
+    file: p.experiment.file,
+    sha256: p.experiment.sha256,
   };
+  const rec = record(started, experiment, p.experiment.seed, out.status, out.stages, f);
+  const ran = Object.values(rec.stages).some((s) => s.outcome === "ran");
+  rec.env = await environment(f.root, ran);
   const path = await writeRecord(p.store, rec);
+  if (f.noop && Object.values(rec.stages).every((s) => s.outcome === "cached")) {
+    const watched = watchedPaths(
+      f.root,
+      p.store.layout,
+      Object.keys(p.experiment.sha256),
+      p.stages.map((s) => ({
+        codeFiles: Object.keys(s.code?.files ?? {}),
+        key: rec.stages[s.name].key!,
+        externals: Object.values(s.externals),
+      })),
+    );
+    writeNoopMemo(
+      p.store.layout,
+      f.noop,
+      { experiment, seed: rec.seed, stages: rec.stages },
+      watched,
+    );
+  }
   if (!f.quiet) console.log(summary(rec));
   const shown = relative(Deno.cwd(), path);
-  const ran = Object.values(rec.stages).some((s) => s.outcome === "ran");
   if (out.status === "ok" && ran && f.report) {
     // Only after real work: a cached rerun must not pay for loading Vega.
     try {
-      const { writeReport } = await import("../report/mod.ts");
+      const { writeReport } = await lazyImport<typeof import("../report/mod.ts")>(
+        new URL("../report/mod.ts", import.meta.url),
+      );
       const rep = await writeReport(p.store, [rec]);
       console.log(`report: ${relative(Deno.cwd(), rep.path)}`);
     } catch (e) {

@@ -9,6 +9,7 @@ import { allRecordIds, readRecord, type RunRecord } from "../pipeline/records.ts
 import type { Store } from "../pipeline/store.ts";
 import { groupOfInstance, memberMetrics, naturalOrder } from "../pipeline/diff.ts";
 import { didYouMean } from "../pipeline/suggest.ts";
+import { lazyImport } from "../pipeline/lazy_import.ts";
 
 /** Metrics shown unless `--metric` names others: `<stage base>.<metric>`, when present. */
 export const DEFAULT_METRICS = [
@@ -168,7 +169,9 @@ export async function runsCommand(
 ): Promise<number> {
   let experiment: string | undefined = args[0];
   if (experiment?.endsWith(".yaml") || experiment?.endsWith(".yml")) {
-    const { loadExperiment } = await import("../pipeline/experiment_file.ts");
+    const { loadExperiment } = await lazyImport<typeof import("../pipeline/experiment_file.ts")>(
+      new URL("../pipeline/experiment_file.ts", import.meta.url),
+    );
     experiment = (await loadExperiment(experiment)).name;
   }
   const ids = (await allRecordIds(store)).filter((r) =>

@@ -5,12 +5,15 @@
  */
 import { UsageError } from "../pipeline/errors.ts";
 import type { Store } from "../pipeline/store.ts";
+import { lazyImport } from "../pipeline/lazy_import.ts";
 
 export async function uiCommand(
   store: Store,
   o: { host: string; port: number; quiet: boolean },
 ): Promise<number> {
-  const { serveDashboard } = await import("../dashboard/server.ts");
+  const { serveDashboard } = await lazyImport<typeof import("../dashboard/server.ts")>(
+    new URL("../dashboard/server.ts", import.meta.url),
+  );
   const stop = new AbortController();
   const onSignal = () => stop.abort();
   Deno.addSignalListener("SIGINT", onSignal);

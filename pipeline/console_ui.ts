@@ -4,6 +4,7 @@
  * throttled lines otherwise (logs and CI).
  */
 import { styleMark } from "./console_style.ts";
+import { lazyImport } from "./lazy_import.ts";
 
 type Info = Record<string, string | number>;
 
@@ -48,7 +49,9 @@ export class ConsoleUI {
     const bar: Bar = { total, label, value: 0, lastPrinted: 0, started: Date.now() };
     this.#bars.set(stage, bar);
     if (this.quiet || !this.tty) return;
-    if (!this.#cliProgress) this.#cliProgress = (await import("cli-progress")).default;
+    if (!this.#cliProgress) {
+      this.#cliProgress = (await lazyImport<typeof import("cli-progress")>("cli-progress")).default;
+    }
     if (!this.#multi) {
       this.#multi = new this.#cliProgress.MultiBar({
         format: "  {stage} |{bar}| {percentage}% {value}/{total} eta {eta_formatted} {info}",

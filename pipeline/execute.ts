@@ -3,7 +3,6 @@
  * hash, publish, clean scratch. Whatever happens, published entries stay intact and the
  * stage's scratch (checkpoints, log) survives anything but success.
  */
-import { hostname } from "node:os";
 import { InterruptedError } from "./errors.ts";
 import type { Job, WorkerEvent } from "./job.ts";
 import { KeyLock } from "./lock.ts";
@@ -109,7 +108,7 @@ export async function executeJob(
       started: started.toISOString(),
       finished: finished.toISOString(),
       seconds: (finished.getTime() - started.getTime()) / 1000,
-      host: hostname(),
+      host: Deno.hostname(),
     };
     log(
       `done in ${manifest.seconds.toFixed(1)} s; ${files.length} file${

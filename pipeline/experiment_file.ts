@@ -2,7 +2,7 @@
  * Reading experiment files: YAML -> structural validation -> `extends:` merging, keeping for
  * every value the file it came from so later errors still point at file:line:col.
  */
-import { dirname, relative, resolve } from "node:path";
+import { dirname, relative, resolve } from "./paths.ts";
 import { z } from "zod";
 import { ConfigError, type SourcePos } from "./errors.ts";
 import { didYouMean } from "./suggest.ts";

@@ -10,12 +10,11 @@
  * specifier (its code would be missing from the key) and a local import of a file that does
  * not exist.
  */
-import { dirname, isAbsolute, relative, resolve } from "node:path";
-import { fromFileUrl, toFileUrl } from "./paths.ts";
+import { dirname, fromFileUrl, isAbsolute, relative, resolve, toFileUrl } from "./paths.ts";
 import { hashJson, sha256Hex } from "./canonical.ts";
 import { ConfigError } from "./errors.ts";
-import { scanSource } from "./import_scan.ts";
-import type { ScanMemo } from "./scan_memo.ts";
+import type { ScanMemo, ScanRow } from "./scan_memo.ts";
+import { lazyImport } from "./lazy_import.ts";
 
 export interface CodeFingerprint {
   /** Project-relative path -> sha256 of the file's bytes. */
@@ -62,7 +61,7 @@ interface ModuleEdges {
 
 /** Resolves bare specifiers and npm packages against a project's deno.json and deno.lock. */
 export class ProjectResolver {
-  #fileCache = new Map<string, { sha: string } & ReturnType<typeof scanSource>>();
+  #fileCache = new Map<string, ScanRow>();
   /** Per entry; like the file cache, it assumes no code changes while the process runs. */
   #fpCache = new Map<string, CodeFingerprint>();
   #edgeCache = new Map<string, ModuleEdges>();
@@ -72,19 +71,49 @@ export class ProjectResolver {
     readonly root: string,
     private imports: Record<string, string>,
     private lock: LockFile,
-    private memo?: ScanMemo,
+    private readonly memo?: ScanMemo,
   ) {}
 
   /** `memo`: scans kept across processes (scan_memo.ts); call `saveMemo()` when done. */
+  // Async for its callers; the reads in it are synchronous (see local_store.ts).
+  // deno-lint-ignore require-await
   static async load(root: string, memo?: ScanMemo): Promise<ProjectResolver> {
-    const cfg = JSON.parse(await Deno.readTextFile(resolve(root, "deno.json")));
+    const cfg = JSON.parse(Deno.readTextFileSync(resolve(root, "deno.json")));
     let lock: LockFile = {};
     try {
-      lock = JSON.parse(await Deno.readTextFile(resolve(root, "deno.lock")));
+      lock = JSON.parse(Deno.readTextFileSync(resolve(root, "deno.lock")));
     } catch {
       // No lockfile: npm versions are then only what the import map says.
     }
     return new ProjectResolver(root, cfg.imports ?? {}, lock, memo);
+  }
+
+  /**
+   * Whether every file named (project-relative name -> sha256, as in fingerprints) is as it was
+   * when scanned, by the scan memo's stat check alone (nothing is read or hashed), and has that
+   * hash. False when one changed or is gone, or is not in the memo (a file written less than
+   * two seconds before its scan is not), or when names disagree on a hash.
+   */
+  unchanged(files: Record<string, string>[]): boolean {
+    if (!this.memo) return false;
+    const seen = new Map<string, string>();
+    for (const [name, sha] of files.flatMap((f) => Object.entries(f))) {
+      const before = seen.get(name);
+      if (before !== undefined) {
+        if (before !== sha) return false;
+        continue;
+      }
+      seen.set(name, sha);
+      const path = resolve(this.root, name);
+      let st: Deno.FileInfo;
+      try {
+        st = Deno.statSync(path);
+      } catch {
+        return false;
+      }
+      if (this.memo.get(path, st)?.sha !== sha) return false;
+    }
+    return true;
   }
 
   saveMemo(): void {
@@ -95,8 +124,6 @@ export class ProjectResolver {
    * The fingerprint of `entry` and everything it imports. Throws ConfigError at a dynamic
    * import with a computed specifier and at a local import of a file that does not exist.
    */
-  // Async although nothing in it awaits now (reads are synchronous): errors stay rejections.
-  // deno-lint-ignore require-await
   async fingerprint(entry: string): Promise<CodeFingerprint> {
     const root = resolve(entry);
     const cached = this.#fpCache.get(root);
@@ -110,7 +137,7 @@ export class ProjectResolver {
       const { path, from } = todo.pop()!;
       if (seen.has(path)) continue;
       seen.add(path);
-      const edges = this.#edges(path);
+      const edges = await this.#edges(path);
       if (!edges) {
         if (!from) throw new ConfigError(`module '${shown(path)}' does not exist`);
         throw new ConfigError(`imports '${from.spec}', which does not exist`, {
@@ -134,10 +161,10 @@ export class ProjectResolver {
    * (local files, npm packages with their digests, anything else); computed once per process,
    * since every stage's walk passes the shared modules again. Undefined when it does not exist.
    */
-  #edges(path: string): ModuleEdges | undefined {
+  async #edges(path: string): Promise<ModuleEdges | undefined> {
     const cached = this.#edgeCache.get(path);
     if (cached) return cached;
-    const row = this.#scanFile(path);
+    const row = await this.#scanFile(path);
     if (!row) return undefined;
     const { sha, imports, computed } = row;
     if (computed.length) {
@@ -168,7 +195,7 @@ export class ProjectResolver {
       const mapped = this.#mapBare(spec);
       if (mapped.startsWith("npm:")) {
         const pkg = npmPackageOf(mapped);
-        edges.npm.push([pkg, this.#npmDigest(pkg)]);
+        edges.npm.push([pkg, await this.#npmDigest(pkg)]);
       } else if (/^(\.\.?\/|\/|file:)/.test(mapped)) {
         const target = resolve(
           this.root,
@@ -182,12 +209,12 @@ export class ProjectResolver {
   }
 
   /** The file's hash and imports; undefined when it does not exist. */
-  #scanFile(path: string) {
+  async #scanFile(path: string): Promise<ScanRow | undefined> {
     let row = this.#fileCache.get(path);
     if (!row) {
-      // Synchronous: a no-op rerun visits every module of every stage, one small file at a
-      // time, and an async call's round trip costs more than the work.
-      let st: Deno.FileInfo, bytes: Uint8Array;
+      // Synchronous reads: a no-op rerun visits every module of every stage, one small file at
+      // a time, and an async call's round trip costs more than the work.
+      let st: Deno.FileInfo, bytes: Uint8Array<ArrayBuffer>;
       try {
         st = Deno.statSync(path);
         row = this.memo?.get(path, st);
@@ -200,8 +227,13 @@ export class ProjectResolver {
         if (e instanceof Deno.errors.NotFound) return undefined;
         throw e;
       }
+      // The lexer is loaded only when a module changed: its WebAssembly loader starts Deno's
+      // Node-compatibility layer (~20 ms), which a cached rerun must not pay (issue 16).
+      const { scanSource } = await lazyImport<typeof import("./import_scan.ts")>(
+        new URL("./import_scan.ts", import.meta.url),
+      );
       row = {
-        sha: sha256Hex(bytes),
+        sha: await sha256Hex(bytes),
         ...scanSource(new TextDecoder().decode(bytes), shown(path)),
       };
       this.#fileCache.set(path, row);
@@ -220,7 +252,7 @@ export class ProjectResolver {
   }
 
   /** Hash over the locked integrity of the package and, transitively, its dependencies. */
-  #npmDigest(pkg: string): string {
+  async #npmDigest(pkg: string): Promise<string> {
     const cached = this.#npmCache.get(pkg);
     if (cached) return cached;
     const npm = this.lock.npm ?? {};
@@ -242,7 +274,7 @@ export class ProjectResolver {
       integrities.push(`${id}=${entry.integrity ?? ""}`);
       for (const dep of entry.dependencies ?? []) stack.push(this.#lockId(dep));
     }
-    const digest = sha256Hex(integrities.sort().join("\n"));
+    const digest = await sha256Hex(integrities.sort().join("\n"));
     this.#npmCache.set(pkg, digest);
     return digest;
   }
@@ -277,7 +309,7 @@ export async function stageFingerprint(
   const parts = [await resolver.fingerprint(stage.modulePath)];
   for (const m of Object.values(stage.modules ?? {})) {
     const fp = await resolver.fingerprint(m.path);
-    m.digest = hashJson(fp);
+    m.digest = await hashJson(fp);
     parts.push(fp);
   }
   return {

@@ -1,6 +1,5 @@
 /** Content hashing of files and folders, with a stat memo so unchanged data is not re-read. */
-import { createHash } from "node:crypto";
-import { join, relative } from "node:path";
+import { join, relative } from "./paths.ts";
 import { hashJson } from "./canonical.ts";
 import type { FileRecord } from "./stage.ts";
 
@@ -8,6 +7,9 @@ const CHUNK = 4 << 20;
 
 /** SHA-256 of a file's bytes, streamed in large chunks (no whole-file buffer). */
 export async function hashFile(path: string): Promise<string> {
+  // Loaded here, not at the top: a cached rerun hashes no file, and node:crypto (native,
+  // several times faster than JS on large files) starts Deno's Node-compatibility layer.
+  const { createHash } = await import("node:crypto");
   const h = createHash("sha256");
   using f = await Deno.open(path, { read: true });
   const buf = new Uint8Array(CHUNK);
@@ -35,7 +37,7 @@ export async function listFiles(dir: string): Promise<string[]> {
 }
 
 /** The digest of a set of files: what "the content of an output" means for cache keys. */
-export function digestOfFiles(files: FileRecord[]): string {
+export function digestOfFiles(files: FileRecord[]): Promise<string> {
   return hashJson(files.map((f) => [f.path, f.size, f.sha256]));
 }
 
@@ -58,10 +60,12 @@ export class StatMemo {
 
   constructor(readonly path?: string) {}
 
+  // Async for its callers; the calls in it are synchronous (see local_store.ts).
+  // deno-lint-ignore require-await
   static async load(path: string): Promise<StatMemo> {
     const m = new StatMemo(path);
     try {
-      m.#rows = JSON.parse(await Deno.readTextFile(path));
+      m.#rows = JSON.parse(Deno.readTextFileSync(path));
     } catch {
       // Missing or unreadable memo: start empty (it is only an accelerator).
     }
@@ -69,7 +73,7 @@ export class StatMemo {
   }
 
   async hashFile(path: string): Promise<FileRecord> {
-    const st = await Deno.stat(path);
+    const st = Deno.statSync(path); // synchronous: on a cached rerun's path (local_store.ts)
     const mtimeMs = st.mtime?.getTime() ?? 0;
     const row = this.#rows[path];
     if (row && row.size === st.size && row.mtimeMs === mtimeMs && row.ino === st.ino) {
@@ -84,21 +88,23 @@ export class StatMemo {
 
   /** Digest of a file or a folder (over its files' relative paths, sizes and digests). */
   async hashPath(path: string): Promise<string> {
-    const st = await Deno.stat(path);
+    const st = Deno.statSync(path);
     if (st.isFile) return (await this.hashFile(path)).sha256;
     const files: FileRecord[] = [];
     for (const rel of await listFiles(path)) {
       const r = await this.hashFile(join(path, rel));
       files.push({ path: rel, size: r.size, sha256: r.sha256 });
     }
-    return digestOfFiles(files);
+    return await digestOfFiles(files);
   }
 
+  // Async for its callers; the calls in it are synchronous (see local_store.ts).
+  // deno-lint-ignore require-await
   async save(): Promise<void> {
     if (!this.path || !this.#dirty) return;
     const tmp = `${this.path}.${Deno.pid}.tmp`;
-    await Deno.writeTextFile(tmp, JSON.stringify(this.#rows));
-    await Deno.rename(tmp, this.path);
+    Deno.writeTextFileSync(tmp, JSON.stringify(this.#rows));
+    Deno.renameSync(tmp, this.path);
     this.#dirty = false;
   }
 }

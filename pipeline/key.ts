@@ -14,7 +14,7 @@ export interface KeyComponents {
   seed: number;
 }
 
-export function keyOf(c: KeyComponents): string {
+export function keyOf(c: KeyComponents): Promise<string> {
   return hashJson(c);
 }
 

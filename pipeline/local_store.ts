@@ -4,7 +4,7 @@
  * entries/<key>/manifest.json exists, because the manifest is written into the staging folder
  * before the rename that publishes it.
  */
-import { join } from "node:path";
+import { join } from "./paths.ts";
 import { digestOfFiles, hashFile, listFiles } from "./hash.ts";
 import type { FileRecord } from "./stage.ts";
 import type { Manifest, Store, StoreDescription } from "./store.ts";
@@ -39,13 +39,16 @@ export class LocalStore implements Store {
     return "damage" in r ? r.damage : undefined;
   }
 
+  // Synchronous reads: a cached rerun reads one small manifest per stage, where an async
+  // call's round trip costs more than the read (and its first one loads more of Deno).
+  // deno-lint-ignore require-await
   async #manifest(
     key: string,
   ): Promise<{ manifest: Manifest } | { damage: string } | { absent: true }> {
     const dir = this.layout.entryDir(key);
     let link: Deno.FileInfo;
     try {
-      link = await Deno.lstat(dir);
+      link = Deno.lstatSync(dir);
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) return { absent: true };
       throw e;
@@ -59,7 +62,7 @@ export class LocalStore implements Store {
     }
     let text: string;
     try {
-      text = await Deno.readTextFile(this.layout.manifestPath(key));
+      text = Deno.readTextFileSync(this.layout.manifestPath(key));
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) return { damage: "manifest.json is missing" };
       throw e;
@@ -99,7 +102,7 @@ export class LocalStore implements Store {
       const p = join(out, rel);
       files.push({ path: rel, size: (await Deno.stat(p)).size, sha256: await hashFile(p) });
     }
-    return { files, digest: digestOfFiles(files) };
+    return { files, digest: await digestOfFiles(files) };
   }
 
   /**

@@ -17,7 +17,6 @@
  * A holder that misses heartbeats (a frozen host) can at worst have its work done twice: the
  * store's publish keeps the first entry, so a duplicate never corrupts anything.
  */
-import { hostname } from "node:os";
 
 export interface LockOwner {
   host: string;
@@ -67,7 +66,7 @@ export class KeyLock {
     try {
       while (!(await file.tryLock(true))) await wait(await readOwner(ownerPath));
       const me: LockOwner = {
-        host: hostname(),
+        host: Deno.hostname(),
         pid: Deno.pid,
         stage,
         since: new Date().toISOString(),
@@ -137,7 +136,7 @@ export async function liveOwner(
   try {
     const age = (Date.now() - ((await Deno.stat(ownerPath)).mtime?.getTime() ?? 0)) / 1000;
     if (age > 30) return undefined;
-    if (owner.host === hostname()) await Deno.stat(`/proc/${owner.pid}`);
+    if (owner.host === Deno.hostname()) await Deno.stat(`/proc/${owner.pid}`);
     return { ...owner, heartbeatAge: age };
   } catch {
     return undefined; // gone since, or its process is
@@ -160,7 +159,7 @@ async function isStale(
   owner: LockOwner | undefined,
   ttlMs: number,
 ): Promise<boolean> {
-  if (owner?.host === hostname()) return true;
+  if (owner?.host === Deno.hostname()) return true;
   try {
     const mtime = (await Deno.stat(path)).mtime?.getTime() ?? 0;
     return Date.now() - mtime > ttlMs;

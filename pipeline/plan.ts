@@ -79,7 +79,7 @@ export async function planStages(
       continue;
     }
     const c = await componentsOf(s, manifests, kc);
-    const key = keyOf(c);
+    const key = await keyOf(c);
     const m = (force.has(s.name) || force.has(s.base))
       ? undefined
       : await kc.store.readManifest(key);
@@ -116,8 +116,9 @@ export async function planStages(
             `scratch/${key.slice(0, 12)}… (checkpoints, log.txt)`,
       ];
     } else if (!prev) reasons = ["never run"];
-    else if (keyOf(prev) === key) reasons = ["its entry is missing from the store (gc, verify)"];
-    else reasons = explainChange(prev, c);
+    else if ((await keyOf(prev)) === key) {
+      reasons = ["its entry is missing from the store (gc, verify)"];
+    } else reasons = explainChange(prev, c);
     rows.push({ stage: s.name, state: "run", key, reasons });
   }
   return rows;

@@ -10,9 +10,9 @@
  * may depend on what is installed (which TensorFlow.js backend or scoring engine `auto`
  * means) and on those variables, and must not depend on anything else.
  */
-import { join, resolve } from "node:path";
+import { join, resolve } from "./paths.ts";
 import type { StoreLayout } from "./store_layout.ts";
-import { hashJson, sha256Hex } from "./canonical.ts";
+import { canonicalJson, hashJson, sha256Hex } from "./canonical.ts";
 import { type ProjectResolver, stageFingerprint } from "./fingerprint.ts";
 import type { PlannedStage } from "./resolve.ts";
 
@@ -24,15 +24,19 @@ export interface PlanExperiment {
   lineage: string[];
 }
 
+const FORMAT = "kme-plan/3";
+
 interface CachedPlan {
-  format: "kme-plan/2";
+  format: typeof FORMAT;
+  /** The project's folder: module paths in the plan are absolute. */
+  root: string;
   env: string;
   experiment: PlanExperiment;
   stages: PlannedStage[];
 }
 
-function cachePath(layout: StoreLayout, file: string): string {
-  return layout.planPath(sha256Hex(resolve(file)).slice(0, 32));
+async function cachePath(layout: StoreLayout, file: string): Promise<string> {
+  return layout.planPath((await sha256Hex(resolve(file))).slice(0, 32));
 }
 
 /** Where system libraries live (Linux, multiarch, Homebrew); facets may look for them. */
@@ -51,38 +55,56 @@ const LIBRARY_PLACES = [
   "/usr/local/opt",
 ];
 
-/** Lockfile, Deno version, installed packages and libraries, facet variables; hashed. */
-async function environmentSignature(root: string): Promise<string> {
-  const names = async (dir: string) => {
-    const out: string[] = [];
-    try {
-      for await (const e of Deno.readDir(dir)) out.push(e.name);
-    } catch { /* absent */ }
-    return out.sort();
-  };
-  let lock = "";
-  try {
-    lock = sha256Hex(await Deno.readFile(join(root, "deno.lock")));
-  } catch { /* no lockfile */ }
-  const vars = Object.entries(Deno.env.toObject())
+/** The environment variables facets may read: KME_* and *LIBRARY_PATH, sorted by name. */
+export function facetVariables(): [string, string][] {
+  return Object.entries(Deno.env.toObject())
     .filter(([k]) => k.startsWith("KME_") || k.endsWith("LIBRARY_PATH"))
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  // A folder's mtime changes when a file is added to it or removed from it: installing a
-  // library (with or without ldconfig, Homebrew's opt/ links too) shows here.
-  const libraryPaths = [
+}
+
+/**
+ * The folders (and ld.so.cache) whose change may change a facet. A folder's mtime changes
+ * when a file is added to it or removed from it: installing a library (with or without
+ * ldconfig, Homebrew's opt/ links too) shows there.
+ */
+export function libraryPlaces(vars: [string, string][]): string[] {
+  return [
     ...LIBRARY_PLACES,
     ...vars.filter(([k]) => k.endsWith("LIBRARY_PATH")).flatMap(([, v]) => v.split(":")),
   ].filter(Boolean);
-  const libraries = await Promise.all(libraryPaths.map(async (p) => {
+}
+
+/** Lockfile, Deno version, installed packages and libraries, facet variables; hashed. */
+async function environmentSignature(root: string): Promise<string> {
+  // Synchronous calls throughout, as on the rest of a cached rerun's path (local_store.ts).
+  const names = (dir: string) => {
+    const out: string[] = [];
     try {
-      const st = await Deno.stat(p);
+      for (const e of Deno.readDirSync(dir)) out.push(e.name);
+    } catch { /* absent */ }
+    return out.sort();
+  };
+  const digestOf = async (name: string) => {
+    try {
+      return await sha256Hex(Deno.readFileSync(join(root, name)));
+    } catch {
+      return ""; // no such file
+    }
+  };
+  // deno.json: its import map decides what a bare specifier in a module means.
+  const [lock, config] = [await digestOf("deno.lock"), await digestOf("deno.json")];
+  const vars = facetVariables();
+  const libraries = libraryPlaces(vars).map((p) => {
+    try {
+      const st = Deno.statSync(p);
       return `${p}:${st.mtime?.getTime()}:${st.size}`;
     } catch {
       return `${p}:-`;
     }
-  }));
+  });
   return hashJson({
     lock,
+    config,
     deno: Deno.version.deno,
     modules: await names(join(root, "node_modules")),
     scoped: await names(join(root, "node_modules", "@tensorflow")),
@@ -98,16 +120,17 @@ export async function savePlan(
   stages: PlannedStage[],
 ): Promise<void> {
   const plan: CachedPlan = {
-    format: "kme-plan/2",
+    format: FORMAT,
+    root,
     env: await environmentSignature(root),
     experiment,
     stages: stages.map((s) => ({ ...s, def: undefined })),
   };
-  const path = cachePath(layout, experiment.file);
-  await Deno.mkdir(layout.plansDir, { recursive: true });
+  const path = await cachePath(layout, experiment.file);
+  Deno.mkdirSync(layout.plansDir, { recursive: true });
   const tmp = `${path}.${Deno.pid}.tmp`;
-  await Deno.writeTextFile(tmp, JSON.stringify(plan));
-  await Deno.rename(tmp, path);
+  Deno.writeTextFileSync(tmp, JSON.stringify(plan));
+  Deno.renameSync(tmp, path);
 }
 
 /** The cached plan of `file`, if everything it was resolved from is unchanged. */
@@ -119,33 +142,44 @@ export async function loadPlan(
 ): Promise<{ experiment: PlanExperiment; stages: PlannedStage[] } | undefined> {
   let plan: CachedPlan;
   try {
-    plan = JSON.parse(await Deno.readTextFile(cachePath(layout, file)));
+    plan = JSON.parse(Deno.readTextFileSync(await cachePath(layout, file)));
   } catch {
     return undefined;
   }
-  if (plan.format !== "kme-plan/2" || plan.experiment.file !== file) return undefined;
+  if (plan.format !== FORMAT || plan.root !== root || plan.experiment.file !== file) {
+    return undefined;
+  }
   for (const [path, sha] of Object.entries(plan.experiment.sha256)) {
     try {
-      if (sha256Hex(await Deno.readFile(path)) !== sha) return undefined;
+      if ((await sha256Hex(Deno.readFileSync(path))) !== sha) return undefined;
     } catch {
       return undefined;
     }
   }
   if (plan.env !== (await environmentSignature(root))) return undefined;
-  for (const s of plan.stages) {
-    let fp;
-    try {
-      fp = await stageFingerprint(resolver, s);
-    } catch {
-      return undefined; // a module gone or broken: let full resolution report it
+  // Every module file of every fingerprint as it was when scanned (by the scan memo's stat
+  // check, nothing read) and with the plan's hash: then every import graph, and so every
+  // fingerprint, is the plan's (npm digests follow deno.lock and bare specifiers deno.json,
+  // both in the environment signature). This saves walking 15 graphs on a cached rerun of
+  // tiny.yaml (~15 ms); when it cannot tell, each fingerprint is computed and compared.
+  const codes = plan.stages.map((s) => s.code?.files);
+  if (codes.some((c) => !c) || !resolver.unchanged(codes as Record<string, string>[])) {
+    for (const s of plan.stages) {
+      let fp;
+      try {
+        fp = await stageFingerprint(resolver, s);
+      } catch {
+        return undefined; // a module gone or broken: let full resolution report it
+      }
+      // Compared as canonical text: hashing both would cost more than comparing them.
+      if (!s.code || canonicalJson(fp) !== canonicalJson(s.code)) return undefined;
+      s.code = fp;
     }
-    if (!s.code || hashJson(fp) !== hashJson(s.code)) return undefined;
-    s.code = fp;
   }
   for (const s of plan.stages) {
     for (const path of Object.values(s.externals)) {
       try {
-        await Deno.stat(path);
+        Deno.statSync(path);
       } catch {
         return undefined; // let full resolution report it properly
       }

@@ -3,12 +3,11 @@
  * against each kind's schema (defaults applied), inputs bound, cycles rejected. Every problem
  * is a ConfigError at the file, line and column responsible.
  */
-import { dirname, resolve as resolvePath } from "node:path";
 import { z } from "zod";
 import { ConfigError } from "./errors.ts";
 import { type MergedExperiment, type Resources, zodToConfigError } from "./experiment_file.ts";
 import type { CodeFingerprint, ProjectResolver } from "./fingerprint.ts";
-import { fromFileUrl, toFileUrl } from "./paths.ts";
+import { dirname, fromFileUrl, resolve as resolvePath, toFileUrl } from "./paths.ts";
 import type { ParamSource, Stage } from "./stage.ts";
 import { didYouMean } from "./suggest.ts";
 import {

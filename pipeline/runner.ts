@@ -76,15 +76,24 @@ export async function runStages(
     for (const c of children.values()) c.terminate(sig);
   };
   const onInt = () => onSignal("SIGINT"), onTerm = () => onSignal("SIGTERM");
-  Deno.addSignalListener("SIGINT", onInt);
-  Deno.addSignalListener("SIGTERM", onTerm);
 
   // A stage that prints nothing for long may be stuck (or legitimately quiet): say so once,
   // with what to do, rather than leaving the user to guess.
   const stallMs = 1000 * Number(Deno.env.get("KME_STALL_WARN_SECONDS") ?? 600);
   const lastOutput = new Map<string, number>();
   const warned = new Set<string>();
-  const watchdog = setInterval(() => {
+  // Signal handlers and the watchdog start with the first worker: the first timer of a process
+  // loads Deno's timer module (~10 ms) and signal listening its own loop, which a run that
+  // finds everything cached must not pay. Until then Ctrl-C ends the process as it would any
+  // command: nothing is running, and the record is written atomically or not at all.
+  let watchdog: ReturnType<typeof setInterval> | undefined;
+  const watch = () => {
+    if (watchdog !== undefined) return;
+    Deno.addSignalListener("SIGINT", onInt);
+    Deno.addSignalListener("SIGTERM", onTerm);
+    watchdog = setInterval(checkStalls, Math.max(100, Math.min(30_000, stallMs / 2)));
+  };
+  const checkStalls = () => {
     const now = Date.now();
     for (const name of children.keys()) {
       const quiet = now - (lastOutput.get(name) ?? now);
@@ -96,7 +105,7 @@ export async function runStages(
         }); if it is stuck, Ctrl-C keeps its checkpoint and a rerun resumes`,
       );
     }
-  }, Math.max(100, Math.min(30_000, stallMs / 2)));
+  };
 
   const finishCached = (
     s: PlannedStage,
@@ -126,7 +135,7 @@ export async function runStages(
           if (records[s.name].outcome === "failed") continue; // once per run, even with -k
           if (!Object.values(s.inputs).every((u) => done.has(u))) continue;
           const c = await componentsOf(s, manifests, kc);
-          const key = keyOf(c);
+          const key = await keyOf(c);
           const force = opts.force.has(s.name) || opts.force.has(s.base);
           const m = force ? undefined : await kc.store.readManifest(key);
           if (m) {
@@ -144,9 +153,11 @@ export async function runStages(
       await Promise.race(running.values());
     }
   } finally {
-    clearInterval(watchdog);
-    Deno.removeSignalListener("SIGINT", onInt);
-    Deno.removeSignalListener("SIGTERM", onTerm);
+    if (watchdog !== undefined) {
+      clearInterval(watchdog);
+      Deno.removeSignalListener("SIGINT", onInt);
+      Deno.removeSignalListener("SIGTERM", onTerm);
+    }
     ui.close();
   }
   await kc.memo.save();
@@ -207,6 +218,7 @@ export async function runStages(
       }
     };
     lastOutput.set(s.name, Date.now());
+    watch();
     const exec = opts.executor.start(job, async (line, stream) => {
       lastOutput.set(s.name, Date.now());
       if (stream === "out") {

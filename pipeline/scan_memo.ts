@@ -8,7 +8,7 @@
  * would look unchanged), so it is read again next time, until it is old enough. ctime cannot be
  * set by a user (touch and utime update it), so restoring an mtime by hand does not fool it.
  */
-import { dirname } from "node:path";
+import { dirname } from "./paths.ts";
 import type { ImportSite } from "./import_scan.ts";
 
 export interface ScanRow {

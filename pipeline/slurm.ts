@@ -6,7 +6,7 @@
  * store.ts, lock.ts). A job that Slurm kills (time limit, preemption, node failure) leaves
  * the stage's scratch, so the next run resubmits it and it resumes from its checkpoint.
  */
-import { join } from "node:path";
+import { join } from "./paths.ts";
 import type { StoreLayout } from "./store_layout.ts";
 import type { Job } from "./job.ts";
 import { type ExecStatus, type Execution, type Executor, workerArgs } from "./executor.ts";

@@ -16,8 +16,9 @@
  *   quarantine/<key>.<ms>/      entries that `verify` or a run found damaged
  *   memo/stat.json              stat memo of external inputs
  *   memo/code.json              scans of code modules, for the plan cache (pipeline/scan_memo.ts)
+ *   memo/noop/<hash>.json       the answer of the last all-cached run (pipeline/noop_memo.ts)
  */
-import { join } from "node:path";
+import { join } from "./paths.ts";
 
 /** The folders `ensure` creates up front; plans/, jobs/ and reports/ appear when first used. */
 const CORE = ["entries", "staging", "scratch", "locks", "runs", "quarantine", "memo"] as const;
@@ -103,8 +104,16 @@ export class StoreLayout {
   get codeMemoPath(): string {
     return join(this.root, "memo", "code.json");
   }
+  get noopMemoDir(): string {
+    return join(this.root, "memo", "noop");
+  }
+  noopMemoPath(name: string): string {
+    return join(this.noopMemoDir, `${name}.json`);
+  }
 
+  // Synchronous: see local_store.ts.
+  // deno-lint-ignore require-await
   async ensure(): Promise<void> {
-    for (const d of CORE) await Deno.mkdir(join(this.root, d), { recursive: true });
+    for (const d of CORE) Deno.mkdirSync(join(this.root, d), { recursive: true });
   }
 }

@@ -8,7 +8,7 @@
  * only the submitting `run` holds this lock, on its own host) are covered as long as `gc` runs
  * on the host that runs `kme run`. The README says so.
  */
-import { dirname } from "node:path";
+import { dirname } from "./paths.ts";
 import type { StoreLayout } from "./store_layout.ts";
 
 /** A held store lock; release it (or `using` it) when done. */
@@ -16,9 +16,9 @@ export interface StoreUse extends Disposable {
   release(): void;
 }
 
-async function openLock(layout: StoreLayout): Promise<Deno.FsFile> {
-  await Deno.mkdir(dirname(layout.storeLockPath), { recursive: true });
-  return await Deno.open(layout.storeLockPath, {
+function openLock(layout: StoreLayout): Deno.FsFile {
+  Deno.mkdirSync(dirname(layout.storeLockPath), { recursive: true });
+  return Deno.openSync(layout.storeLockPath, {
     read: true,
     write: true,
     create: true,
@@ -41,8 +41,8 @@ function held(file: Deno.FsFile): StoreUse {
 
 /** Shared use by a run: never waits except while a `gc` is deleting. */
 export async function useStore(layout: StoreLayout, onWait?: () => void): Promise<StoreUse> {
-  const file = await openLock(layout);
-  if (!(await file.tryLock(false))) {
+  const file = openLock(layout);
+  if (!file.tryLockSync(false)) {
     onWait?.();
     await file.lock(false);
   }
@@ -57,8 +57,8 @@ export async function ownStore(
   layout: StoreLayout,
   opts: { wait: boolean; onWait?: () => void },
 ): Promise<StoreUse | undefined> {
-  const file = await openLock(layout);
-  if (await file.tryLock(true)) return held(file);
+  const file = openLock(layout);
+  if (file.tryLockSync(true)) return held(file);
   if (!opts.wait) {
     file.close();
     return undefined;

@@ -83,7 +83,7 @@ Deno.test("a plugin named relative to the experiment file runs, with its digest 
   const plugin = join(sb.dir, "exp", "sims", "upper.ts");
   const recorded = JSON.parse(await output(sb, "plug", "p", "plugin.json"));
   const fp = await (await ProjectResolver.load(ROOT)).fingerprint(plugin);
-  assert.deepEqual(recorded, { path: plugin, digest: hashJson(fp) });
+  assert.deepEqual(recorded, { path: plugin, digest: await hashJson(fp) });
   assert.ok(Object.keys(fp.files).some((k) => k.endsWith("exp/sims/helper.ts")), "helper");
   assert.ok(Object.keys(fp.npm).some((k) => k.startsWith("zod@")), "npm package");
   const rec = (await lastRecord(sb.store, "plug")).stages.p;

@@ -8,13 +8,13 @@ import { hashFile, StatMemo } from "../pipeline/hash.ts";
 import { explainChange, type KeyComponents, leafDiff } from "../pipeline/key.ts";
 import { closest, editDistance } from "../pipeline/suggest.ts";
 
-Deno.test("canonical JSON sorts keys at every depth and rejects non-finite numbers", () => {
+Deno.test("canonical JSON sorts keys at every depth and rejects non-finite numbers", async () => {
   assert.equal(
     canonicalJson({ b: 1, a: { d: [2, { z: 1, y: 2 }], c: null } }),
     '{"a":{"c":null,"d":[2,{"y":2,"z":1}]},"b":1}',
   );
-  assert.equal(hashJson({ x: 1, y: 2 }), hashJson({ y: 2, x: 1 }));
-  assert.notEqual(hashJson({ x: 1 }), hashJson({ x: "1" }));
+  assert.equal(await hashJson({ x: 1, y: 2 }), await hashJson({ y: 2, x: 1 }));
+  assert.notEqual(await hashJson({ x: 1 }), await hashJson({ x: "1" }));
   assert.throws(() => canonicalJson({ x: NaN }), /non-finite/);
 });
 
@@ -166,4 +166,24 @@ Deno.test("file URL <-> path agrees with node:url on awkward POSIX paths", async
   assert.equal(fromFileUrl("file:///a%20b/%E2%9C%93"), "/a b/✓");
   assert.throws(() => fromFileUrl("https://example.org/x"), /not a file URL/);
   assert.throws(() => toFileUrl("relative/x"), /not an absolute path/);
+});
+
+Deno.test("path arithmetic agrees with node:path on random POSIX paths", async () => {
+  const fc = (await import("fast-check")).default;
+  const node = await import("node:path");
+  const ours = await import("../pipeline/paths.ts");
+  // Segments that exercise the rules: dots, empty segments (//), trailing slashes, a leading /.
+  const seg = fc.constantFrom("", ".", "..", "a", "b", "...", ".x", "a b", "é");
+  const path = fc.tuple(fc.boolean(), fc.array(seg, { maxLength: 6 }), fc.boolean())
+    .map(([abs, segs, trail]) => (abs ? "/" : "") + segs.join("/") + (trail ? "/" : ""));
+  fc.assert(
+    fc.property(fc.array(path, { maxLength: 4 }), path, path, (parts, p, q) => {
+      assert.equal(ours.join(...parts), node.join(...parts), `join ${JSON.stringify(parts)}`);
+      assert.equal(ours.resolve(...parts), node.resolve(...parts), `resolve ${parts}`);
+      assert.equal(ours.dirname(p), node.dirname(p), `dirname ${p}`);
+      assert.equal(ours.isAbsolute(p), node.isAbsolute(p), p);
+      assert.equal(ours.relative(p, q), node.relative(p, q), `relative ${p} ${q}`);
+    }),
+    { numRuns: 5000, seed: 16 },
+  );
 });
