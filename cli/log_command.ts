@@ -12,7 +12,7 @@ import { recordFor } from "./record_ref.ts";
 import { entryParts } from "../pipeline/store_layout.ts";
 import type { Store } from "../pipeline/store.ts";
 import { didYouMean } from "../pipeline/suggest.ts";
-import type { Prepared } from "./main.ts";
+import type { Prepared } from "./prepare.ts";
 
 export interface LogFlags {
   follow: boolean;

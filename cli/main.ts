@@ -5,23 +5,16 @@
 // @ts-types="../vendor/type-flag@4.5.2/index.d.ts"
 import { typeFlag } from "../vendor/type-flag@4.5.2/index.mjs";
 import { ConfigError, UsageError } from "../pipeline/errors.ts";
-import type { PlannedStage } from "../pipeline/resolve.ts";
-import { withUpstream } from "../pipeline/select.ts";
-import { loadPlan, type PlanExperiment, savePlan } from "../pipeline/plan_cache.ts";
-import { openStore, type Store } from "../pipeline/store.ts";
-import { ProjectResolver, stageFingerprint } from "../pipeline/fingerprint.ts";
-import { StatMemo } from "../pipeline/hash.ts";
-import { ScanMemo } from "../pipeline/scan_memo.ts";
-import type { KeyContext } from "../pipeline/plan.ts";
-import { type Executor, LocalExecutor } from "../pipeline/executor.ts";
-import { dirname, fromFileUrl, join, resolve } from "../pipeline/paths.ts";
-import { sha256Hex } from "../pipeline/canonical.ts";
+import { openStore } from "../pipeline/store.ts";
+import type { Executor } from "../pipeline/executor.ts";
+import { dirname, fromFileUrl, resolve } from "../pipeline/paths.ts";
 import { didYouMean } from "../pipeline/suggest.ts";
 import { colours } from "../pipeline/console_style.ts";
 import { lazyImport } from "../pipeline/lazy_import.ts";
-// Static: `run` is the command whose cached case must be fast, and a module loaded with the
-// rest of the graph costs less than one loaded after it.
-import { rerunFromMemo, runCommand, statusCommand } from "./run_status.ts";
+// What a cached rerun needs, and only that, is imported statically: Deno loads a module
+// imported with the rest of the graph faster than one imported after it, and everything else
+// costs a cached rerun its load (pipeline/lazy_import.ts).
+import { rerunFromMemo } from "./cached_rerun.ts";
 import { noopIdentity } from "../pipeline/noop_memo.ts";
 
 const red = (s: string) => colours("stderr").red(s);
@@ -223,9 +216,16 @@ async function main(argv: string[]): Promise<number> {
         });
         if (code !== undefined) return code;
       }
-      const ctx = await prepare(args[0], targets, store, o.set);
+      const { prepare, checkForced } = await loadPrepare();
+      const ctx = await prepare(ROOT, args[0], targets, store, o.set);
       checkForced(o.force, ctx.stages);
+      const { runCommand, statusCommand } = await lazyImport<typeof import("./run_status.ts")>(
+        new URL("./run_status.ts", import.meta.url),
+      );
       if (cmd === "status") return await statusCommand(ctx, new Set(o.force), Boolean(o.json));
+      const { LocalExecutor } = await lazyImport<typeof import("../pipeline/executor.ts")>(
+        new URL("../pipeline/executor.ts", import.meta.url),
+      );
       let executor: Executor = new LocalExecutor(ctx.configPath);
       const executorName = str(o.executor);
       if (executorName === "slurm") {
@@ -303,7 +303,7 @@ async function main(argv: string[]): Promise<number> {
         args[0],
         args[1],
         { follow: Boolean(o.follow), path: Boolean(o.path) },
-        () => prepare(args[0], [args[1]], store, o.set),
+        async () => (await loadPrepare()).prepare(ROOT, args[0], [args[1]], store, o.set),
       );
     }
     case "ui": {
@@ -344,17 +344,9 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-/** `--force NAME` must name a stage (an instance or a swept stage as a whole). */
-function checkForced(forced: string[], stages: PlannedStage[]) {
-  const names = new Set(stages.flatMap((s) => [s.name, s.base]));
-  for (const f of forced) {
-    if (!names.has(f)) {
-      throw new UsageError(
-        `--force ${f}: no such stage${didYouMean(f, names)}; stages: ` +
-          [...new Set(stages.map((s) => s.base))].join(", "),
-      );
-    }
-  }
+/** cli/prepare.ts: planning, needed unless the no-op memo answers. */
+function loadPrepare() {
+  return lazyImport<typeof import("./prepare.ts")>(new URL("./prepare.ts", import.meta.url));
 }
 
 /** The lines of USAGE about one command, with the common options. */
@@ -387,57 +379,6 @@ async function versionText(): Promise<string> {
   const commit = (env.git as { commit?: string } | null)?.commit?.slice(0, 12) ?? "unknown";
   return `kme-clip ${commit} (deno ${Deno.version.deno}, v8 ${Deno.version.v8}, ` +
     `typescript ${Deno.version.typescript})`;
-}
-
-export interface Prepared {
-  store: Store;
-  stages: PlannedStage[];
-  experiment: PlanExperiment;
-  kc: KeyContext;
-  configPath: string;
-}
-
-/**
- * Everything that must hold before anything is written: parse, validate, resolve. An
- * unchanged experiment reuses its cached plan and never loads YAML, zod or stage modules.
- */
-async function prepare(
-  file: string,
-  targets: string[],
-  store: Store,
-  overrides: string[] = [],
-): Promise<Prepared> {
-  const resolver = await ProjectResolver.load(ROOT, ScanMemo.load(store.layout.codeMemoPath));
-  // A plan with -S overrides is not cached: the cache is keyed by the experiment's files.
-  let planned = overrides.length ? undefined : await loadPlan(store.layout, ROOT, file, resolver);
-  if (!planned) {
-    const { loadExperiment } = await lazyImport<typeof import("../pipeline/experiment_file.ts")>(
-      new URL("../pipeline/experiment_file.ts", import.meta.url),
-    );
-    const { resolveExperiment } = await lazyImport<typeof import("../pipeline/resolve.ts")>(
-      new URL("../pipeline/resolve.ts", import.meta.url),
-    );
-    const { builtinCatalog } = await lazyImport<typeof import("../stages/registry.ts")>(
-      new URL("../stages/registry.ts", import.meta.url),
-    );
-    const exp = await loadExperiment(file, overrides);
-    const res = await resolveExperiment(exp, builtinCatalog(), resolver);
-    const sha256: Record<string, string> = {};
-    for (const s of exp.sources) sha256[s.file] = await sha256Hex(await Deno.readFile(s.file));
-    const stages: PlannedStage[] = res.stages.map(({ def: _def, ...rest }) => rest);
-    for (const s of stages) s.code = await stageFingerprint(resolver, s);
-    const experiment = { name: exp.name, file, seed: exp.seed, sha256, lineage: exp.lineage };
-    planned = { experiment, stages };
-    if (!overrides.length) await savePlan(store.layout, ROOT, experiment, stages);
-  }
-  resolver.saveMemo();
-  return {
-    store,
-    stages: targets.length ? withUpstream(planned.stages, targets, file) : planned.stages,
-    experiment: planned.experiment,
-    kc: { store, resolver, memo: await StatMemo.load(store.layout.memoPath) },
-    configPath: join(ROOT, "deno.json"),
-  };
 }
 
 if (import.meta.main) {

@@ -6,24 +6,17 @@ import { planStages } from "../pipeline/plan.ts";
 import {
   environment,
   latestRecord,
-  newRunId,
-  type RunRecord,
+  newRunRecord,
+  stagesText,
   writeRecord,
 } from "../pipeline/records.ts";
 import { runStages } from "../pipeline/runner.ts";
 import { useStore } from "../pipeline/store_lock.ts";
 import type { Executor } from "../pipeline/executor.ts";
 import type { KeyComponents } from "../pipeline/key.ts";
-import { fmtNum, groupsOf } from "../pipeline/diff.ts";
-import type { Prepared } from "./main.ts";
-import {
-  hasNoopMemo,
-  type NoopIdentity,
-  readNoopMemo,
-  watchedPaths,
-  writeNoopMemo,
-} from "../pipeline/noop_memo.ts";
-import type { Store } from "../pipeline/store.ts";
+import type { Prepared } from "./prepare.ts";
+import { summary, summaryTable } from "./run_summary.ts";
+import { type NoopIdentity, watchedPaths, writeNoopMemo } from "../pipeline/noop_memo.ts";
 import { lazyImport } from "../pipeline/lazy_import.ts";
 
 /**
@@ -111,58 +104,6 @@ export interface RunFlags {
   noop?: NoopIdentity;
 }
 
-/**
- * A rerun answered by the no-op memo (pipeline/noop_memo.ts): nothing is planned or keyed,
- * the record is written from the memo. Undefined when the memo does not hold.
- */
-export async function rerunFromMemo(
-  store: Store,
-  id: NoopIdentity,
-  f: Pick<RunFlags, "quiet" | "argv" | "root">,
-): Promise<number | undefined> {
-  if (!hasNoopMemo(store.layout, id)) return undefined;
-  const started = new Date();
-  // Checked under the store's lock, as a run checks its entries: gc cannot delete them between
-  // the check and the record that refers to them.
-  using _use = await useStore(store.layout, () => {
-    if (!f.quiet) console.error("waiting: 'gc' is cleaning this store");
-  });
-  const answer = readNoopMemo(store.layout, id);
-  if (!answer) return undefined;
-  const ui = new ConsoleUI(f.quiet);
-  for (const name of Object.keys(answer.stages)) ui.line(`· ${name}: cached`);
-  const rec = record(started, answer.experiment, answer.seed, "ok", answer.stages, f);
-  rec.env = await environment(f.root, false);
-  const path = await writeRecord(store, rec);
-  if (!f.quiet) console.log(summary(rec));
-  console.log(`run record: ${relative(Deno.cwd(), path)}`);
-  return 0;
-}
-
-function record(
-  started: Date,
-  experiment: RunRecord["experiment"],
-  seed: number,
-  status: RunRecord["status"],
-  stages: RunRecord["stages"],
-  f: Pick<RunFlags, "argv">,
-): RunRecord {
-  const finished = new Date();
-  return {
-    format: "kme-run/1",
-    id: newRunId(started),
-    experiment,
-    status,
-    started: started.toISOString(),
-    finished: finished.toISOString(),
-    seconds: (finished.getTime() - started.getTime()) / 1000,
-    argv: f.argv,
-    seed,
-    env: {},
-    stages,
-  };
-}
-
 export async function runCommand(p: Prepared, f: RunFlags): Promise<number> {
   if (f.dryRun) {
     console.log("dry run: nothing is executed");
@@ -188,7 +129,7 @@ export async function runCommand(p: Prepared, f: RunFlags): Promise<number> {
     file: p.experiment.file,
     sha256: p.experiment.sha256,
   };
-  const rec = record(started, experiment, p.experiment.seed, out.status, out.stages, f);
+  const rec = newRunRecord(started, experiment, p.experiment.seed, out.status, out.stages, f.argv);
   const ran = Object.values(rec.stages).some((s) => s.outcome === "ran");
   rec.env = await environment(f.root, ran);
   const path = await writeRecord(p.store, rec);
@@ -206,7 +147,13 @@ export async function runCommand(p: Prepared, f: RunFlags): Promise<number> {
     writeNoopMemo(
       p.store.layout,
       f.noop,
-      { experiment, seed: rec.seed, stages: rec.stages },
+      {
+        experiment,
+        seed: rec.seed,
+        stageNames: Object.keys(rec.stages),
+        stagesText: stagesText(rec.stages),
+        table: summaryTable(rec),
+      },
       watched,
     );
   }
@@ -236,52 +183,4 @@ export async function runCommand(p: Prepared, f: RunFlags): Promise<number> {
   }
   console.log(`run record: ${shown}`);
   return out.exitCode;
-}
-
-/** The end-of-run table: stage, outcome, time, a few metrics. */
-export function summary(rec: RunRecord): string {
-  const numeric = (m: Record<string, unknown> | undefined) =>
-    Object.entries(m ?? {}).filter(([, v]) => typeof v === "number").slice(0, 6) as [
-      string,
-      number,
-    ][];
-  const rows = Object.entries(rec.stages).map(([name, s]) => {
-    const metrics = numeric(s.metrics).map(([k, v]) => `${k}=${fmtNum(v)}`).join(" ");
-    const time = s.outcome === "ran" ? `${s.seconds.toFixed(1)}s` : "";
-    return [name, s.outcome, time, metrics];
-  });
-  const w = [0, 1, 2].map((i) => Math.max(...rows.map((r) => r[i].length)));
-  const ran = Object.values(rec.stages).filter((s) => s.outcome === "ran").length;
-  const lines = rows.map((r) =>
-    "  " + r.map((c, i) => (i < 3 ? c.padEnd(w[i]) : c)).join("  ").trimEnd()
-  );
-  // Sweeps over seeds: one line per group with mean ± sd.
-  const groups = [...groupsOf({ record: rec }).values()].filter((g) => g.members.length > 1);
-  if (groups.length) {
-    lines.push("over seeds (mean ± sd):");
-    const gw = Math.max(...groups.map((g) => g.name.length));
-    for (const g of groups) {
-      const ms = [...g.metrics.entries()].slice(0, 6).map(([k, xs]) => {
-        const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
-        const sd = Math.sqrt(
-          xs.reduce((a, b) => a + (b - mean) ** 2, 0) / Math.max(1, xs.length - 1),
-        );
-        return `${k}=${fmtNum(mean)}±${fmtNum(sd)}`;
-      });
-      lines.push(`  ${g.name.padEnd(gw)}  n=${g.members.length}  ${ms.join(" ")}`);
-    }
-  }
-  const failed = Object.entries(rec.stages).filter(([, s]) => s.outcome === "failed");
-  if (failed.length > 1) lines.push(`failed: ${failed.map(([n]) => n).join(", ")}`);
-  const outcomes = Object.values(rec.stages).map((s) => s.outcome);
-  const n = (o: string[]) => outcomes.filter((x) => o.includes(x)).length;
-  const parts = [
-    `${ran} ran`,
-    `${n(["cached", "reused"])} cached`,
-    ...(n(["failed"]) ? [`${n(["failed"])} failed`] : []),
-    ...(n(["interrupted"]) ? [`${n(["interrupted"])} interrupted`] : []),
-    ...(n(["not-run"]) ? [`${n(["not-run"])} not run`] : []),
-  ];
-  lines.push(`${rec.status}: ${parts.join(", ")}, ${rec.seconds.toFixed(2)} s`);
-  return lines.join("\n");
 }

@@ -5,10 +5,15 @@
  * before the rename that publishes it.
  */
 import { join } from "./paths.ts";
-import { digestOfFiles, hashFile, listFiles } from "./hash.ts";
+import { lazyImport } from "./lazy_import.ts";
 import type { FileRecord } from "./stage.ts";
 import type { Manifest, Store, StoreDescription } from "./store.ts";
 import { entryParts, StoreLayout } from "./store_layout.ts";
+
+/** hash.ts, for writing and verifying entries: a cached rerun, which only reads, skips its load. */
+function hashing() {
+  return lazyImport<typeof import("./hash.ts")>(new URL("./hash.ts", import.meta.url));
+}
 
 export class LocalStore implements Store {
   readonly layout: StoreLayout;
@@ -96,6 +101,7 @@ export class LocalStore implements Store {
 
   /** Hashes a staging folder's outputs. */
   async hashOutputs(staging: string): Promise<{ files: FileRecord[]; digest: string }> {
+    const { digestOfFiles, hashFile, listFiles } = await hashing();
     const out = entryParts(staging).out;
     const files: FileRecord[] = [];
     for (const rel of await listFiles(out)) {
@@ -111,6 +117,7 @@ export class LocalStore implements Store {
    * existed and was kept.
    */
   async publish(staging: string, key: string, replace: boolean): Promise<boolean> {
+    const { listFiles } = await hashing();
     const out = entryParts(staging).out;
     for (const rel of await listFiles(out)) {
       await Deno.chmod(join(out, rel), 0o444);
@@ -142,6 +149,7 @@ export class LocalStore implements Store {
   async verify(key: string): Promise<string[]> {
     const m = await this.readManifest(key);
     if (!m) return [(await this.damage(key)) ?? "entry missing"];
+    const { hashFile, listFiles } = await hashing();
     const problems: string[] = [];
     const out = this.layout.outDir(key);
     const present = new Set(await listFiles(out).catch(() => [] as string[]));

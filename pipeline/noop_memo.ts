@@ -24,11 +24,10 @@
  * Anything else (an -S override, --force, Slurm) takes the full path and writes no memo.
  */
 import { join, resolve } from "./paths.ts";
-import { facetVariables, libraryPlaces } from "./plan_cache.ts";
-import type { StageRecord } from "./records.ts";
+import { facetVariables, libraryPlaces } from "./facet_environment.ts";
 import type { StoreLayout } from "./store_layout.ts";
 
-const FORMAT = "kme-noop/1";
+const FORMAT = "kme-noop/2";
 /** Files changed this recently are not trusted by their stat (scan_memo.ts's RACY_MS). */
 const RACY_MS = 2000;
 
@@ -43,11 +42,18 @@ export interface NoopIdentity {
   vars: [string, string][];
 }
 
-/** A cached run's answer: the experiment as its record names it, and every stage's record. */
+/**
+ * A cached run's answer: the experiment as its record names it, its stages in order, their
+ * records as the record file spells them (records.ts, stagesText) and the table the run
+ * printed. Kept as text: parsing and spelling 15 stage records again (~120 KB, most of it code
+ * fingerprints) would be most of the rerun's work.
+ */
 export interface NoopAnswer {
   experiment: { name: string; file: string; sha256: Record<string, string> };
   seed: number;
-  stages: Record<string, StageRecord>;
+  stageNames: string[];
+  stagesText: string;
+  table: string;
 }
 
 interface Memo extends NoopAnswer {
@@ -154,7 +160,8 @@ export function readNoopMemo(layout: StoreLayout, id: NoopIdentity): NoopAnswer 
   for (const [path, sig] of Object.entries(memo.files)) {
     if (signature(path) !== sig) return undefined;
   }
-  return { experiment: memo.experiment, seed: memo.seed, stages: memo.stages };
+  const { experiment, seed, stageNames, stagesText, table } = memo;
+  return { experiment, seed, stageNames, stagesText, table };
 }
 
 /**

@@ -51,16 +51,58 @@ export function newRunId(now = new Date()): string {
   return `${ts}-${crypto.randomUUID().slice(0, 6)}`;
 }
 
+/** A record of a run that started at `started` and ends now; `env` is filled in after. */
+export function newRunRecord(
+  started: Date,
+  experiment: RunRecord["experiment"],
+  seed: number,
+  status: RunRecord["status"],
+  stages: RunRecord["stages"],
+  argv: string[],
+): RunRecord {
+  const finished = new Date();
+  return {
+    format: "kme-run/1",
+    id: newRunId(started),
+    experiment,
+    status,
+    started: started.toISOString(),
+    finished: finished.toISOString(),
+    seconds: (finished.getTime() - started.getTime()) / 1000,
+    argv,
+    seed,
+    env: {},
+    stages,
+  };
+}
+
+/**
+ * A record's stages as its file spells them (JSON, one-space indent, at their depth), for
+ * writing records whose stages are known as text (the no-op memo): parsing and spelling them
+ * again would be most of a cached rerun's work.
+ */
+export function stagesText(stages: RunRecord["stages"]): string {
+  return JSON.stringify(stages, null, 1).replace(/\n/g, "\n ");
+}
+
+/** The file text of `rec`; with `stages` (from stagesText), those replace `rec.stages`. */
+export function recordText(rec: RunRecord, stages?: string): string {
+  if (stages === undefined) return JSON.stringify(rec, null, 1);
+  // `stages` is the record's last field: its placeholder is the text's last value.
+  const head = JSON.stringify({ ...rec, stages: 0 }, null, 1);
+  return head.slice(0, head.lastIndexOf("0")) + stages + "\n}";
+}
+
 // Async for its callers; the calls in it are synchronous (see local_store.ts).
 // deno-lint-ignore require-await
-export async function writeRecord(store: Store, rec: RunRecord): Promise<string> {
+export async function writeRecord(store: Store, rec: RunRecord, stages?: string): Promise<string> {
   const path = store.layout.recordPath(rec.experiment.name, rec.id);
   // Synchronous calls, as on the rest of a cached rerun's path: the first asynchronous write
   // of a process loads Deno's stream code (~7 ms), for one small file.
   Deno.mkdirSync(dirname(path), { recursive: true });
   const tmp = `${path}.tmp`;
   try {
-    Deno.writeTextFileSync(tmp, JSON.stringify(rec, null, 1));
+    Deno.writeTextFileSync(tmp, recordText(rec, stages));
     Deno.renameSync(tmp, path);
   } catch (e) {
     // A full disk must not leave a half-written record behind for readers to trip on.

@@ -58,9 +58,11 @@ Deno.test("no-op memo: the same record as the full path, and any change it rests
       ids.map(async (f) => JSON.parse(await Deno.readTextFile(join(dir, f)))),
     );
   };
+  let stdout = "";
   const run = async (...extra: string[]) => {
     const r = await sb.run("run", exp, "--no-report", ...extra);
     assert.equal(r.code, 0, r.stderr);
+    stdout = r.stdout;
     const rec = (await records()).at(-1)!;
     return Object.fromEntries(Object.entries(rec.stages).map(([n, s]) => [n, s.outcome]));
   };
@@ -83,11 +85,16 @@ Deno.test("no-op memo: the same record as the full path, and any change it rests
   await pastRacyWindow();
   assert.deepEqual(await run(), { data: "cached", model: "cached" });
   assert.ok(present(memoDir));
+  const fullOutput = stdout;
   // ...and used by the next: without the plan cache, only the memo can answer without
   // planning again (which would write plans/ anew).
   await Deno.remove(plans, { recursive: true });
   assert.deepEqual(await run(), { data: "cached", model: "cached" });
   assert.ok(!present(plans), "answered from the memo, not planned");
+  // It says what the full path says, but for the time and the record's name.
+  const same = (t: string) => t.replace(/, [\d.]+ s\n/, ", T s\n").replace(/[^/]+\.json\n$/, "");
+  assert.equal(same(stdout), same(fullOutput));
+  assert.match(stdout, /· data: cached\n· model: cached\n {2}data +cached +length=/);
   const [full, memo] = (await records()).slice(-2);
   for (const k of ["id", "started", "finished", "seconds"]) delete full[k], delete memo[k];
   assert.deepEqual(memo, full, "the memo's record is the full path's");

@@ -168,6 +168,50 @@ Deno.test("file URL <-> path agrees with node:url on awkward POSIX paths", async
   assert.throws(() => toFileUrl("relative/x"), /not an absolute path/);
 });
 
+Deno.test("a record written with its stages as text is the same bytes as spelled whole", async () => {
+  const { newRunRecord, recordText, stagesText } = await import("../pipeline/records.ts");
+  const stages = {
+    "train[similarity=kme]": {
+      kind: "pretrain",
+      base: "train",
+      labels: { similarity: "kme", seed: 2 },
+      outcome: "cached" as const,
+      seconds: 0,
+      params: { lr: 0.001, nested: { list: [1, [2, { x: 'é\n"q"' }]], empty: {}, none: [] } },
+      inputs: { data: "data" },
+      seed: 2,
+      facets: {},
+      metrics: { loss: 2.5, tiny: 1e-9 },
+    },
+    data: {
+      kind: "prepare",
+      base: "data",
+      labels: {},
+      outcome: "cached" as const,
+      seconds: 0,
+      params: {},
+      inputs: {},
+      seed: 0,
+      facets: {},
+    },
+  };
+  const rec = newRunRecord(
+    new Date(0),
+    { name: "e", file: "e.yaml", sha256: {} },
+    1,
+    "ok",
+    stages,
+    [
+      "run",
+      "e.yaml",
+    ],
+  );
+  rec.env = { deno: "2", git: null, packages: { a: "1" } };
+  const whole = recordText(rec);
+  assert.equal(whole, JSON.stringify(rec, null, 1));
+  assert.equal(recordText({ ...rec, stages: {} }, stagesText(stages)), whole);
+});
+
 Deno.test("path arithmetic agrees with node:path on random POSIX paths", async () => {
   const fc = (await import("fast-check")).default;
   const node = await import("node:path");

@@ -35,33 +35,38 @@ Deno.test("vendor/ copies are the locked npm packages' files, byte for byte", as
   }
 });
 
-Deno.test("what `kme run` loads at start holds no npm package and no static node: module", async () => {
+Deno.test("what a cached `kme run` loads holds no npm package and no static node: module", async () => {
   // cli/main.ts and the code it imports, statically or by a literal import() (Deno loads
-  // those graphs at start too, run or not; pipeline/lazy_import.ts): an npm package among
-  // them costs ~10 ms (vendor/README.md), a static node: module ~15 ms (pipeline/paths.ts).
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["info", "--json", `${ROOT}cli/main.ts`],
-    stdout: "piped",
-  }).output();
-  assert.ok(out.success);
-  type Dep = { specifier: string; code?: { specifier: string }; isDynamic?: boolean };
-  const graph: { roots: string[]; modules: { specifier: string; dependencies?: Dep[] }[] } = JSON
-    .parse(new TextDecoder().decode(out.stdout));
-  const byUrl = new Map(graph.modules.map((m) => [m.specifier, m]));
-  const seen = new Set<string>(), bad: string[] = [];
-  const todo = [...graph.roots];
-  while (todo.length) {
-    const url = todo.pop()!;
-    if (seen.has(url)) continue;
-    seen.add(url);
-    for (const d of byUrl.get(url)?.dependencies ?? []) {
-      const to = d.code?.specifier; // type-only imports have no `code` and load nothing
-      if (!to) continue;
-      if (to.startsWith("npm:") || (to.startsWith("node:") && !d.isDynamic)) {
-        bad.push(`${url.replace(`file://${ROOT}`, "")} imports ${d.specifier}`);
-      } else todo.push(to);
+  // those graphs at start too, run or not; pipeline/lazy_import.ts); and, for a rerun the no-op
+  // memo cannot answer, the planning and running modules main.ts loads then. An npm package
+  // among them costs ~10 ms (vendor/README.md), a static node: module ~15 ms (paths.ts).
+  const bad: string[] = [], seen = new Set<string>();
+  for (const root of ["cli/main.ts", "cli/prepare.ts", "cli/run_status.ts"]) {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["info", "--json", `${ROOT}${root}`],
+      stdout: "piped",
+    }).output();
+    assert.ok(out.success);
+    type Dep = { specifier: string; code?: { specifier: string }; isDynamic?: boolean };
+    const graph: { roots: string[]; modules: { specifier: string; dependencies?: Dep[] }[] } = JSON
+      .parse(new TextDecoder().decode(out.stdout));
+    const byUrl = new Map(graph.modules.map((m) => [m.specifier, m]));
+    const todo = [...graph.roots];
+    while (todo.length) {
+      const url = todo.pop()!;
+      if (seen.has(url)) continue;
+      seen.add(url);
+      for (const d of byUrl.get(url)?.dependencies ?? []) {
+        const to = d.code?.specifier; // type-only imports have no `code` and load nothing
+        if (!to) continue;
+        if (to.startsWith("npm:") || (to.startsWith("node:") && !d.isDynamic)) {
+          bad.push(`${url.replace(`file://${ROOT}`, "")} imports ${d.specifier}`);
+        } else todo.push(to);
+      }
     }
   }
   assert.deepEqual(bad, []);
-  assert.ok(seen.has(`file://${ROOT}cli/run_status.ts`), "the walk reached run's code");
+  for (const m of ["cli/cached_rerun.ts", "pipeline/noop_memo.ts", "pipeline/runner.ts"]) {
+    assert.ok(seen.has(`file://${ROOT}${m}`), `the walk reached ${m}`);
+  }
 });
