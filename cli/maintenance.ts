@@ -3,6 +3,7 @@ import { loadExperiment } from "../pipeline/experiment_file.ts";
 import { allRecordIds, latestRecord, listRecordIds, readRecord } from "../pipeline/records.ts";
 import type { Store } from "../pipeline/store.ts";
 import { ownStore } from "../pipeline/store_lock.ts";
+import { pruneNoopMemos } from "../pipeline/noop_memo.ts";
 
 export async function verifyCommand(store: Store, experimentFile?: string): Promise<number> {
   let keys = await store.listKeys();
@@ -55,11 +56,14 @@ export async function gcCommand(store: Store, keep: number, dryRun: boolean): Pr
   for (const key of await store.listScratch()) {
     if (await store.has(key) && !dryRun) await store.removeScratch(key);
   }
+  // No-op memos that no longer hold (entries just removed among what they rest on).
+  const memos = dryRun ? 0 : pruneNoopMemos(store.layout);
   console.log(
     `${dryRun ? "would free" : "freed"} ${
       (bytes / 2 ** 20).toFixed(1)
     } MiB in ${removed} entries; ` +
-      `kept ${referenced.size} referenced by the last ${keep} runs of ${experiments.size} experiments`,
+      `kept ${referenced.size} referenced by the last ${keep} runs of ${experiments.size} experiments` +
+      (memos ? `; ${memos} stale no-op memo${memos > 1 ? "s" : ""} removed` : ""),
   );
   return 0;
 }

@@ -165,6 +165,36 @@ export function readNoopMemo(layout: StoreLayout, id: NoopIdentity): NoopAnswer 
 }
 
 /**
+ * Deletes the memos that no longer hold (a file they rest on changed) or cannot be read, for
+ * `gc`: each experiment, stage selection and working folder leaves one. Returns how many.
+ */
+export function pruneNoopMemos(layout: StoreLayout): number {
+  let removed = 0;
+  let names: string[];
+  try {
+    names = [...Deno.readDirSync(layout.noopMemoDir)].map((e) => e.name);
+  } catch {
+    return 0; // none yet
+  }
+  for (const name of names) {
+    const path = join(layout.noopMemoDir, name);
+    let holds = false;
+    try {
+      const memo: Memo = JSON.parse(Deno.readTextFileSync(path));
+      holds = memo.format === FORMAT &&
+        Object.entries(memo.files).every(([p, sig]) => signature(p) === sig);
+    } catch { /* unreadable: remove */ }
+    if (!holds) {
+      try {
+        Deno.removeSync(path);
+        removed++;
+      } catch { /* removed meanwhile */ }
+    }
+  }
+  return removed;
+}
+
+/**
  * Memoizes the answer of a run that found every stage cached, unless a file it rests on is
  * too recent to be trusted by its stat. A failure to write only costs time next run.
  */

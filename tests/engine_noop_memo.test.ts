@@ -170,3 +170,32 @@ Deno.test("no-op memo: a facet variable's change, or a library installed, is not
   const last = JSON.parse(await Deno.readTextFile(join(runs, rec(runs))));
   assert.equal(last.stages.s.facets.library, "found");
 });
+
+Deno.test("no-op memo: gc removes the memos that no longer hold and keeps the others", async () => {
+  await using sb = await sandbox();
+  const exp = await sb.write("e.yaml", "name: g\nstages:\n  s: {kind: $STAGES/text.ts}\n");
+  const other = await sb.write(
+    "f.yaml",
+    "name: h\nstages:\n  t: {kind: $STAGES/text.ts, params: {text: t}}\n",
+  );
+  for (const f of [exp, other]) assert.equal((await sb.run("run", f, "--no-report")).code, 0);
+  await pastRacyWindow();
+  for (const f of [exp, other]) assert.equal((await sb.run("run", f, "--no-report")).code, 0);
+  const memos = () => [...Deno.readDirSync(join(sb.store, "memo", "noop"))].length;
+  assert.equal(memos(), 2);
+  const kept = await sb.run("gc");
+  assert.equal(kept.code, 0, kept.stderr);
+  assert.equal(memos(), 2, "both still hold");
+  assert.doesNotMatch(kept.stdout, /no-op memo/);
+  // An entry of f.yaml's run goes (as verify's quarantine or a hand would take it).
+  const runs = join(sb.store, "runs", "h");
+  const rec = JSON.parse(
+    await Deno.readTextFile(join(runs, [...Deno.readDirSync(runs)].map((e) => e.name).sort()[0])),
+  );
+  await Deno.remove(join(sb.store, "entries", rec.stages.t.key), { recursive: true });
+  const pruned = await sb.run("gc");
+  assert.match(pruned.stdout, /1 stale no-op memo removed/);
+  assert.equal(memos(), 1);
+  const again = await sb.run("run", other, "--no-report");
+  assert.match(again.stdout, /^ {2}t\s+ran/m, "its stage computes the entry again");
+});
