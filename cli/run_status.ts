@@ -155,6 +155,8 @@ export async function runCommand(p: Prepared, f: RunFlags): Promise<number> {
         table: summaryTable(rec),
       },
       watched,
+      // The process's start: before anything the answer rests on was read.
+      performance.timeOrigin,
     );
   }
   if (!f.quiet) console.log(summary(rec));

@@ -38,3 +38,16 @@ export function libraryPlaces(vars: [string, string][]): string[] {
     ...vars.filter(([k]) => k.endsWith("LIBRARY_PATH")).flatMap(([, v]) => v.split(":")),
   ].filter(Boolean);
 }
+
+/**
+ * The node_modules folders facets may look in for optional packages (the TF.js node
+ * backends): the project's and the working folder's, each with its @tensorflow scope
+ * (stages/lib/tf/package_paths.ts searches the same two).
+ */
+export function packagePlaces(root: string): string[] {
+  const places = [root, Deno.cwd()].flatMap((dir) => [
+    `${dir}/node_modules`,
+    `${dir}/node_modules/@tensorflow`,
+  ]);
+  return [...new Set(places)];
+}

@@ -4,16 +4,18 @@
  * rerun's time). The cache is used only when every input of resolution is unchanged:
  * the experiment file and every file it extends (by content), each stage's code fingerprint
  * (which covers its params schema, defaults and facet code, and the modules its params name,
- * whose code `refineParams` may have used), the lockfile, the
- * Deno version, the installed package folders, the system's library folders (their mtimes,
- * and /etc/ld.so.cache's) and the environment variables named KME_* or *LIBRARY_PATH. Facets
+ * whose code `refineParams` may have used), deno.json and the lockfile, the Deno version, the
+ * installed package folders (the project's and the working folder's), the system's library
+ * folders (their mtimes, and /etc/ld.so.cache's), the environment variables named KME_* or
+ * *LIBRARY_PATH, the engine's own code (engine_code.ts) and the working folder. Facets
  * may depend on what is installed (which TensorFlow.js backend or scoring engine `auto`
  * means) and on those variables, and must not depend on anything else.
  */
 import { join, resolve } from "./paths.ts";
 import type { StoreLayout } from "./store_layout.ts";
 import { canonicalJson, hashJson, sha256Hex } from "./canonical.ts";
-import { facetVariables, libraryPlaces } from "./facet_environment.ts";
+import { facetVariables, libraryPlaces, packagePlaces } from "./facet_environment.ts";
+import { engineCodeFiles, statSignature } from "./engine_code.ts";
 import { type ProjectResolver, stageFingerprint } from "./fingerprint.ts";
 import type { PlannedStage } from "./resolve.ts";
 
@@ -25,12 +27,14 @@ export interface PlanExperiment {
   lineage: string[];
 }
 
-const FORMAT = "kme-plan/3";
+const FORMAT = "kme-plan/4";
 
 interface CachedPlan {
   format: typeof FORMAT;
   /** The project's folder: module paths in the plan are absolute. */
   root: string;
+  /** The working folder: the experiment's source paths are relative to it. */
+  cwd: string;
   env: string;
   experiment: PlanExperiment;
   stages: PlannedStage[];
@@ -72,10 +76,10 @@ async function environmentSignature(root: string): Promise<string> {
     lock,
     config,
     deno: Deno.version.deno,
-    modules: await names(join(root, "node_modules")),
-    scoped: await names(join(root, "node_modules", "@tensorflow")),
+    packages: packagePlaces(root).map((p) => [p, names(p)]),
     libraries,
     vars,
+    engine: engineCodeFiles(root).map((f) => `${f}:${statSignature(f)}`),
   });
 }
 
@@ -88,6 +92,7 @@ export async function savePlan(
   const plan: CachedPlan = {
     format: FORMAT,
     root,
+    cwd: Deno.cwd(),
     env: await environmentSignature(root),
     experiment,
     stages: stages.map((s) => ({ ...s, def: undefined })),
@@ -112,7 +117,10 @@ export async function loadPlan(
   } catch {
     return undefined;
   }
-  if (plan.format !== FORMAT || plan.root !== root || plan.experiment.file !== file) {
+  if (
+    plan.format !== FORMAT || plan.root !== root || plan.cwd !== Deno.cwd() ||
+    plan.experiment.file !== file
+  ) {
     return undefined;
   }
   for (const [path, sha] of Object.entries(plan.experiment.sha256)) {

@@ -7,6 +7,14 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ROOT, sandbox } from "./helpers/cli.ts";
+import {
+  hasNoopMemo,
+  noopIdentity,
+  readNoopMemo,
+  watchedPaths,
+  writeNoopMemo,
+} from "../pipeline/noop_memo.ts";
+import { StoreLayout } from "../pipeline/store_layout.ts";
 
 /** Files must be older than the memo's racy window (2 s) for the memo to be written. */
 const pastRacyWindow = () => new Promise((r) => setTimeout(r, 2100));
@@ -198,4 +206,50 @@ Deno.test("no-op memo: gc removes the memos that no longer hold and keeps the ot
   assert.equal(memos(), 1);
   const again = await sb.run("run", other, "--no-report");
   assert.match(again.stdout, /^ {2}t\s+ran/m, "its stage computes the entry again");
+});
+
+Deno.test("no-op memo: not written when a file it rests on changed after the run began", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const layout = new StoreLayout(join(dir, "store"));
+    const file = join(dir, "m.ts");
+    const began = Date.now();
+    await Deno.writeTextFile(file, "x"); // changed while the run was reading it
+    await pastRacyWindow();
+    const id = noopIdentity(dir, "e.yaml", []);
+    const answer = {
+      experiment: { name: "e", file: "e.yaml", sha256: {} },
+      seed: 0,
+      stageNames: [],
+      stagesText: "{}",
+      table: "",
+    };
+    writeNoopMemo(layout, id, answer, { required: [file], optional: [] }, began);
+    assert.equal(hasNoopMemo(layout, id), false, "its answer may be of the content before");
+    // A run that began after it.
+    writeNoopMemo(layout, id, answer, { required: [file], optional: [] }, Date.now());
+    assert.ok(readNoopMemo(layout, id));
+    await Deno.writeTextFile(file, "y"); // same size
+    assert.equal(readNoopMemo(layout, id), undefined);
+    // A file the run read that is gone when the memo is written: "absent" is not its state
+    // when the run read it, so nothing is memoized; an optional one may be absent.
+    const gone = join(dir, "gone.ts");
+    await Deno.remove(join(layout.noopMemoDir), { recursive: true });
+    writeNoopMemo(layout, id, answer, { required: [gone], optional: [] }, Date.now());
+    assert.equal(hasNoopMemo(layout, id), false);
+    writeNoopMemo(layout, id, answer, { required: [], optional: [gone] }, Date.now());
+    assert.ok(readNoopMemo(layout, id));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("no-op memo: rests on the engine's own code and both node_modules folders", () => {
+  const layout = new StoreLayout("/nonexistent-store");
+  const { required, optional } = watchedPaths(ROOT, layout, [], []);
+  for (const f of ["pipeline/key.ts", "pipeline/plan.ts", "cli/prepare.ts", "stages/registry.ts"]) {
+    assert.ok(required.includes(join(ROOT, f)), f);
+  }
+  assert.ok(optional.includes(join(Deno.cwd(), "node_modules", "@tensorflow")));
+  assert.ok(optional.includes(join(ROOT, "node_modules")));
 });
