@@ -8,6 +8,7 @@
  */
 import { UsageError } from "../pipeline/errors.ts";
 import { planStages } from "../pipeline/plan.ts";
+import { liveOwner } from "../pipeline/lock.ts";
 import { recordFor } from "./record_ref.ts";
 import { entryParts } from "../pipeline/store_layout.ts";
 import type { Store } from "../pipeline/store.ts";
@@ -79,14 +80,25 @@ export async function logCommand(
     return 0;
   }
   let shown = await print(log.path, 0);
+  const stopped = () =>
+    console.error(
+      `(${stage} is not running now: its attempt stopped, and its log ends here; ` +
+        "a rerun resumes it)",
+    );
   while (flags.follow && log.live) {
-    // Until the attempt publishes its entry (then its log is complete in the entry) or stops.
-    await new Promise((r) => setTimeout(r, 500));
-    if (!(await exists(log.path)) && await store.has(key!)) {
+    // Until the attempt publishes its entry (then its log is complete in the entry) or stops:
+    // a log that no process writes any more would be followed for ever.
+    const owner = await liveOwner(store.layout.ownerPath(key!));
+    if (await store.has(key!) && !(await exists(log.path))) {
       await print(entryParts(store.layout.entryDir(key!)).log, shown);
       break;
     }
     shown = await print(log.path, shown);
+    if (!owner) {
+      stopped();
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 500));
   }
   return 0;
 }

@@ -1,7 +1,7 @@
 /**
  * `kme log`: a stage's log by experiment file or run id, an instance of a sweep by name, clear
  * errors for an ambiguous or unknown stage, and `--follow` tailing an attempt in progress until
- * its entry is published.
+ * its entry is published, or until it is seen to have stopped.
  */
 import assert from "node:assert/strict";
 import { kme, lastRecord, sandbox, spawnKme } from "./helpers/cli.ts";
@@ -74,4 +74,29 @@ Deno.test("log --follow: tails a stage in progress until its entry is published"
       run.kill();
     } catch { /* ended */ }
   }
+});
+
+Deno.test("log --follow: an attempt that stopped is shown whole, and the command ends", async () => {
+  await using sb = await sandbox();
+  const f = await sb.write(
+    "e.yaml",
+    "name: stopped\nstages:\n  s: {kind: $STAGES/text.ts, params: {text: S, fail: true}}\n",
+  );
+  assert.equal((await sb.run("run", f, "--no-report")).code, 1); // fails: its scratch stays
+  const child = spawnKme(["log", f, "s", "--follow", "--store", sb.store], sb.dir);
+  // Bounded, not timed: a follow that never ends is killed after 60 s and fails the test.
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const hung = new Promise<"hung">((r) => timer = setTimeout(() => r("hung"), 60_000));
+  const out = child.output();
+  const first = await Promise.race([out, hung]);
+  clearTimeout(timer);
+  if (first === "hung") {
+    child.kill("SIGKILL");
+    await out;
+    assert.fail("log --follow of a stopped attempt did not end");
+  }
+  const dec = new TextDecoder();
+  assert.equal(first.code, 0, dec.decode(first.stderr));
+  assert.match(dec.decode(first.stdout), /writing 'S'/);
+  assert.match(dec.decode(first.stderr), /s is not running now: its attempt stopped/);
 });
