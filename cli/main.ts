@@ -78,9 +78,9 @@ const MANY = { type: [String], default: () => [] as string[] };
  * type-flag rather than cac or commander: it is a plain ES module with no dependency, where
  * cac's and commander's use of node:events starts Deno's Node-compatibility layer, a quarter
  * of what a cached rerun costs above Deno's own start-up (issue 16); and a vendored copy
- * (vendor/README.md), because the first npm import of a process costs ~10 ms more. Routing to a command is
- * one switch; the help text stays USAGE (written by hand, as Deno's own CLIs do, because it
- * explains more than a generated list).
+ * (vendor/README.md), because the first npm import of a process costs ~10 ms more. Routing to
+ * a command is one switch; the help text stays USAGE (written by hand, as Deno's own CLIs do,
+ * because it explains more than a generated list).
  */
 const COMMON = {
   store: String,
@@ -133,6 +133,17 @@ function flagsOf(cmd?: Command): string[] {
   });
 }
 
+/** Every option, of any command, that takes a value as the next argument (--store, -S, ...). */
+const TAKES_VALUE = new Set(
+  [COMMON, ...Object.values(COMMANDS)].flatMap((schema) =>
+    Object.entries(schema).flatMap(([name, s]) => {
+      const { type, alias } = s as { type?: unknown; alias?: string };
+      if (s === Boolean || type === Boolean) return [];
+      return [`--${kebab(name)}`, ...(alias ? [`-${alias}`] : [])];
+    })
+  ),
+);
+
 /** "'status' takes no --md (it is an option of diff, runs)", with the command's help. */
 function unknownOption(cmd: Command, flag: string): UsageError {
   const whose = (Object.keys(COMMANDS) as Command[])
@@ -147,11 +158,11 @@ function unknownOption(cmd: Command, flag: string): UsageError {
 
 /** The command line: the command, its positional arguments and its options. */
 function parseCommandLine(argv: string[]) {
-  // The command is the first argument that is not an option (nor --store's value: `kme
+  // The command is the first argument that is neither an option nor an option's value (`kme
   // --store S run x.yaml`); "--" ends options.
   let first: string | undefined;
   for (let i = 0; i < argv.length && first === undefined; i++) {
-    if (argv[i] === "--store") i++;
+    if (TAKES_VALUE.has(argv[i])) i++;
     else if (argv[i] === "--") first = argv[i + 1];
     else if (!argv[i].startsWith("-")) first = argv[i];
   }

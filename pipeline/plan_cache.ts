@@ -64,14 +64,7 @@ async function environmentSignature(root: string): Promise<string> {
   // deno.json: its import map decides what a bare specifier in a module means.
   const [lock, config] = [await digestOf("deno.lock"), await digestOf("deno.json")];
   const vars = facetVariables();
-  const libraries = libraryPlaces(vars).map((p) => {
-    try {
-      const st = Deno.statSync(p);
-      return `${p}:${st.mtime?.getTime()}:${st.size}`;
-    } catch {
-      return `${p}:-`;
-    }
-  });
+  const libraries = libraryPlaces(vars).map((p) => `${p}:${statSignature(p)}`);
   return hashJson({
     lock,
     config,

@@ -3,7 +3,7 @@
  * and --force of a stage that does not exist: exit 2 with a message, nothing ignored silently.
  */
 import assert from "node:assert/strict";
-import { sandbox } from "./helpers/cli.ts";
+import { kme, sandbox } from "./helpers/cli.ts";
 
 const EXP = `
 name: opts
@@ -62,6 +62,13 @@ Deno.test("an option the command does not take exits 2 and says whose it is", as
   const stage = await sb.run("status", f, "-S", "stages.trian.params.text=z");
   assert.equal(stage.code, 2);
   assert.match(stage.stderr, /stage 'trian' has no 'kind' .*\(did you mean 'train'\?\)/);
+  // An option with a value before the command: the value is not taken for the command.
+  const before = await kme(
+    ["-S", "stages.trian.params.text=z", "status", f, "--store", sb.store],
+    sb.dir,
+  );
+  assert.equal(before.code, 2);
+  assert.match(before.stderr, /stage 'trian' has no 'kind'/);
 });
 
 Deno.test("--force of no stage exits 2 with a suggestion; a swept stage by its base name works", async () => {
